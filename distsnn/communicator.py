@@ -1,0 +1,262 @@
+"""Inter-process communication: a serial communicator and an mpi4py one.
+
+This is the only module that imports mpi4py. Arrays travel through mpi4py's buffer-based
+methods (``Bcast``, ``Allreduce``, ``Gatherv``); only small control values are pickled.
+The interface is a superset of mlGeNN's ``Communicator`` (``rank``, ``num_ranks``,
+``barrier``, ``broadcast``, ``reduce_sum``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from abc import ABC, abstractmethod
+from typing import Any, Optional
+
+import numpy as np
+
+
+class Communicator(ABC):
+    """What distsnn needs from a group of cooperating processes."""
+
+    @property
+    @abstractmethod
+    def rank(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def size(self) -> int: ...
+
+    @property
+    def num_ranks(self) -> int:
+        """mlGeNN's name for :attr:`size`."""
+        return self.size
+
+    @property
+    @abstractmethod
+    def local_rank(self) -> int:
+        """Rank among the processes on this node."""
+
+    @property
+    @abstractmethod
+    def local_size(self) -> int:
+        """Number of processes on this node."""
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    @abstractmethod
+    def barrier(self) -> None: ...
+
+    @abstractmethod
+    def local_barrier(self) -> None:
+        """Barrier among the processes of this node only."""
+
+    @abstractmethod
+    def broadcast_bytes(self, data: Optional[bytes], root: int = 0) -> bytes:
+        """Every rank returns root's ``data``."""
+
+    @abstractmethod
+    def broadcast_object(self, value: Any, root: int = 0) -> Any:
+        """Broadcast a small picklable control value (a flag, a message, a dict of options)."""
+
+    @abstractmethod
+    def broadcast_array(self, array: Optional[np.ndarray], root: int = 0) -> np.ndarray:
+        """Every rank returns a copy of root's array (shape and dtype included)."""
+
+    @abstractmethod
+    def allreduce_sum(self, array: np.ndarray) -> np.ndarray:
+        """Element-wise sum over ranks; every rank gets the result."""
+
+    @abstractmethod
+    def allreduce_max(self, array: np.ndarray) -> np.ndarray:
+        """Element-wise maximum over ranks; every rank gets the result."""
+
+    @abstractmethod
+    def gather_arrays(self, array: np.ndarray, root: int = 0) -> Optional[np.ndarray]:
+        """Concatenate each rank's array along axis 0 in rank order, on root (None elsewhere).
+
+        Arrays must agree in dtype and trailing shape; their first axes may differ.
+        """
+
+    @abstractmethod
+    def abort(self, code: int = 1) -> None:
+        """End every process of the job now."""
+
+    # mlGeNN compatibility ---------------------------------------------------------------
+    def broadcast(self, data: np.ndarray, root: int = 0) -> None:
+        """In-place broadcast of a numpy buffer (mlGeNN's ``Communicator.broadcast``)."""
+        data[...] = self.broadcast_array(data if self.rank == root else None, root)
+
+    def reduce_sum(self, value):
+        """Sum of a scalar or array over ranks, on every rank (mlGeNN's ``reduce_sum``)."""
+        result = self.allreduce_sum(np.asarray(value))
+        return result.item() if np.ndim(value) == 0 else result
+
+
+class SerialCommunicator(Communicator):
+    """One process: every collective is the identity."""
+
+    rank = 0  # type: ignore[assignment]
+    size = 1  # type: ignore[assignment]
+    local_rank = 0  # type: ignore[assignment]
+    local_size = 1  # type: ignore[assignment]
+
+    def barrier(self) -> None:
+        pass
+
+    def local_barrier(self) -> None:
+        pass
+
+    def broadcast_bytes(self, data, root=0):
+        return data
+
+    def broadcast_object(self, value, root=0):
+        return value
+
+    def broadcast_array(self, array, root=0):
+        return np.array(array)
+
+    def allreduce_sum(self, array):
+        return np.array(array)
+
+    def allreduce_max(self, array):
+        return np.array(array)
+
+    def gather_arrays(self, array, root=0):
+        return np.array(array)
+
+    def abort(self, code=1):
+        sys.exit(code)
+
+
+class MPICommunicator(Communicator):
+    """Communicator over ``MPI.COMM_WORLD`` (mpi4py).
+
+    With more than one rank, an uncaught exception on any rank prints that rank's
+    traceback and aborts the whole job, so no rank is left waiting in a collective.
+    """
+
+    def __init__(self, abort_on_exception: bool = True):
+        try:
+            from mpi4py import MPI as _MPI
+        except ImportError as err:  # pragma: no cover - mpi4py is a dependency
+            raise ImportError("distsnn's MPI communicator needs mpi4py: pip install mpi4py "
+                              "(and an MPI library, e.g. pip install mpich)") from err
+        self._mpi = _MPI
+        self._comm = _MPI.COMM_WORLD
+        self._local = self._comm.Split_type(_MPI.COMM_TYPE_SHARED)
+        if abort_on_exception and self._comm.Get_size() > 1:
+            _install_abort_hook(self)
+
+    @property
+    def rank(self) -> int:
+        return self._comm.Get_rank()
+
+    @property
+    def size(self) -> int:
+        return self._comm.Get_size()
+
+    @property
+    def local_rank(self) -> int:
+        return self._local.Get_rank()
+
+    @property
+    def local_size(self) -> int:
+        return self._local.Get_size()
+
+    @property
+    def library_version(self) -> str:
+        return self._mpi.Get_library_version().strip().splitlines()[0]
+
+    def barrier(self) -> None:
+        self._comm.Barrier()
+
+    def local_barrier(self) -> None:
+        self._local.Barrier()
+
+    def broadcast_object(self, value, root=0):
+        return self._comm.bcast(value, root=root)
+
+    def broadcast_bytes(self, data, root=0):
+        length = np.array([len(data) if self.rank == root else 0], np.int64)
+        self._comm.Bcast(length, root=root)
+        buffer = bytearray(data) if self.rank == root else bytearray(int(length[0]))
+        self._comm.Bcast(buffer, root=root)
+        return bytes(buffer)
+
+    def broadcast_array(self, array, root=0):
+        header = None
+        if self.rank == root:
+            array = np.ascontiguousarray(array)
+            header = (array.dtype.str, array.shape)
+        dtype, shape = self._comm.bcast(header, root=root)
+        out = array.copy() if self.rank == root else np.empty(shape, np.dtype(dtype))
+        self._comm.Bcast(out, root=root)
+        return out
+
+    def _allreduce(self, array, op):
+        send = np.ascontiguousarray(array)
+        recv = np.empty_like(send)
+        self._comm.Allreduce(send, recv, op=op)
+        return recv
+
+    def allreduce_sum(self, array):
+        return self._allreduce(array, self._mpi.SUM)
+
+    def allreduce_max(self, array):
+        return self._allreduce(array, self._mpi.MAX)
+
+    def gather_arrays(self, array, root=0):
+        array = np.ascontiguousarray(array)
+        row = int(np.prod(array.shape[1:], dtype=np.int64))
+        counts = np.array(self._comm.allgather(array.shape[0]), np.int64) * row
+        trailing = self._comm.allgather((array.dtype.str, array.shape[1:]))
+        if len(set(trailing)) != 1:
+            raise ValueError(f"gather_arrays: ranks disagree on dtype/trailing shape: {trailing}")
+        if self.rank != root:
+            self._comm.Gatherv(array, None, root=root)
+            return None
+        out = np.empty((int(counts.sum()) // max(row, 1),) + array.shape[1:], array.dtype)
+        self._comm.Gatherv(array, (out, counts), root=root)
+        return out
+
+    def abort(self, code=1):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._comm.Abort(code)
+
+
+def _install_abort_hook(comm: MPICommunicator) -> None:
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, KeyboardInterrupt):
+            previous(exc_type, exc, tb)
+        else:
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            sys.stderr.write(f"distsnn: rank {comm.rank} of {comm.size} failed; aborting all "
+                             f"ranks.\n{text}")
+        comm.abort(1)
+
+    sys.excepthook = hook
+
+
+def MPI(**kwargs) -> MPICommunicator:  # noqa: N802 - mlGeNN's spelling
+    """The MPI communicator, as ``distsnn.communicators.MPI()``."""
+    return MPICommunicator(**kwargs)
+
+
+def launched_by_mpi() -> bool:
+    """True when a launcher (mpiexec, srun) started several processes of this job."""
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS",
+                 "SLURM_NTASKS", "MV2_COMM_WORLD_SIZE", "PALS_SIZE"):
+        if int(os.environ.get(name, "1") or 1) > 1:
+            return True
+    return "PMI_RANK" in os.environ or "OMPI_COMM_WORLD_RANK" in os.environ
+
+
+def default_communicator() -> Communicator:
+    """MPI when launched by an MPI launcher, else serial."""
+    return MPICommunicator() if launched_by_mpi() else SerialCommunicator()

@@ -1,0 +1,298 @@
+"""Connectivity descriptions of the network IR and their exact host-side geometry.
+
+Shapes are channels-last ``(H, W, C)`` and flattened in C order, so the flat index of
+``(h, w, c)`` is ``(h * W + w) * C + c``. Convolutions are TF cross-correlations with TF's
+``valid``/``same`` padding. ``synapses()`` lowers any connectivity to explicit
+``(pre, post, weight)`` arrays, which is what the GeNN compilation uses where no cheaper
+GeNN matrix type applies and what the numpy reference forward pass uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from math import ceil
+from typing import ClassVar, Optional, Union
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(ValueError):
+    """A connectivity does not fit the shape of the population it connects."""
+
+
+def _pair(v: Union[int, tuple[int, int], list[int]]) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    a, b = v
+    return int(a), int(b)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Output length of a TF convolution or pooling along one axis."""
+    if padding == "valid":
+        return ceil((size - kernel + 1) / stride)
+    if padding == "same":
+        return ceil(size / stride)
+    raise ValueError(f"padding must be 'valid' or 'same', not {padding!r}")
+
+
+def conv_pad_before(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Padding before the first element, as TF computes it (any odd extra goes after)."""
+    if padding == "valid":
+        return 0
+    out = ceil(size / stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2
+
+
+@dataclass(eq=False)
+class Connectivity:
+    """Base class; ``kind`` names the connectivity in network files."""
+
+    kind: ClassVar[str] = ""
+    delay: int = 0
+
+    def params(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        raise NotImplementedError
+
+    def synapses(self, input_shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Explicit synapses ``(pre, post, weight)`` (int64, int64, float32)."""
+        raise NotImplementedError
+
+    def check(self, input_shape: Shape, output_shape: Shape) -> None:
+        expected = self.output_shape(tuple(input_shape))
+        if int(np.prod(expected)) != int(np.prod(output_shape)) or (
+                len(output_shape) > 1 and tuple(expected) != tuple(output_shape)):
+            raise ShapeError(f"{type(self).__name__} from shape {tuple(input_shape)} produces "
+                             f"{tuple(expected)}, but the target population has shape "
+                             f"{tuple(output_shape)}")
+
+
+@dataclass(eq=False)
+class Dense(Connectivity):
+    """All-to-all with a Keras Dense kernel ``weight[n_src, n_trg]``."""
+
+    kind: ClassVar[str] = "dense"
+    weight: np.ndarray = None  # type: ignore[assignment]
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        n_in = int(np.prod(input_shape))
+        if self.weight.shape[0] != n_in:
+            raise ShapeError(f"Dense weight has {self.weight.shape[0]} rows but the source "
+                             f"has {n_in} neurons (shape {tuple(input_shape)})")
+        return (int(self.weight.shape[1]),)
+
+    def dense_weight(self, input_shape: Shape) -> np.ndarray:
+        self.output_shape(input_shape)
+        return np.asarray(self.weight, np.float32)
+
+    def synapses(self, input_shape: Shape):
+        w = self.dense_weight(input_shape)
+        pre, post = np.indices(w.shape).reshape(2, -1)
+        return pre, post, w.reshape(-1)
+
+
+@dataclass(eq=False)
+class OneToOne(Connectivity):
+    """Neuron i to neuron i with a scalar or per-neuron weight."""
+
+    kind: ClassVar[str] = "one_to_one"
+    weight: Union[float, np.ndarray] = 1.0
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def synapses(self, input_shape: Shape):
+        n = int(np.prod(input_shape))
+        idx = np.arange(n)
+        w = np.broadcast_to(np.asarray(self.weight, np.float32).reshape(-1), (n,))
+        return idx, idx.copy(), w.copy()
+
+
+@dataclass(eq=False)
+class Conv2D(Connectivity):
+    """TF Conv2D with kernel ``weight[kh, kw, c_in, filters]``."""
+
+    kind: ClassVar[str] = "conv2d"
+    weight: np.ndarray = None  # type: ignore[assignment]
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "valid"
+
+    def __post_init__(self):
+        self.strides = _pair(self.strides)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        h, w, c = _image_shape(input_shape, "Conv2D")
+        kh, kw, kc, f = self.weight.shape
+        if kc != c:
+            raise ShapeError(f"Conv2D kernel expects {kc} input channels but the source has {c} "
+                             f"(shape {tuple(input_shape)})")
+        return (conv_output_size(h, kh, self.strides[0], self.padding),
+                conv_output_size(w, kw, self.strides[1], self.padding), int(f))
+
+    def synapses(self, input_shape: Shape):
+        return _conv_synapses(np.asarray(self.weight, np.float32), tuple(input_shape),
+                              self.strides, self.padding)
+
+
+@dataclass(eq=False)
+class AvgPool2D(Connectivity):
+    """TF AveragePooling2D with ``valid`` padding; windows may overlap."""
+
+    kind: ClassVar[str] = "avg_pool2d"
+    pool_size: tuple[int, int] = (2, 2)
+    strides: Optional[tuple[int, int]] = None
+
+    def __post_init__(self):
+        self.pool_size = _pair(self.pool_size)
+        self.strides = _pair(self.strides if self.strides is not None else self.pool_size)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        h, w, c = _image_shape(input_shape, "AvgPool2D")
+        return (conv_output_size(h, self.pool_size[0], self.strides[0], "valid"),
+                conv_output_size(w, self.pool_size[1], self.strides[1], "valid"), c)
+
+    def synapses(self, input_shape: Shape):
+        c = _image_shape(input_shape, "AvgPool2D")[2]
+        kh, kw = self.pool_size
+        kernel = np.zeros((kh, kw, c, c), np.float32)
+        kernel[:, :, np.arange(c), np.arange(c)] = 1.0 / (kh * kw)
+        return _conv_synapses(kernel, tuple(input_shape), self.strides, "valid")
+
+
+@dataclass(eq=False)
+class AvgPoolDense2D(Connectivity):
+    """AveragePooling2D, Flatten and Dense fused into one all-to-all matrix."""
+
+    kind: ClassVar[str] = "avg_pool_dense2d"
+    weight: np.ndarray = None  # type: ignore[assignment]
+    pool_size: tuple[int, int] = (2, 2)
+    strides: Optional[tuple[int, int]] = None
+
+    def __post_init__(self):
+        self.pool = AvgPool2D(pool_size=self.pool_size, strides=self.strides)
+        self.pool_size, self.strides = self.pool.pool_size, self.pool.strides
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        pooled = self.pool.output_shape(input_shape)
+        return Dense(weight=self.weight).output_shape(pooled)
+
+    def dense_weight(self, input_shape: Shape) -> np.ndarray:
+        """The fused ``[n_src, n_trg]`` matrix: pooling matrix times the Dense kernel."""
+        pooled = self.pool.output_shape(input_shape)
+        self.output_shape(input_shape)
+        pre, post, w = self.pool.synapses(input_shape)
+        pool_matrix = np.zeros((int(np.prod(input_shape)), int(np.prod(pooled))), np.float32)
+        np.add.at(pool_matrix, (pre, post), w)
+        return pool_matrix @ np.asarray(self.weight, np.float32)
+
+    def synapses(self, input_shape: Shape):
+        w = self.dense_weight(input_shape)
+        pre, post = np.indices(w.shape).reshape(2, -1)
+        return pre, post, w.reshape(-1)
+
+
+@dataclass(eq=False)
+class AvgPoolConv2D(Connectivity):
+    """AveragePooling2D followed by Conv2D, fused into one sparse connection."""
+
+    kind: ClassVar[str] = "avg_pool_conv2d"
+    weight: np.ndarray = None  # type: ignore[assignment]
+    pool_size: tuple[int, int] = (2, 2)
+    pool_strides: Optional[tuple[int, int]] = None
+    strides: tuple[int, int] = (1, 1)
+    padding: str = "valid"
+
+    def __post_init__(self):
+        self.pool = AvgPool2D(pool_size=self.pool_size, strides=self.pool_strides)
+        self.pool_size, self.pool_strides = self.pool.pool_size, self.pool.strides
+        self.strides = _pair(self.strides)
+
+    def _conv(self) -> Conv2D:
+        return Conv2D(weight=self.weight, strides=self.strides, padding=self.padding)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return self._conv().output_shape(self.pool.output_shape(input_shape))
+
+    def synapses(self, input_shape: Shape):
+        pooled = self.pool.output_shape(input_shape)
+        p_pre, p_post, p_w = self.pool.synapses(input_shape)
+        c_pre, c_post, c_w = self._conv().synapses(pooled)
+        return _compose(p_pre, p_post, p_w, c_pre, c_post, c_w)
+
+
+CONNECTIVITY_TYPES: dict[str, type[Connectivity]] = {
+    cls.kind: cls for cls in (Dense, OneToOne, Conv2D, AvgPool2D, AvgPoolDense2D, AvgPoolConv2D)
+}
+
+
+def _image_shape(shape: Shape, what: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError(f"{what} needs a (height, width, channels) source, not shape {tuple(shape)}")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def _conv_synapses(kernel: np.ndarray, input_shape: Shape, strides: tuple[int, int],
+                   padding: str):
+    """Explicit synapses of a TF cross-correlation; kernel is ``[kh, kw, c_in, c_out]``."""
+    ih, iw, ic = _image_shape(input_shape, "Conv2D")
+    kh, kw, _, oc = kernel.shape
+    sh, sw = strides
+    oh = conv_output_size(ih, kh, sh, padding)
+    ow = conv_output_size(iw, kw, sw, padding)
+    ph = conv_pad_before(ih, kh, sh, padding)
+    pw = conv_pad_before(iw, kw, sw, padding)
+    # All (output row, output col, kernel row, kernel col) combinations inside the input
+    o_r, o_c, k_r, k_c = np.meshgrid(np.arange(oh), np.arange(ow), np.arange(kh), np.arange(kw),
+                                     indexing="ij")
+    i_r = o_r * sh - ph + k_r
+    i_c = o_c * sw - pw + k_c
+    ok = (i_r >= 0) & (i_r < ih) & (i_c >= 0) & (i_c < iw)
+    i_r, i_c, o_r, o_c, k_r, k_c = (a[ok] for a in (i_r, i_c, o_r, o_c, k_r, k_c))
+    # Expand over input and output channels
+    ch_in, ch_out = np.meshgrid(np.arange(ic), np.arange(oc), indexing="ij")
+    ch_in, ch_out = ch_in.reshape(-1), ch_out.reshape(-1)
+    pre = ((i_r * iw + i_c) * ic)[:, None] + ch_in[None, :]
+    post = ((o_r * ow + o_c) * oc)[:, None] + ch_out[None, :]
+    w = kernel[k_r[:, None], k_c[:, None], ch_in[None, :], ch_out[None, :]]
+    keep = w != 0.0  # zero weights (e.g. off-diagonal channels of a pooling kernel) add nothing
+    return (pre[keep].astype(np.int64).reshape(-1), post[keep].astype(np.int64).reshape(-1),
+            w[keep].astype(np.float32).reshape(-1))
+
+
+def _compose(a_pre, a_post, a_w, b_pre, b_post, b_w):
+    """Synapses of applying connection a then connection b (sparse matrix product)."""
+    order = np.argsort(b_pre, kind="stable")
+    b_pre, b_post, b_w = b_pre[order], b_post[order], b_w[order]
+    n_mid = int(max(a_post.max(initial=-1), b_pre.max(initial=-1))) + 1
+    starts = np.searchsorted(b_pre, np.arange(n_mid))
+    counts = np.bincount(b_pre, minlength=n_mid)
+    reps = counts[a_post]
+    pre = np.repeat(a_pre, reps)
+    first = np.repeat(starts[a_post], reps)
+    offset = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+    idx = first + offset
+    post = b_post[idx]
+    w = np.repeat(a_w, reps) * b_w[idx]
+    # Merge duplicates (overlapping pool windows reaching the same output)
+    key = pre * (int(post.max(initial=0)) + 1) + post
+    uniq, inv = np.unique(key, return_inverse=True)
+    merged_w = np.zeros(len(uniq), np.float64)
+    np.add.at(merged_w, inv, w)
+    first_idx = np.zeros(len(uniq), np.int64)
+    first_idx[inv[::-1]] = np.arange(len(inv))[::-1]
+    return pre[first_idx], post[first_idx], merged_w.astype(np.float32)
+
+
+def forward(connectivity: Connectivity, x: np.ndarray, input_shape: Shape) -> np.ndarray:
+    """Apply a connectivity to per-example inputs ``x[n, prod(input_shape)]`` (numpy)."""
+    pre, post, w = connectivity.synapses(input_shape)
+    n_out = int(np.prod(connectivity.output_shape(input_shape)))
+    out = np.zeros((x.shape[0], n_out), np.float64)
+    for i in range(x.shape[0]):
+        np.add.at(out[i], post, x[i, pre] * w)
+    return out

@@ -1,0 +1,117 @@
+"""Neuron descriptions of the network IR: plain data, independent of Keras and GeNN.
+
+Values given as arrays are per neuron (flattened C-order over the population shape).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar, Optional, Union
+
+import numpy as np
+
+Value = Union[float, np.ndarray]
+
+#: Readouts an output population can provide.
+READOUTS = ("spike_count", "var", "avg_var")
+#: Reset modes of integrate-and-fire neurons.
+RESET_MODES = ("zero", "subtract")
+
+
+@dataclass
+class Neuron:
+    """Base class; ``kind`` names the neuron in network files."""
+
+    kind: ClassVar[str] = ""
+    is_input: ClassVar[bool] = False
+
+    def params(self) -> dict:
+        """The neuron's fields as a dict (used by the network file)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class IntegrateFire(Neuron):
+    """Non-leaky integrate-and-fire: ``V += Isyn + bias``; spike when ``V >= v_thresh``.
+
+    ``reset="zero"`` sets V to ``v_reset`` after a spike (mlGeNN's behaviour);
+    ``reset="subtract"`` subtracts the threshold and keeps the residual.
+    """
+
+    kind: ClassVar[str] = "integrate_fire"
+    v_thresh: Value = 1.0
+    v_reset: float = 0.0
+    reset: str = "zero"
+    bias: Optional[Value] = None
+    readout: Optional[str] = None
+
+
+@dataclass
+class IntegrateFireInput(Neuron):
+    """Constant-current input: ``V += x`` every step from step 0; spike at ``V >= v_thresh``.
+
+    With ``signed_input`` a negative x drives spikes of weight ``-g`` when ``V <= -v_thresh``.
+    """
+
+    kind: ClassVar[str] = "if_input"
+    is_input: ClassVar[bool] = True
+    v_thresh: float = 1.0
+    v_reset: float = 0.0
+    reset: str = "zero"
+    signed_input: bool = False
+
+
+@dataclass
+class PoissonInput(Neuron):
+    """Poisson input: spike with probability ``1 - exp(-|x| dt)`` per step (x in spikes/ms).
+
+    With ``signed_input`` a negative x emits spikes that act with weight ``-g``.
+    """
+
+    kind: ClassVar[str] = "poisson_input"
+    is_input: ClassVar[bool] = True
+    signed_input: bool = False
+
+
+@dataclass
+class BinarySpikeInput(Neuron):
+    """Spikes every step where ``x != 0`` (only where ``x > 0`` unless ``signed_input``)."""
+
+    kind: ClassVar[str] = "spike_input"
+    is_input: ClassVar[bool] = True
+    signed_input: bool = False
+
+
+@dataclass
+class FewSpikeReluInput(Neuron):
+    """Few-spike (Stöckl & Maass 2021) input encoder: a K-bit code of x per K-step window.
+
+    Unsigned: floor-quantised to ``alpha 2^-K`` steps, clipped at ``alpha (1 - 2^-K)``.
+    Signed (even K only): K/2 positive and K/2 negative bit steps, each step ``alpha 2^-K/2``.
+    """
+
+    kind: ClassVar[str] = "few_spike_input"
+    is_input: ClassVar[bool] = True
+    k: int = 10
+    alpha: float = 25.0
+    signed_input: bool = False
+
+
+@dataclass
+class FewSpikeRelu(Neuron):
+    """Few-spike ReLU: re-encodes ``max(0, W x_hat + bias)`` with K binary-weighted spikes.
+
+    Its readout (``var``) is the complete pre-activation ``W x_hat + bias`` of each example.
+    """
+
+    kind: ClassVar[str] = "few_spike_relu"
+    k: int = 10
+    alpha: float = 25.0
+    bias: Optional[Value] = None
+    readout: Optional[str] = None
+
+
+NEURON_TYPES: dict[str, type[Neuron]] = {
+    cls.kind: cls
+    for cls in (IntegrateFire, IntegrateFireInput, PoissonInput, BinarySpikeInput,
+                FewSpikeReluInput, FewSpikeRelu)
+}
