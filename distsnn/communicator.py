@@ -62,6 +62,10 @@ class Communicator(ABC):
         """Broadcast a small picklable control value (a flag, a message, a dict of options)."""
 
     @abstractmethod
+    def gather_object(self, value: Any, root: int = 0) -> Optional[list]:
+        """List of every rank's small picklable value on root (None elsewhere)."""
+
+    @abstractmethod
     def broadcast_array(self, array: Optional[np.ndarray], root: int = 0) -> np.ndarray:
         """Every rank returns a copy of root's array (shape and dtype included)."""
 
@@ -114,6 +118,9 @@ class SerialCommunicator(Communicator):
 
     def broadcast_object(self, value, root=0):
         return value
+
+    def gather_object(self, value, root=0):
+        return [value]
 
     def broadcast_array(self, array, root=0):
         return np.array(array)
@@ -178,6 +185,9 @@ class MPICommunicator(Communicator):
 
     def broadcast_object(self, value, root=0):
         return self._comm.bcast(value, root=root)
+
+    def gather_object(self, value, root=0):
+        return self._comm.gather(value, root=root)
 
     def broadcast_bytes(self, data, root=0):
         length = np.array([len(data) if self.rank == root else 0], np.int64)
