@@ -1,0 +1,385 @@
+"""Turn a :class:`~distsnn.network.Network` into a loaded GeNN model and drive it.
+
+:class:`GeNNNetwork` is the only object the evaluation loop talks to; it hides pygenn.
+Connectivity per backend: Dense and fused pool→Dense are DENSE matrices; stride-1
+convolutions whose padding GeNN's Toeplitz snippet reproduces (``valid``, or an odd kernel)
+are TOEPLITZ unless in-memory connectivity is preferred; everything else is SPARSE with
+host-computed indices (the built-in ``Kernel`` initialiser breaks with two conv groups,
+see genn-pitfalls.md).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+from pygenn import (GeNNModel, create_var_ref, init_postsynaptic, init_toeplitz_connectivity,
+                    init_weight_update)
+
+from ..communicator import Communicator, SerialCommunicator
+from ..connectivity import AvgPoolDense2D, Conv2D, Dense
+from ..network import Connection, Network, Population
+from ..neurons import FewSpikeRelu, FewSpikeReluInput
+from .models import (EXAMPLE_GATED_DELTA, SIGNED_PULSE, NeuronCode, neuron_code,
+                     reset_update_model)
+
+BACKENDS = {"cpu": "single_threaded_cpu", "cuda": "cuda"}
+
+
+def available_backends() -> list[str]:
+    """GeNN backends this pygenn was built with ("cpu", "cuda")."""
+    found = []
+    for short, module in BACKENDS.items():
+        try:
+            __import__(f"pygenn.{module}_backend")
+            found.append(short)
+        except ImportError:
+            pass
+    return found
+
+
+def resolve_backend(backend: str, gpus_visible: bool) -> str:
+    """``auto`` means CUDA when pygenn has it and a GPU is visible, else CPU."""
+    available = available_backends()
+    if backend == "auto":
+        return "cuda" if "cuda" in available and gpus_visible else "cpu"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be auto, cpu or cuda, not {backend!r}")
+    if backend not in available:
+        raise RuntimeError(f"this pygenn was built without the {backend} backend (available: "
+                           f"{', '.join(available) or 'none'}); rebuild it with make setup on a "
+                           f"machine with the CUDA toolkit")
+    return backend
+
+
+@dataclass
+class CompileOptions:
+    """How to turn a network into a GeNN model."""
+
+    mode: str = "rate"               # "rate": per-example reset; "few_spike": pipelined
+    example_timesteps: int = 100     # T (rate) or K (few-spike window)
+    backend: str = "cpu"             # resolved backend: "cpu" or "cuda"
+    batch_size: int = 1              # per rank
+    seed: int = 1                    # never 0 (GeNN's 0 means random)
+    dt: float = 1.0
+    prefer_in_memory_connect: bool = True
+    dynamic_thresholds: bool = False  # spike-norm search: thresholds settable at run time
+    record_max_input: bool = False    # spike-norm search: per-neuron maximum input
+    kernel_profiling: bool = False
+    genn_kwargs: dict = field(default_factory=dict)
+
+    def signature(self) -> str:
+        return (f"{self.mode}-T{self.example_timesteps}-{self.backend}-b{self.batch_size}"
+                f"-dt{self.dt:g}-{'mem' if self.prefer_in_memory_connect else 'proc'}"
+                f"{'-norm' if self.record_max_input else ''}"
+                f"{'-prof' if self.kernel_profiling else ''}")
+
+
+@dataclass
+class BuildInfo:
+    """What building and loading cost, and whether the build was reused."""
+
+    model_name: str
+    path: str
+    build_s: float
+    load_s: float
+    reused: bool
+
+
+class GeNNNetwork:
+    """A network compiled for GeNN: build once per node, load, then drive from the host."""
+
+    def __init__(self, network: Network, options: CompileOptions):
+        if options.seed == 0:
+            raise ValueError("the GeNN seed must be non-zero (0 makes GeNN seed from "
+                             "std::random_device); pick one explicitly")
+        if options.backend == "cpu" and options.batch_size != 1:
+            raise ValueError(f"the single-threaded CPU backend only supports a batch size of 1 "
+                             f"per rank, not {options.batch_size}; use batch_size=1 or the CUDA "
+                             f"backend")
+        self.network = network
+        self.options = options
+        self.model_name = f"distsnn_{network.content_hash()[:16]}_{options.signature()}"
+        self.model_name = "".join(c if c.isalnum() else "_" for c in self.model_name)
+        self._model = self._create_model()
+        self._loaded = False
+
+    # construction --------------------------------------------------------------------
+    def _create_model(self) -> GeNNModel:
+        opts = self.options
+        kwargs = dict(opts.genn_kwargs)
+        if opts.backend == "cuda":
+            from pygenn.cuda_backend import DeviceSelect
+            kwargs.setdefault("device_select_method", DeviceSelect.MANUAL)
+            kwargs.setdefault("manual_device_id", 0)
+        model = GeNNModel("float", self.model_name, backend=BACKENDS[opts.backend], **kwargs)
+        model.dt = opts.dt
+        model.batch_size = opts.batch_size
+        model.seed = opts.seed
+        model.timing_enabled = opts.kernel_profiling
+        self.depth = (pipeline_depths(self.network) if opts.mode == "few_spike" else {})
+        self.codes: dict[str, NeuronCode] = {}
+        self.groups = {}
+        for pop in self.network.populations:
+            code = self._neuron_code(pop)
+            group = model.add_neuron_population(pop.name, pop.size, code.model, code.params,
+                                                code.vars)
+            if opts.dynamic_thresholds and "Vthresh" in code.params:
+                group.set_param_dynamic("Vthresh")
+            group.spike_recording_enabled = pop.record_spikes
+            self.codes[pop.name], self.groups[pop.name] = code, group
+        self.synapse_groups = {}
+        for conn in self.network.connections:
+            self.synapse_groups[conn.name] = self._add_connection(model, conn)
+        self._add_reset(model)
+        return model
+
+    def _neuron_code(self, pop: Population) -> NeuronCode:
+        opts = self.options
+        if opts.mode == "few_spike":
+            if not isinstance(pop.neuron, (FewSpikeRelu, FewSpikeReluInput)):
+                raise ValueError(f"population {pop.name!r}: a few-spike network may only contain "
+                                 f"FewSpikeRelu/FewSpikeReluInput neurons, not "
+                                 f"{type(pop.neuron).__name__}")
+            if isinstance(pop.neuron, FewSpikeRelu):
+                alpha, signed = few_spike_source(self.network, pop)
+                return neuron_code(pop.neuron, pop.name, src_alpha=alpha, src_signed=signed)
+        elif isinstance(pop.neuron, (FewSpikeRelu, FewSpikeReluInput)):
+            raise ValueError(f"population {pop.name!r}: few-spike neurons need the few-spike "
+                             f"schedule (FewSpikeCompiler / --method few-spike)")
+        return neuron_code(pop.neuron, pop.name, dynamic_threshold=opts.dynamic_thresholds,
+                           record_max_input=opts.record_max_input)
+
+    def _add_connection(self, model: GeNNModel, conn: Connection):
+        opts = self.options
+        src, trg = self.groups[conn.source.name], self.groups[conn.target.name]
+        c = conn.connectivity
+        delay = int(c.delay)
+        if opts.mode == "few_spike":
+            delay += (self.depth[conn.target.name] - self.depth[conn.source.name] - 1) \
+                * opts.example_timesteps
+            psm = init_postsynaptic("DeltaCurr")
+        else:
+            psm = init_postsynaptic(EXAMPLE_GATED_DELTA, {
+                "FirstStep": 1 + delay, "ExampleSteps": opts.example_timesteps})
+        signed = self.codes[conn.source.name].signed
+        wu_model = SIGNED_PULSE if signed else "StaticPulse"
+        pre_refs = {"Sgn": "Sgn"} if signed else {}
+        matrix, weights, synapses = self._matrix(conn)
+        if matrix == "TOEPLITZ":
+            kh, kw, ic, oc = c.weight.shape
+            oh, ow, _ = conn.target.shape
+            sg = model.add_synapse_population(
+                conn.name, "TOEPLITZ", src, trg,
+                init_weight_update(wu_model, {}, {"g": weights}, pre_var_refs=pre_refs), psm,
+                init_toeplitz_connectivity("Conv2D", {
+                    "conv_kh": kh, "conv_kw": kw, "conv_ih": conn.source.shape[0],
+                    "conv_iw": conn.source.shape[1], "conv_ic": ic,
+                    "conv_oh": oh, "conv_ow": ow, "conv_oc": oc}))
+        elif matrix == "DENSE":
+            sg = model.add_synapse_population(
+                conn.name, "DENSE", src, trg,
+                init_weight_update(wu_model, {}, {"g": weights}, pre_var_refs=pre_refs), psm)
+        else:
+            pre, post, w = synapses
+            sg = model.add_synapse_population(
+                conn.name, "SPARSE", src, trg,
+                init_weight_update(wu_model, {}, {"g": w}, pre_var_refs=pre_refs), psm)
+            sg.set_sparse_connections(pre, post)
+        if delay:
+            sg.axonal_delay_steps = delay
+        return sg
+
+    def _matrix(self, conn: Connection):
+        """(GeNN matrix type, DENSE/TOEPLITZ weights, SPARSE synapses) for a connection."""
+        c = conn.connectivity
+        if isinstance(c, (Dense, AvgPoolDense2D)):
+            return "DENSE", c.dense_weight(conn.source.shape).reshape(-1), None
+        if isinstance(c, Conv2D) and toeplitz_exact(c) and not self.options.prefer_in_memory_connect:
+            return "TOEPLITZ", np.asarray(c.weight, np.float32).reshape(-1), None
+        return "SPARSE", None, c.synapses(conn.source.shape)
+
+    def _add_reset(self, model: GeNNModel) -> None:
+        """One custom update per population in group "Reset" (rate mode only)."""
+        self.has_reset = False
+        if self.options.mode != "rate":
+            return
+        for name, code in self.codes.items():
+            if not code.reset:
+                continue
+            types = {v: ("unsigned int" if isinstance(code.reset[v], int) else "scalar")
+                     for v in code.reset}
+            refs = {v: create_var_ref(self.groups[name], v) for v in code.reset}
+            model.add_custom_update(f"reset_{name}", "Reset",
+                                    reset_update_model(name, code.reset, types), {}, {}, refs)
+            self.has_reset = True
+
+    # build and load ------------------------------------------------------------------
+    def build_and_load(self, build_dir: str | Path, comm: Optional[Communicator] = None,
+                       num_recording_timesteps: Optional[int] = None) -> BuildInfo:
+        """Generate and compile code once per node, then load on every rank.
+
+        The node's first rank builds under a file lock (safe on a shared file system; GeNN
+        skips code generation and compilation when ``model.sha`` matches); the other ranks of
+        the node wait for it and only load.
+        """
+        comm = comm or SerialCommunicator()
+        build_dir = Path(build_dir).expanduser()
+        build_dir.mkdir(parents=True, exist_ok=True)
+        sha = build_dir / f"{self.model_name}_CODE" / "model.sha"
+        start = time.perf_counter()
+        reused = True
+        if comm.local_rank == 0:
+            with _file_lock(build_dir / f"{self.model_name}.lock"):
+                before = sha.stat().st_mtime_ns if sha.exists() else None
+                self._model.build(str(build_dir))
+                reused = before is not None and sha.stat().st_mtime_ns == before
+        comm.local_barrier()
+        if comm.local_rank != 0:
+            self._model.build(str(build_dir), never_rebuild=True)
+        build_s = time.perf_counter() - start
+        start = time.perf_counter()
+        recording = num_recording_timesteps or self.options.example_timesteps
+        self._model.load(num_recording_timesteps=recording)
+        self._loaded = True
+        self._input_views = {p.name: self.groups[p.name].vars[self.codes[p.name].input_var]
+                             for p in self.network.inputs}
+        return BuildInfo(self.model_name, str(build_dir), build_s, time.perf_counter() - start,
+                         reused)
+
+    def unload(self) -> None:
+        if self._loaded:
+            self._model.unload()
+            self._loaded = False
+
+    # running -------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size
+
+    @property
+    def genn_model(self) -> GeNNModel:
+        return self._model
+
+    def reset_example_state(self) -> None:
+        """Reset neuron state for a new batch of examples (rate mode)."""
+        if self.has_reset:
+            self._model.custom_update("Reset")
+        self._model.timestep = 0
+
+    def set_timestep(self, timestep: int) -> None:
+        self._model.timestep = timestep
+
+    def set_input(self, pop: Population, x: np.ndarray) -> None:
+        """Write a batch of inputs ``x[b, ...]`` (b <= batch size; the rest is zero)."""
+        var = self._input_views[pop.name]
+        view = var.view.reshape(self.batch_size, pop.size)
+        b = x.shape[0]
+        view[:b] = x.reshape(b, pop.size)
+        view[b:] = 0.0
+        var.push_to_device()
+
+    def step(self, n: int = 1) -> None:
+        runtime = self._model._runtime  # one bound call per step: the hot loop
+        for _ in range(n):
+            runtime.step_time()
+
+    def readout(self, pop: Population, kind: str) -> np.ndarray:
+        """The readout variable of an output population, shape (batch, size)."""
+        code = self.codes[pop.name]
+        if kind not in code.readout_var:
+            raise ValueError(f"population {pop.name!r} has no {kind!r} readout "
+                             f"(available: {sorted(code.readout_var)})")
+        return self.pull(pop, code.readout_var[kind]).astype(np.float64)
+
+    def pull(self, pop: Population, var: str) -> np.ndarray:
+        """A neuron variable copied to the host, shape (batch, size) or (1, size)."""
+        v = self.groups[pop.name].vars[var]
+        v.pull_from_device()
+        return np.array(v.view).reshape(-1, pop.size)
+
+    def push(self, pop: Population, var: str, value) -> None:
+        v = self.groups[pop.name].vars[var]
+        v.view[...] = value
+        v.push_to_device()
+
+    def set_threshold(self, pop: Population, value: float) -> None:
+        """Set a dynamic (spike-norm) threshold."""
+        self.groups[pop.name].set_dynamic_param_value("Vthresh", float(value))
+
+    def spike_totals(self) -> dict[str, np.ndarray]:
+        """Per-population cumulative spike counts per batch lane and neuron (batch, size)."""
+        return {p.name: self.pull(p, "SpikeTotal").astype(np.int64)
+                for p in self.network.populations}
+
+    def recorded_spikes(self, pop: Population) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per batch lane (times, ids) recorded since the last pull."""
+        self._model.pull_recording_buffers_from_device()
+        data = self.groups[pop.name].spike_recording_data
+        return [(np.asarray(t), np.asarray(i)) for t, i in data]
+
+    def kernel_times(self) -> dict[str, float]:
+        """GeNN's kernel timings in seconds (needs kernel_profiling)."""
+        m = self._model
+        names = ("neuron_update_time", "presynaptic_update_time", "init_time",
+                 "init_sparse_time")
+        times = {n: float(getattr(m, n)) for n in names if hasattr(m, n)}
+        if self.has_reset:
+            times["reset_time"] = float(m.get_custom_update_time("Reset"))
+        return times
+
+
+def toeplitz_exact(c: Conv2D) -> bool:
+    """Whether GeNN's Toeplitz Conv2D reproduces TF's padding: stride 1 and valid or odd kernel."""
+    kh, kw = c.weight.shape[:2]
+    return tuple(c.strides) == (1, 1) and (c.padding == "valid" or (kh % 2 == 1 and kw % 2 == 1))
+
+
+def pipeline_depths(network: Network) -> dict[str, int]:
+    """Few-spike pipeline depth: inputs 0, others 1 + max depth of their sources."""
+    depth: dict[str, int] = {}
+    for pop in network.topological_order():
+        sources = [c.source.name for c in network.incoming(pop)]
+        depth[pop.name] = 1 + max(depth[s] for s in sources) if sources else 0
+    return depth
+
+
+def few_spike_source(network: Network, pop: Population) -> tuple[float, bool]:
+    """The shared alpha and signedness of a FewSpikeRelu population's sources."""
+    sources = [c.source.neuron for c in network.incoming(pop)]
+    if not sources:
+        return pop.neuron.alpha, False
+    for s in sources:
+        if not isinstance(s, (FewSpikeRelu, FewSpikeReluInput)) or s.k != pop.neuron.k:
+            raise ValueError(f"population {pop.name!r}: every source of a FewSpikeRelu must be a "
+                             f"few-spike population with K={pop.neuron.k}")
+    alphas = {float(s.alpha) for s in sources}
+    signs = {bool(getattr(s, "signed_input", False)) for s in sources}
+    if len(alphas) > 1 or len(signs) > 1:
+        raise ValueError(f"population {pop.name!r}: its sources must share one alpha and one "
+                         f"signedness (got alphas {sorted(alphas)}, signed {sorted(signs)}); the "
+                         f"few-spike converter equalises them")
+    return alphas.pop(), signs.pop()
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def default_build_dir() -> Path:
+    """``$DISTSNN_BUILD_DIR`` or ``~/.cache/distsnn/genn-build``."""
+    env = os.environ.get("DISTSNN_BUILD_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "distsnn" / "genn-build"
