@@ -51,7 +51,8 @@ class Connectivity:
     """Base class; ``kind`` names the connectivity in network files."""
 
     kind: ClassVar[str] = ""
-    delay: int = 0
+    # Each subclass declares ``delay: int = 0`` (axonal delay in timesteps) as its last
+    # field, so weights come first positionally, as in mlGeNN: ``Dense(weight, delay=0)``.
 
     def params(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -78,6 +79,7 @@ class Dense(Connectivity):
 
     kind: ClassVar[str] = "dense"
     weight: np.ndarray = None  # type: ignore[assignment]
+    delay: int = 0
 
     def output_shape(self, input_shape: Shape) -> Shape:
         n_in = int(np.prod(input_shape))
@@ -102,6 +104,7 @@ class OneToOne(Connectivity):
 
     kind: ClassVar[str] = "one_to_one"
     weight: Union[float, np.ndarray] = 1.0
+    delay: int = 0
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
@@ -121,6 +124,7 @@ class Conv2D(Connectivity):
     weight: np.ndarray = None  # type: ignore[assignment]
     strides: tuple[int, int] = (1, 1)
     padding: str = "valid"
+    delay: int = 0
 
     def __post_init__(self):
         self.strides = _pair(self.strides)
@@ -146,6 +150,7 @@ class AvgPool2D(Connectivity):
     kind: ClassVar[str] = "avg_pool2d"
     pool_size: tuple[int, int] = (2, 2)
     strides: Optional[tuple[int, int]] = None
+    delay: int = 0
 
     def __post_init__(self):
         self.pool_size = _pair(self.pool_size)
@@ -172,6 +177,7 @@ class AvgPoolDense2D(Connectivity):
     weight: np.ndarray = None  # type: ignore[assignment]
     pool_size: tuple[int, int] = (2, 2)
     strides: Optional[tuple[int, int]] = None
+    delay: int = 0
 
     def __post_init__(self):
         self.pool = AvgPool2D(pool_size=self.pool_size, strides=self.strides)
@@ -206,6 +212,7 @@ class AvgPoolConv2D(Connectivity):
     pool_strides: Optional[tuple[int, int]] = None
     strides: tuple[int, int] = (1, 1)
     padding: str = "valid"
+    delay: int = 0
 
     def __post_init__(self):
         self.pool = AvgPool2D(pool_size=self.pool_size, strides=self.pool_strides)

@@ -205,19 +205,26 @@ class GeNNNetwork:
         return "SPARSE", None, c.synapses(conn.source.shape)
 
     def _add_reset(self, model: GeNNModel) -> None:
-        """One custom update per population in group "Reset" (rate mode only)."""
-        self.has_reset = False
+        """Custom updates for rate mode: group "ResetReadout" zeroes readout accumulators,
+        group "ResetState" restores the other neuron variables to their initial values."""
+        self.reset_groups: set[str] = set()
         if self.options.mode != "rate":
             return
         for name, code in self.codes.items():
-            if not code.reset:
-                continue
-            types = {v: ("unsigned int" if isinstance(code.reset[v], int) else "scalar")
-                     for v in code.reset}
-            refs = {v: create_var_ref(self.groups[name], v) for v in code.reset}
-            model.add_custom_update(f"reset_{name}", "Reset",
-                                    reset_update_model(name, code.reset, types), {}, {}, refs)
-            self.has_reset = True
+            readout_vars = set(code.readout_var.values()) - {"V"}
+            for group, values in (("ResetReadout", {v: x for v, x in code.reset.items()
+                                                    if v in readout_vars}),
+                                  ("ResetState", {v: x for v, x in code.reset.items()
+                                                  if v not in readout_vars})):
+                if not values:
+                    continue
+                types = {v: ("unsigned int" if isinstance(x, int) else "scalar")
+                         for v, x in values.items()}
+                refs = {v: create_var_ref(self.groups[name], v) for v in values}
+                model.add_custom_update(f"{group}_{name}", group,
+                                        reset_update_model(f"{group}_{name}", values, types),
+                                        {}, {}, refs)
+                self.reset_groups.add(group)
 
     # build and load ------------------------------------------------------------------
     def build_and_load(self, build_dir: str | Path, comm: Optional[Communicator] = None,
@@ -266,11 +273,13 @@ class GeNNNetwork:
     def genn_model(self) -> GeNNModel:
         return self._model
 
-    def reset_example_state(self) -> None:
-        """Reset neuron state for a new batch of examples (rate mode)."""
-        if self.has_reset:
-            self._model.custom_update("Reset")
-        self._model.timestep = 0
+    def reset_example_state(self, reset_vars: bool = True, reset_time: bool = True) -> None:
+        """Prepare for a new batch of examples (rate mode): readouts always restart."""
+        for group in ("ResetReadout", "ResetState") if reset_vars else ("ResetReadout",):
+            if group in self.reset_groups:
+                self._model.custom_update(group)
+        if reset_time:
+            self._model.timestep = 0
 
     def set_timestep(self, timestep: int) -> None:
         self._model.timestep = timestep
@@ -329,8 +338,8 @@ class GeNNNetwork:
         names = ("neuron_update_time", "presynaptic_update_time", "init_time",
                  "init_sparse_time")
         times = {n: float(getattr(m, n)) for n in names if hasattr(m, n)}
-        if self.has_reset:
-            times["reset_time"] = float(m.get_custom_update_time("Reset"))
+        for group in sorted(self.reset_groups):
+            times[f"{group}_time"] = float(m.get_custom_update_time(group))
         return times
 
 

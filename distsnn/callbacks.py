@@ -1,0 +1,289 @@
+"""Callbacks run by the evaluation loop (mlGeNN-style hooks).
+
+Hooks: ``on_test_begin()``, ``on_test_end(metrics)``, ``on_batch_begin(batch)``,
+``on_batch_end(batch, metrics)``, ``on_timestep_begin(step)``, ``on_timestep_end(step)``.
+Only hooks a callback overrides are called; timestep hooks make the loop step one timestep
+at a time, so leave them out where speed matters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+HOOKS = ("on_test_begin", "on_test_end", "on_batch_begin", "on_batch_end",
+         "on_timestep_begin", "on_timestep_end")
+
+
+@dataclass
+class BatchInfo:
+    """What is being simulated now: the global example index of each batch lane."""
+
+    example_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    total_examples: int = 0
+    ranks: int = 1
+
+
+class Callback:
+    """Base class; override the hooks you need. ``key`` names the data in the results."""
+
+    key: Any = None
+
+    def set_params(self, compiled_network, batch_info: BatchInfo, num_batches: Optional[int],
+                   communicator) -> None:
+        self.compiled_network = compiled_network
+        self.batch_info = batch_info
+        self.num_batches = num_batches
+        self.communicator = communicator
+
+    def on_test_begin(self) -> None: ...
+    def on_test_end(self, metrics) -> None: ...
+    def on_batch_begin(self, batch: int) -> None: ...
+    def on_batch_end(self, batch: int, metrics) -> None: ...
+    def on_timestep_begin(self, timestep: int) -> None: ...
+    def on_timestep_end(self, timestep: int) -> None: ...
+
+    def get_data(self) -> Any:
+        """Data to return (None: nothing)."""
+        return None
+
+
+def _overrides(cb, hook: str) -> bool:
+    if hook in vars(cb):  # a CustomHook's function
+        return True
+    method = getattr(type(cb), hook, None)
+    return method is not None and method is not getattr(Callback, hook)
+
+
+class CallbackList:
+    """Dispatches hooks to the callbacks that define them."""
+
+    def __init__(self, callbacks: Sequence[Union[Callback, str]], **params):
+        self.callbacks = [make_callback(c) for c in callbacks]
+        self.metrics: dict = {}
+        for cb in self.callbacks:
+            if hasattr(cb, "set_params"):
+                cb.set_params(**params)
+        self._hooks = {h: [getattr(c, h) for c in self.callbacks
+                           if (_overrides(c, h) if isinstance(c, Callback) else hasattr(c, h))]
+                       for h in HOOKS}
+        self.has_timestep_hooks = bool(self._hooks["on_timestep_begin"]
+                                       or self._hooks["on_timestep_end"])
+
+    def on_test_begin(self):
+        for h in self._hooks["on_test_begin"]:
+            h()
+
+    def on_test_end(self, metrics):
+        for h in self._hooks["on_test_end"]:
+            h(metrics)
+
+    def on_batch_begin(self, batch):
+        for h in self._hooks["on_batch_begin"]:
+            h(batch)
+
+    def on_batch_end(self, batch):
+        for h in self._hooks["on_batch_end"]:
+            h(batch, self.metrics)
+
+    def on_timestep_begin(self, timestep):
+        for h in self._hooks["on_timestep_begin"]:
+            h(timestep)
+
+    def on_timestep_end(self, timestep):
+        for h in self._hooks["on_timestep_end"]:
+            h(timestep)
+
+    def get_data(self) -> dict:
+        data = {}
+        for i, cb in enumerate(self.callbacks):
+            if not hasattr(cb, "get_data"):
+                continue
+            value = cb.get_data()
+            if value is None:
+                continue
+            key = getattr(cb, "key", None)
+            key = i if key is None else key
+            if key in data:
+                raise KeyError(f"two callbacks return data under the key {key!r}")
+            data[key] = value
+        return data
+
+
+class BatchProgressBar(Callback):
+    """A tqdm progress bar on rank 0 with the estimated global examples/s."""
+
+    def set_params(self, compiled_network, batch_info, num_batches, communicator):
+        super().set_params(compiled_network, batch_info, num_batches, communicator)
+        self.bar = None
+
+    def on_test_begin(self):
+        if self.communicator.rank == 0:
+            from tqdm import tqdm
+            self.bar = tqdm(total=self.batch_info.total_examples or None, unit="ex",
+                            unit_scale=True, dynamic_ncols=True, leave=False)
+
+    def on_batch_end(self, batch, metrics):
+        if self.bar is not None:
+            # ranks hold equal shards (+-1), so rank 0's progress times the rank count
+            # estimates the global progress without any communication
+            done = len(self.batch_info.example_indices) * self.batch_info.ranks
+            self.bar.update(min(done, self.bar.total - self.bar.n) if self.bar.total else done)
+            shown = {getattr(m, "name", "metric"): f"{m.result:.4f}"
+                     for m in metrics.values() if getattr(m, "result", None) is not None}
+            if shown:
+                self.bar.set_postfix(shown, refresh=False)
+
+    def on_test_end(self, metrics):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def example_mask(example_filter, indices: np.ndarray) -> np.ndarray:
+    """Which of the global example ``indices`` an example filter selects."""
+    if example_filter is None:
+        return np.ones(len(indices), bool)
+    if isinstance(example_filter, (int, np.integer)):
+        return indices == int(example_filter)
+    f = np.asarray(example_filter)
+    if f.dtype == bool:
+        padded = np.zeros(max(int(indices.max(initial=-1)) + 1, len(f)), bool)
+        padded[:len(f)] = f
+        return padded[indices]
+    if np.issubdtype(f.dtype, np.integer):
+        return np.isin(indices, f)
+    raise TypeError(f"example_filter must be None, an int, an int array or a bool mask, "
+                    f"not {type(example_filter).__name__}")
+
+
+def neuron_mask(neuron_filter, shape: tuple[int, ...]) -> np.ndarray:
+    """Flat bool mask over a population from a slice, bool array, int array or index tuple."""
+    mask = np.zeros(shape, bool)
+    if neuron_filter is None:
+        mask[...] = True
+    elif isinstance(neuron_filter, slice):
+        mask.reshape(-1)[neuron_filter] = True
+    else:
+        f = neuron_filter if isinstance(neuron_filter, tuple) else np.asarray(neuron_filter)
+        if isinstance(f, np.ndarray) and f.dtype == bool:
+            if f.shape != tuple(shape):
+                raise ValueError(f"a bool neuron filter must have the population shape {shape}, "
+                                 f"not {f.shape}")
+            mask = f.copy()
+        elif isinstance(f, np.ndarray):
+            mask.reshape(-1)[f] = True
+        else:
+            mask[f] = True
+    return mask.reshape(-1)
+
+
+class _Recorder(Callback):
+    """Shared bookkeeping of the recorders: per-example data tagged with global indices."""
+
+    def __init__(self, pop, key, example_filter, neuron_filter):
+        self.pop = pop
+        self.key = key
+        self.example_filter = example_filter
+        self.neuron_filter = neuron_filter
+        self.records: list[tuple[int, Any]] = []
+
+    def set_params(self, compiled_network, batch_info, num_batches, communicator):
+        super().set_params(compiled_network, batch_info, num_batches, communicator)
+        self.neurons = neuron_mask(self.neuron_filter, self.pop.shape)
+        self.records = []
+
+    def _selected(self) -> tuple[np.ndarray, np.ndarray]:
+        indices = self.batch_info.example_indices
+        mask = example_mask(self.example_filter, indices)
+        return np.flatnonzero(mask), indices[mask]
+
+    def get_data(self):
+        """Per-example records in dataset order, from every rank."""
+        gathered = self.communicator.gather_object(self.records)
+        gathered = self.communicator.broadcast_object(gathered)
+        ordered = sorted((r for rank in gathered for r in rank), key=lambda r: r[0])
+        return self._format([data for _, data in ordered])
+
+    def _format(self, records):
+        return records
+
+
+class SpikeRecorder(_Recorder):
+    """Spike times (ms, from the example start) and neuron ids per selected example.
+
+    The population must have been created with ``record_spikes=True``. With
+    ``record_counts=True`` each example gives per-neuron spike counts instead.
+    """
+
+    def __init__(self, pop, key=None, example_filter=None, neuron_filter=None,
+                 record_counts: bool = False):
+        super().__init__(pop, key, example_filter, neuron_filter)
+        self.record_counts = record_counts
+        if not pop.record_spikes:
+            raise ValueError(f"SpikeRecorder: population {pop.name!r} was not created with "
+                             f"record_spikes=True")
+
+    def on_batch_end(self, batch, metrics):
+        lanes, indices = self._selected()
+        recorded = self.compiled_network.recorded_spikes(self.pop)
+        flat_ids = np.flatnonzero(self.neurons)
+        for lane, index in zip(lanes, indices):
+            times, ids = recorded[lane]
+            keep = self.neurons[ids.astype(np.int64)]
+            if self.record_counts:
+                counts = np.bincount(ids[keep].astype(np.int64), minlength=self.pop.size)
+                self.records.append((int(index), counts[flat_ids]))
+            else:
+                self.records.append((int(index), (times[keep], ids[keep])))
+
+    def _format(self, records):
+        if self.record_counts:
+            return records
+        return [t for t, _ in records], [i for _, i in records]
+
+
+class VarRecorder(_Recorder):
+    """A neuron variable after every timestep: per selected example an array (T, neurons)."""
+
+    def __init__(self, pop, var: Optional[str] = None, key=None, example_filter=None,
+                 neuron_filter=None, genn_var: Optional[str] = None):
+        super().__init__(pop, key, example_filter, neuron_filter)
+        self.var = genn_var or {"v": "V", None: "V"}.get(var, var)
+        self._steps: list[np.ndarray] = []
+
+    def on_batch_begin(self, batch):
+        self._steps = []
+
+    def on_timestep_end(self, timestep):
+        self._steps.append(self.compiled_network.pull_var(self.pop, self.var)[:, self.neurons])
+
+    def on_batch_end(self, batch, metrics):
+        lanes, indices = self._selected()
+        steps = np.stack(self._steps) if self._steps else np.zeros((0, 1, self.neurons.sum()))
+        for lane, index in zip(lanes, indices):
+            lane = min(lane, steps.shape[1] - 1)  # variables shared by the batch have one lane
+            self.records.append((int(index), steps[:, lane].copy()))
+
+
+class CustomHook(Callback):
+    """Wrap plain functions as hooks, e.g. ``CustomHook(on_batch_end=lambda b, m: ...)``."""
+
+    def __init__(self, key=None, **hooks):
+        unknown = set(hooks) - set(HOOKS)
+        if unknown:
+            raise ValueError(f"unknown hooks {sorted(unknown)}; use {HOOKS}")
+        self.key = key
+        for name, fn in hooks.items():
+            setattr(self, name, fn)
+
+
+def make_callback(spec):
+    """A callback from an object or a name (``"batch_progress_bar"``)."""
+    if isinstance(spec, str):
+        names = {"batch_progress_bar": BatchProgressBar}
+        if spec not in names:
+            raise ValueError(f"unknown callback {spec!r}; use one of {sorted(names)}")
+        return names[spec]()
+    return spec

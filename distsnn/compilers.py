@@ -1,0 +1,478 @@
+"""mlGeNN-style inference API, distributed by passing a communicator.
+
+Port an mlGeNN inference script by changing its imports; pass ``communicator=MPI()`` and
+run it under ``mpiexec -n N``: each rank then evaluates its contiguous shard of ``x``/``y``
+and every rank gets the global metrics, predictions and recordings.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+
+from .callbacks import BatchInfo, BatchProgressBar, CallbackList
+from .communicator import Communicator, SerialCommunicator
+from .data import shard_bounds
+from .metrics import Metric, MetricSpec, make_metric
+from .network import Network, Population
+from .neurons import FewSpikeRelu, IntegrateFire
+from .simulation import SpikeStats, run_few_spike, run_rate, spike_report
+
+log = logging.getLogger("distsnn")
+
+PopulationLike = Union[Population, Any]
+
+
+def derive_seed(base: int, rank: int) -> int:
+    """Rank ``rank``'s GeNN seed from the base seed: distinct per rank, never 0."""
+    state = np.random.SeedSequence([int(base), int(rank)]).generate_state(1, np.uint32)[0]
+    return int(state) or 1
+
+
+def draw_seed() -> int:
+    """A random non-zero seed (what ``rng_seed=0`` means), to be logged and recorded."""
+    return int.from_bytes(os.urandom(4), "little") or 1
+
+
+class InferenceCompiler:
+    """Compiler for rate-coded inference (mlGeNN's ``InferenceCompiler``).
+
+    Args:
+        evaluate_timesteps: timesteps each example is presented for (``example_timesteps``
+            is accepted as the same parameter).
+        dt: simulation timestep [ms].
+        batch_size: global batch size; each of the communicator's ranks runs
+            ``batch_size // num_ranks`` (at least 1; the CPU backend runs 1).
+        rng_seed: GeNN's seed; 0 draws a random one, which is logged and recorded.
+        kernel_profiling: record GeNN kernel timings (``compiled.kernel_times()``).
+        prefer_in_memory_connect: SPARSE matrices for convolutions instead of TOEPLITZ.
+        reset_time_between_batches: start each batch at t=0.
+        reset_vars_between_batches: reset neuron state per batch (readouts always are).
+        reset_in_syn_between_batches: accepted for compatibility; distsnn's delta synapses
+            keep no input between steps, and spikes in flight are always dropped.
+        communicator: None for one process, or ``distsnn.communicators.MPI()``.
+        backend: "auto" (CUDA when available and a GPU is visible), "cpu" or "cuda".
+        build_dir: where GeNN code is generated (default ``~/.cache/distsnn/genn-build``).
+        checkpoints: extra timesteps at which to read out (accuracy-vs-latency curves).
+        **genn_kwargs: passed to ``pygenn.GeNNModel``.
+    """
+
+    mode = "rate"
+
+    def __init__(self, evaluate_timesteps: Optional[int] = None, dt: float = 1.0,
+                 batch_size: int = 1, rng_seed: int = 0, kernel_profiling: bool = False,
+                 prefer_in_memory_connect: bool = True, reset_time_between_batches: bool = True,
+                 reset_vars_between_batches: bool = True,
+                 reset_in_syn_between_batches: bool = False,
+                 communicator: Optional[Communicator] = None, *,
+                 example_timesteps: Optional[int] = None, backend: str = "auto",
+                 build_dir: Optional[str] = None, checkpoints: Sequence[int] = (),
+                 **genn_kwargs):
+        timesteps = evaluate_timesteps if evaluate_timesteps is not None else example_timesteps
+        if timesteps is None or int(timesteps) < 1:
+            raise ValueError("evaluate_timesteps (or example_timesteps) must be a positive "
+                             "number of timesteps")
+        self.timesteps = int(timesteps)
+        self.dt = dt
+        self.communicator = communicator or SerialCommunicator()
+        self.batch_size = batch_size
+        self.rank_batch_size = _rank_batch_size(batch_size, self.communicator.size)
+        self.rng_seed = rng_seed
+        self.kernel_profiling = kernel_profiling
+        self.prefer_in_memory_connect = prefer_in_memory_connect
+        self.reset_time = reset_time_between_batches
+        self.reset_vars = reset_vars_between_batches
+        self.backend = backend
+        self.build_dir = build_dir
+        self.checkpoints = tuple(int(c) for c in checkpoints)
+        self.genn_kwargs = genn_kwargs
+
+    def compile(self, network: Network, name: Optional[str] = None,
+                inputs: Optional[Sequence[PopulationLike]] = None,
+                outputs: Optional[Sequence[PopulationLike]] = None) -> "CompiledInferenceNetwork":
+        """Prepare ``network`` for inference; GeNN builds and loads it on ``with compiled:``."""
+        inputs = _populations(network, inputs, network.inputs, "inputs")
+        outputs = _populations(network, outputs, network.outputs, "outputs")
+        if not outputs:
+            raise ValueError("the network has no outputs: pass outputs=[population, ...]")
+        return CompiledInferenceNetwork(self, network, inputs, outputs, name)
+
+    def _seed(self) -> int:
+        base = self.rng_seed
+        if base == 0:
+            base = self.communicator.broadcast_object(draw_seed() if self.communicator.rank == 0
+                                                      else None)
+            log.warning("rng_seed=0: drew base seed %d (pass rng_seed=%d to repeat this run)",
+                        base, base)
+        return base
+
+
+class FewSpikeCompiler(InferenceCompiler):
+    """Compiler for few-spike networks (Stöckl & Maass 2021): pipelined K-step windows."""
+
+    mode = "few_spike"
+
+    def __init__(self, k: int = 10, dt: float = 1.0, batch_size: int = 1, rng_seed: int = 0,
+                 kernel_profiling: bool = False, prefer_in_memory_connect: bool = True,
+                 communicator: Optional[Communicator] = None, *, backend: str = "auto",
+                 build_dir: Optional[str] = None, **genn_kwargs):
+        super().__init__(k, dt, batch_size, rng_seed, kernel_profiling,
+                         prefer_in_memory_connect, communicator=communicator, backend=backend,
+                         build_dir=build_dir, **genn_kwargs)
+        self.k = int(k)
+
+
+@dataclass
+class EvaluationReport:
+    """Everything one evaluate/predict call measured (global on every rank)."""
+
+    metrics: dict[int, dict[str, dict]] = field(default_factory=dict)  # checkpoint -> output
+    spikes: dict = field(default_factory=dict)
+    examples: int = 0
+    seconds: float = 0.0
+    reduce_seconds: float = 0.0
+
+
+class CompiledInferenceNetwork:
+    """A compiled network: ``with compiled:`` builds (once per node) and loads it."""
+
+    def __init__(self, compiler: InferenceCompiler, network: Network,
+                 inputs: list[Population], outputs: list[Population], name: Optional[str]):
+        self.compiler = compiler
+        self.network = network
+        self.inputs = inputs
+        self.outputs = outputs
+        self.name = name
+        self.communicator = compiler.communicator
+        self.readouts = {o: _readout_kind(o) for o in outputs}
+        self._genn = None
+        self.build_info = None
+        self.seed: Optional[int] = None
+        self.backend: Optional[str] = None
+        self.last_report: Optional[EvaluationReport] = None
+
+    # context manager ---------------------------------------------------------------
+    def __enter__(self) -> "CompiledInferenceNetwork":
+        from .compile import CompileOptions, GeNNNetwork, default_build_dir, resolve_backend
+        from .devices import select_gpu, visible_gpus
+        c, comm = self.compiler, self.communicator
+        gpus = visible_gpus()
+        self.backend = resolve_backend(c.backend, bool(gpus))
+        if self.backend == "cuda":
+            select_gpu(comm.local_rank, comm.local_size)  # before any CUDA context exists
+        base = c._seed()
+        self.seed = derive_seed(base, comm.rank)
+        self.base_seed = base
+        options = CompileOptions(
+            mode=c.mode, example_timesteps=c.timesteps, backend=self.backend,
+            batch_size=c.rank_batch_size, seed=self.seed, dt=c.dt,
+            prefer_in_memory_connect=c.prefer_in_memory_connect,
+            kernel_profiling=c.kernel_profiling, genn_kwargs=c.genn_kwargs,
+            **self._extra_options())
+        genn = GeNNNetwork(self.network, options)
+        try:
+            self.build_info = genn.build_and_load(c.build_dir or default_build_dir(), comm)
+        except BaseException:
+            genn.unload()
+            raise
+        self._genn = genn
+        return self
+
+    def _extra_options(self) -> dict:
+        return {}
+
+    def __exit__(self, *exc) -> None:
+        if self._genn is not None:
+            self._genn.unload()
+            self._genn = None
+
+    @property
+    def genn_model(self):
+        """The underlying ``pygenn.GeNNModel`` (for kernel timings and inspection)."""
+        return self._require().genn_model
+
+    def kernel_times(self) -> dict[str, float]:
+        return self._require().kernel_times()
+
+    def _require(self):
+        if self._genn is None:
+            raise RuntimeError("the compiled network is not loaded: use it inside "
+                               "`with compiled_net:`")
+        return self._genn
+
+    # host access used by callbacks -------------------------------------------------
+    def pull_var(self, pop: Population, var: str) -> np.ndarray:
+        return self._require().pull(pop, var)
+
+    def recorded_spikes(self, pop: Population):
+        return self._require().recorded_spikes(pop)
+
+    # public API ------------------------------------------------------------------
+    def evaluate(self, x: dict, y: dict, metrics: Union[MetricSpec, dict] =
+                 "sparse_categorical_accuracy", callbacks: Optional[Sequence] = None, *,
+                 sharded: bool = False) -> tuple[dict, dict]:
+        """Evaluate metrics on numpy datasets; returns ``(metrics, callback_data)``.
+
+        ``x`` maps input populations to arrays ``(N, ...)``, ``y`` output populations to
+        labels. With a communicator the arrays are the full dataset and each rank takes its
+        contiguous shard (``sharded=True``: they are already this rank's shard).
+        """
+        x = self._by_population(x, self.inputs, "x")
+        y = self._by_population(y, self.outputs, "y")
+        n = _common_length({**x, **y})
+        start, stop, total = self._shard(n, sharded)
+        batches = self._slices({**x, **y}, start, stop)
+        return self._evaluate(batches, total, list(y), metrics, callbacks)
+
+    def evaluate_batch_iter(self, inputs, outputs, data: Iterable, num_batches: Optional[int]
+                            = None, metrics: Union[MetricSpec, dict] =
+                            "sparse_categorical_accuracy", callbacks: Optional[Sequence] = None,
+                            ) -> tuple[dict, dict]:
+        """Evaluate metrics over an iterator of ``(batch_x, batch_y)`` (e.g. a tf.data set).
+
+        Several inputs/outputs: ``batch_x``/``batch_y`` are sequences in the same order.
+        With a communicator, rank r takes batches r, r + N, r + 2N, ... of the iterator.
+        """
+        inputs = _populations(self.network, _as_list(inputs), self.inputs, "inputs")
+        outputs = _populations(self.network, _as_list(outputs), self.outputs, "outputs")
+        comm = self.communicator
+
+        def batches():
+            offset = 0
+            for i, (bx, by) in enumerate(data):
+                bx = _split(bx, inputs)
+                by = _split(by, outputs)
+                size = _common_length({**bx, **by})
+                if i % comm.size == comm.rank:
+                    yield from self._slices({**bx, **by}, 0, size, index_offset=offset)
+                offset += size
+        total = None if num_batches is None else num_batches * self.compiler.batch_size
+        return self._evaluate(batches(), total, outputs, metrics, callbacks)
+
+    def predict(self, x: dict, outputs: Optional[Sequence] = None,
+                callbacks: Optional[Sequence] = None, *, sharded: bool = False
+                ) -> tuple[dict, dict]:
+        """Readouts of ``outputs`` for every example, in dataset order on every rank."""
+        outputs = _populations(self.network, _as_list(outputs), self.outputs, "outputs")
+        x = self._by_population(x, self.inputs, "x")
+        n = _common_length(x)
+        start, stop, total = self._shard(n, sharded)
+        collected: dict[Population, list] = {o: [] for o in outputs}
+
+        def sink(indices, checkpoint, pop, value, _labels):
+            if checkpoint == self.compiler.timesteps and pop in collected:
+                collected[pop].append((indices, value))
+        cb_data = self._run(self._slices(x, start, stop), total, outputs, sink, callbacks)
+        comm = self.communicator
+        predictions = {}
+        for pop, parts in collected.items():
+            indices = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+            values = (np.concatenate([p[1] for p in parts]) if parts
+                      else np.zeros((0, pop.size)))
+            all_idx = comm.gather_arrays(indices.astype(np.int64))
+            all_val = comm.gather_arrays(values.astype(np.float64))
+            if comm.rank == 0:
+                all_val = all_val[np.argsort(all_idx, kind="stable")]
+            predictions[pop] = comm.broadcast_array(all_val).reshape((-1,) + pop.shape)
+        return predictions, cb_data
+
+    # internals ---------------------------------------------------------------------
+    def _evaluate(self, batches, total, outputs, metrics, callbacks):
+        specs = _metric_specs(metrics, outputs)
+        checkpoints = sorted(set(self._checkpoints()) | {self.compiler.timesteps})
+        per_checkpoint = {c: {o: make_metric(specs[o]) for o in outputs} for c in checkpoints}
+        final = per_checkpoint[self.compiler.timesteps]
+
+        def sink(indices, checkpoint, pop, value, labels):
+            if labels is not None and pop in labels and checkpoint in per_checkpoint:
+                per_checkpoint[checkpoint][pop].update(labels[pop], value)
+        cb_data = self._run(batches, total, outputs, sink, callbacks, final, per_checkpoint)
+        return final, cb_data
+
+    def _checkpoints(self) -> Sequence[int]:
+        return self.compiler.checkpoints
+
+    def _run(self, batches, total, outputs, sink, callbacks, metrics=None,
+             per_checkpoint=None) -> dict:
+        genn = self._require()
+        comm = self.communicator
+        info = BatchInfo(total_examples=total or 0, ranks=comm.size)
+        cb = CallbackList([BatchProgressBar()] if callbacks is None else callbacks,
+                          compiled_network=self, batch_info=info, num_batches=None,
+                          communicator=comm)
+        cb.metrics = metrics or {}
+        pending: dict[int, tuple] = {}
+
+        def feed() -> Iterator[dict]:
+            for index, (indices, arrays) in enumerate(batches):
+                pending[index] = (indices, {o: arrays[o] for o in outputs if o in arrays})
+                info.example_indices = indices
+                yield {p: arrays[p] for p in self.inputs}
+
+        def on_result(batch, checkpoint, pop, value):
+            indices, labels = pending[batch]
+            sink(indices, checkpoint, pop, value, labels)
+
+        start = time.perf_counter()
+        cb.on_test_begin()
+        stats = self._schedule(genn, feed(), outputs, on_result, cb)
+        seconds = time.perf_counter() - start
+        reduce_start = time.perf_counter()
+        report = EvaluationReport(seconds=seconds)
+        for checkpoint, by_output in (per_checkpoint or {}).items():
+            for metric in by_output.values():
+                metric.reduce(comm)
+            report.metrics[checkpoint] = {o.name: m.as_dict() for o, m in by_output.items()}
+        report.spikes = _reduce_spikes(stats, self.network, comm)
+        report.examples = report.spikes["examples"]
+        report.reduce_seconds = time.perf_counter() - reduce_start
+        self.last_report = report
+        cb.on_test_end(metrics or {})
+        return cb.get_data()
+
+    def _schedule(self, genn, batches, outputs, on_result, cb) -> SpikeStats:
+        c = self.compiler
+        readouts = {o: self.readouts[o] for o in outputs}
+        return run_rate(genn, batches, readouts, c.timesteps, list(self._checkpoints()),
+                        on_result, cb, reset_vars=c.reset_vars, reset_time=c.reset_time)
+
+    def _shard(self, n: int, sharded: bool) -> tuple[int, int, int]:
+        comm = self.communicator
+        if sharded or comm.size == 1:
+            total = int(comm.allreduce_sum(np.array([n], np.int64))[0]) if sharded else n
+            return 0, n, total
+        start, stop = shard_bounds(n, comm.rank, comm.size)
+        return start, stop, n
+
+    def _slices(self, arrays: dict, start: int, stop: int, index_offset: int = 0
+                ) -> Iterator[tuple[np.ndarray, dict]]:
+        """Batches of rows [start, stop), tagged with global example indices (row + offset)."""
+        b = self._require().batch_size
+        for s in range(start, stop, b):
+            e = min(s + b, stop)
+            yield (np.arange(s, e, dtype=np.int64) + index_offset,
+                   {p: np.asarray(v[s:e]) for p, v in arrays.items()})
+
+    def _by_population(self, data: dict, expected: list[Population], what: str) -> dict:
+        if not isinstance(data, dict):
+            if len(expected) == 1:
+                return {expected[0]: data}
+            raise TypeError(f"{what} must be a dict mapping populations to arrays")
+        out = {}
+        for key, value in data.items():
+            pop = _population(self.network, key)
+            out[pop] = value
+        return out
+
+
+class CompiledFewSpikeNetwork(CompiledInferenceNetwork):
+    """A compiled few-spike network; evaluation runs the pipelined window schedule."""
+
+    def _extra_options(self) -> dict:
+        return {}
+
+    def _checkpoints(self) -> Sequence[int]:
+        return ()
+
+    def _schedule(self, genn, batches, outputs, on_result, cb) -> SpikeStats:
+        from .compile import pipeline_depths
+        return run_few_spike(genn, batches, outputs, self.compiler.k,
+                             pipeline_depths(self.network), on_result, cb)
+
+
+def _compile_few_spike(self, network, name=None, inputs=None, outputs=None):
+    inputs = _populations(network, inputs, network.inputs, "inputs")
+    outputs = _populations(network, outputs, network.outputs, "outputs")
+    if not outputs:
+        raise ValueError("the network has no outputs: pass outputs=[population, ...]")
+    return CompiledFewSpikeNetwork(self, network, inputs, outputs, name)
+
+
+FewSpikeCompiler.compile = _compile_few_spike  # type: ignore[method-assign]
+
+
+def _rank_batch_size(batch_size: int, ranks: int) -> int:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if batch_size <= ranks:
+        return 1
+    if batch_size % ranks:
+        raise ValueError(f"the global batch_size {batch_size} must be divisible by the number "
+                         f"of ranks ({ranks}); each rank runs batch_size // ranks examples")
+    return batch_size // ranks
+
+
+def _readout_kind(pop: Population) -> str:
+    neuron = pop.neuron
+    if isinstance(neuron, FewSpikeRelu):
+        return "var"
+    if isinstance(neuron, IntegrateFire):
+        return neuron.readout or "spike_count"
+    raise ValueError(f"population {pop.name!r} ({type(neuron).__name__}) cannot be an output")
+
+
+def _population(network: Network, key) -> Population:
+    if isinstance(key, Population):
+        if not any(p is key for p in network.populations):
+            raise ValueError(f"population {key.name!r} is not part of this network")
+        return key
+    if isinstance(key, str):
+        return network.population(key)
+    raise TypeError(f"expected a Population or its name, not {type(key).__name__}")
+
+
+def _populations(network, given, default, what) -> list[Population]:
+    if given is None:
+        return list(default)
+    return [_population(network, p) for p in _as_list(given)]
+
+
+def _as_list(value) -> Optional[list]:
+    if value is None:
+        return None
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _split(batch, pops: list[Population]) -> dict:
+    if len(pops) == 1:
+        return {pops[0]: np.asarray(batch)}
+    if len(batch) != len(pops):
+        raise ValueError(f"a batch has {len(batch)} parts but there are {len(pops)} "
+                         f"populations {[p.name for p in pops]}")
+    return {p: np.asarray(b) for p, b in zip(pops, batch)}
+
+
+def _common_length(arrays: dict) -> int:
+    lengths = {getattr(p, "name", p): len(v) for p, v in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"inputs and labels must have the same number of examples: {lengths}")
+    return next(iter(lengths.values()), 0)
+
+
+def _metric_specs(metrics, outputs: list[Population]) -> dict:
+    if isinstance(metrics, dict):
+        by_pop = {}
+        for key, spec in metrics.items():
+            by_pop[key if isinstance(key, Population) else key] = spec
+        names = {getattr(k, "name", k) for k in by_pop}
+        if names != {o.name for o in outputs}:
+            raise ValueError(f"metrics must have one entry per output {[o.name for o in outputs]}"
+                             f", not {sorted(map(str, names))}")
+        return {o: next(v for k, v in by_pop.items() if getattr(k, "name", k) == o.name)
+                for o in outputs}
+    return {o: metrics for o in outputs}
+
+
+def _reduce_spikes(stats: SpikeStats, network: Network, comm: Communicator) -> dict:
+    """Global spike statistics: this rank's totals summed over ranks."""
+    totals = stats.totals()
+    names = list(totals)
+    local = np.array([stats.examples, stats.synaptic_operations(network)]
+                     + [totals[n] for n in names], np.int64)
+    reduced = comm.allreduce_sum(local)
+    return spike_report(network, int(reduced[0]), stats.timesteps,
+                        dict(zip(names, (int(v) for v in reduced[2:]))), int(reduced[1]))

@@ -1,0 +1,199 @@
+"""The evaluation loop every rank runs over its batches.
+
+Rate schedule (``mode="rate"``): per batch, reset the state, write the inputs, simulate T
+steps and read the outputs at each checkpoint (e.g. 100, 200 and 500 of a 500-step run).
+
+Few-spike schedule (``mode="few_spike"``): a pipeline of K-step windows. During window w the
+input encodes batch w and a population at depth d latches batch ``w - d``; so an output at
+depth D holds batch ``w - D`` after window w, and N batches take ``N + D_max`` windows.
+
+Spike statistics count only the windows in which each population works on real examples
+and only the batch lanes that hold real examples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Optional
+
+import numpy as np
+
+from .callbacks import CallbackList
+from .compile import GeNNNetwork
+from .network import Network, Population
+
+#: ``on_result(batch_index, checkpoint, population, readout[b, size])``
+ResultSink = Callable[[int, int, Population, np.ndarray], None]
+
+
+@dataclass
+class SpikeStats:
+    """Spikes per neuron (summed over the examples evaluated on this rank)."""
+
+    examples: int = 0
+    timesteps: int = 0
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, int]:
+        return {name: int(np.sum(counts)) for name, counts in self.spikes.items()}
+
+    def synaptic_operations(self, network: Network) -> int:
+        """Synaptic events delivered: each spike times its neuron's fan-out."""
+        return sum(int(np.dot(self.spikes[c.source.name], fan_out(c)))
+                   for c in network.connections if c.source.name in self.spikes)
+
+
+def spike_report(network: Network, examples: int, timesteps: int, spikes: dict[str, int],
+                 synops: int) -> dict:
+    """Per-population totals and rates, plus synaptic operations, as a JSON-able dict."""
+    pops = {}
+    for pop in network.populations:
+        total = int(spikes.get(pop.name, 0))
+        per_example = total / (pop.size * examples) if examples else 0.0
+        pops[pop.name] = {"neurons": pop.size, "spikes": total,
+                          "spikes_per_neuron_per_example": per_example,
+                          "rate_per_timestep": per_example / timesteps if timesteps else 0.0}
+    return {"examples": examples, "timesteps_per_example": timesteps, "populations": pops,
+            "synaptic_operations": synops,
+            "synaptic_operations_per_example": synops / examples if examples else 0.0}
+
+
+_FAN_OUT: dict[int, np.ndarray] = {}
+
+
+def fan_out(conn) -> np.ndarray:
+    """Number of synapses of each source neuron in a connection."""
+    key = id(conn.connectivity)
+    if key not in _FAN_OUT:
+        pre, _, _ = conn.connectivity.synapses(conn.source.shape)
+        _FAN_OUT[key] = np.bincount(pre, minlength=conn.source.size).astype(np.int64)
+    return _FAN_OUT[key]
+
+
+class _SpikeAccounting:
+    """Counts each population's spikes over the windows in which it holds real examples.
+
+    A population at pipeline depth d works on batch j during window ``j + d`` (d = 0 for
+    every population in the rate schedule). Only the ends of that span and the windows of
+    partial batches are pulled from the device, so full batches cost no transfers.
+    """
+
+    def __init__(self, genn: GeNNNetwork, depth: dict[str, int]):
+        self.genn = genn
+        self.depth = {p.name: depth.get(p.name, 0) for p in genn.network.populations}
+        self.start: dict[str, np.ndarray] = {}
+        self.totals = {p.name: np.zeros(p.size, np.int64) for p in genn.network.populations}
+        self.partial: dict[str, np.ndarray] = {}
+        self.done: set[str] = set()
+
+    def _pull(self, name: str) -> np.ndarray:
+        return self.genn.pull(self.genn.network.population(name), "SpikeTotal").astype(np.int64)
+
+    def before_window(self, window: int, sizes: list[int], num_batches: Optional[int]) -> None:
+        for name, d in self.depth.items():
+            batch = window - d
+            if batch == 0:
+                self.start[name] = self._pull(name)
+            if num_batches is not None and batch == num_batches and name not in self.done:
+                self._finish(name)
+            elif 0 <= batch < len(sizes) and sizes[batch] < self.genn.batch_size:
+                self.partial[name] = self._pull(name)
+
+    def after_window(self, window: int, sizes: list[int]) -> None:
+        for name, d in self.depth.items():
+            batch = window - d
+            if name in self.partial and 0 <= batch < len(sizes):
+                diff = self._pull(name) - self.partial.pop(name)
+                # drop the padded lanes of a partial batch
+                self.totals[name] += diff[:sizes[batch]].sum(axis=0) - diff.sum(axis=0)
+
+    def _finish(self, name: str) -> None:
+        if name in self.start:
+            self.totals[name] += (self._pull(name) - self.start[name]).sum(axis=0)
+        self.done.add(name)
+
+    def finish(self) -> dict[str, np.ndarray]:
+        for name in self.depth:
+            if name not in self.done:
+                self._finish(name)
+        return self.totals
+
+
+def run_rate(genn: GeNNNetwork, batches: Iterable[dict[Population, np.ndarray]],
+             outputs: dict[Population, str], timesteps: int, checkpoints: list[int],
+             on_result: ResultSink, callbacks: CallbackList, reset_vars: bool = True,
+             reset_time: bool = True) -> SpikeStats:
+    """Rate-coded schedule; returns the spike statistics of the examples run."""
+    checkpoints = sorted(set(int(c) for c in checkpoints) | {timesteps})
+    if checkpoints[0] < 1 or checkpoints[-1] > timesteps:
+        raise ValueError(f"readout checkpoints must lie in 1..{timesteps}, not {checkpoints}")
+    spikes = _SpikeAccounting(genn, {})
+    sizes: list[int] = []
+    for index, x in enumerate(batches):
+        sizes.append(_batch_size(x))
+        spikes.before_window(index, sizes, None)
+        callbacks.on_batch_begin(index)
+        genn.reset_example_state(reset_vars, reset_time)
+        for pop, values in x.items():
+            genn.set_input(pop, values)
+        done = 0
+        for checkpoint in checkpoints:
+            _simulate(genn, checkpoint - done, done, callbacks)
+            done = checkpoint
+            for pop, kind in outputs.items():
+                value = genn.readout(pop, kind)[:sizes[-1]]
+                on_result(index, checkpoint, pop,
+                          value / checkpoint if kind == "avg_var" else value)
+        spikes.after_window(index, sizes)
+        callbacks.on_batch_end(index)
+    return SpikeStats(sum(sizes), timesteps, spikes.finish())
+
+
+def run_few_spike(genn: GeNNNetwork, batches: Iterable[dict[Population, np.ndarray]],
+                  outputs: list[Population], k: int, depth: dict[str, int],
+                  on_result: ResultSink, callbacks: CallbackList) -> SpikeStats:
+    """Pipelined few-spike schedule; the readout is each output's complete pre-activation."""
+    max_depth = max(depth[o.name] for o in outputs)
+    spikes = _SpikeAccounting(genn, depth)
+    sizes: list[int] = []
+    iterator: Iterator = iter(batches)
+    num_batches: Optional[int] = None
+    window = 0
+    while num_batches is None or window < num_batches + max_depth:
+        x = next(iterator, None) if num_batches is None else None
+        if x is None and num_batches is None:
+            num_batches = len(sizes)
+            if num_batches == 0 or window >= num_batches + max_depth:
+                break
+        if x is not None:
+            sizes.append(_batch_size(x))
+        spikes.before_window(window, sizes, num_batches)
+        callbacks.on_batch_begin(window)
+        genn.set_timestep(0)
+        for pop in genn.network.inputs:
+            genn.set_input(pop, x[pop] if x is not None else np.zeros((0, pop.size), np.float32))
+        _simulate(genn, k, 0, callbacks)
+        spikes.after_window(window, sizes)
+        for o in outputs:
+            batch = window - depth[o.name]
+            if 0 <= batch < len(sizes):
+                on_result(batch, k, o, genn.readout(o, "var")[:sizes[batch]])
+        callbacks.on_batch_end(window)
+        window += 1
+    return SpikeStats(sum(sizes), k, spikes.finish())
+
+
+def _simulate(genn: GeNNNetwork, steps: int, first: int, callbacks: CallbackList) -> None:
+    if not callbacks.has_timestep_hooks:
+        genn.step(steps)
+        return
+    for ts in range(first, first + steps):
+        callbacks.on_timestep_begin(ts)
+        genn.step()
+        callbacks.on_timestep_end(ts)
+
+
+def _batch_size(x: dict[Population, np.ndarray]) -> int:
+    sizes = {len(v) for v in x.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"inputs of one batch differ in length: {sorted(sizes)}")
+    return sizes.pop()
