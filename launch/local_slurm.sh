@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# A one-node Slurm cluster on this machine, for trying distsnn's batch scripts and for tests.
+#
+#   launch/local_slurm.sh up     [DIR]   # start munged, slurmctld and slurmd; prints the export line
+#   launch/local_slurm.sh status [DIR]   # exit 0 when the cluster in DIR is up
+#   launch/local_slurm.sh down   [DIR]   # stop the daemons started by `up`
+#
+#   eval "$(launch/local_slurm.sh up)"   # then: sbatch launch/sbatch_cpu.sh doctor --json
+#
+# Needs root (Slurm runs as SlurmUser=root here) on Debian/Ubuntu; installs the packages
+# slurmctld slurmd slurm-client munge with apt-get when they are missing. All state, spool,
+# pid and log files live in DIR (default: ${TMPDIR:-/tmp}/distsnn-slurm), the configuration
+# in DIR/slurm.conf; nothing under /etc is changed except a munge key created when missing.
+# `up` is idempotent: when the cluster in DIR is already up it only prints the export line.
+# Only the export line goes to stdout; progress and errors go to stderr.
+# Exit status: 0 done, 1 failed, 2 usage, 3 not root, 4 packages missing and not installable.
+# LOCAL_SLURM_PORTS="CTLD SLURMD" picks other ports than 6817 6818 (to run two clusters);
+# LOCAL_SLURM_WAIT_S bounds the wait for the node to become idle (default 60).
+#
+# Recipe: /work/shared/reference/local-slurm.md (checked with Slurm 22.05.8, munge 0.5.15).
+set -euo pipefail
+
+ACTION=${1:-}
+DIR=${2:-${TMPDIR:-/tmp}/distsnn-slurm}
+WAIT_S=${LOCAL_SLURM_WAIT_S:-60}
+read -r CTLD_PORT SLURMD_PORT <<< "${LOCAL_SLURM_PORTS:-6817 6818}"
+
+say() { echo "local_slurm: $*" >&2; }
+die() { echo "local_slurm: error: $*" >&2; exit 1; }
+die_code() { local code=$1; shift; echo "local_slurm: error: $*" >&2; exit "$code"; }
+
+usage() {
+    sed -n '3,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+pid_alive() {  # pid_alive FILE: true when FILE holds the pid of a live process
+    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+conf_paths() {  # conf_paths [create]
+    if [ "${1:-}" = create ]; then mkdir -p "$DIR/state" "$DIR/spool" "$DIR/run" "$DIR/log"; fi
+    [ -d "$DIR" ] && DIR=$(cd "$DIR" && pwd)
+    CONF=$DIR/slurm.conf
+    CTLD_PID=$DIR/run/slurmctld.pid
+    SLURMD_PID=$DIR/run/slurmd.pid
+    MUNGED_MARK=$DIR/run/munged.started-by-us
+}
+
+need_root() {
+    [ "$(id -u)" = 0 ] || die_code 3 "must run as root (Slurm runs with SlurmUser=root here and
+the packages may need installing); try: sudo $0 $ACTION ${2:-}"
+}
+
+install_packages() {
+    local missing=()
+    command -v slurmctld >/dev/null || missing+=(slurmctld)
+    command -v slurmd >/dev/null || missing+=(slurmd)
+    command -v sbatch >/dev/null || missing+=(slurm-client)
+    command -v munged >/dev/null || missing+=(munge)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null || die_code 4 "missing ${missing[*]} and no apt-get to install them;
+install Slurm and munge with your package manager"
+    say "installing slurmctld slurmd slurm-client munge (missing: ${missing[*]})"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update >&2 && apt-get install -y slurmctld slurmd slurm-client munge >&2 \
+        || die_code 4 "apt-get could not install slurmctld slurmd slurm-client munge"
+}
+
+munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+
+start_munge() {
+    local key=/etc/munge/munge.key
+    if [ ! -s "$key" ]; then
+        say "creating munge key $key"
+        mkdir -p /etc/munge
+        dd if=/dev/urandom of="$key" bs=1024 count=1 status=none
+        chown munge:munge "$key" 2>/dev/null || chown munge "$key"
+        chmod 400 "$key"
+    fi
+    local d
+    for d in /run/munge /var/lib/munge /var/log/munge; do
+        mkdir -p "$d"
+        chown munge:munge "$d" 2>/dev/null || chown munge "$d"
+    done
+    if munge_works; then
+        return 0
+    fi
+    say "starting munged"
+    # As root with --force, as in the checked recipe (munged warns that its directories
+    # are owned by munge, not root; harmless).
+    if ! munged --force 2>"$DIR/log/munged-start.log"; then
+        cat "$DIR/log/munged-start.log" >&2
+        die "munged did not start; see /var/log/munge/munged.log"
+    fi
+    touch "$MUNGED_MARK"
+    local i
+    for i in $(seq 50); do
+        munge_works && return 0
+        sleep 0.1
+    done
+    die "munged started but munge -n | unmunge fails; see /var/log/munge/munged.log"
+}
+
+write_conf() {
+    local host cpus
+    host=$(hostname -s)
+    cpus=$(nproc)
+    cat > "$CONF.tmp" <<EOF
+# Written by distsnn launch/local_slurm.sh: a one-node cluster with everything in $DIR
+ClusterName=local
+SlurmctldHost=$host
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool
+SlurmctldPidFile=$CTLD_PID
+SlurmdPidFile=$SLURMD_PID
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+NodeName=$host CPUs=$cpus RealMemory=8000 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+EOF
+    mv "$CONF.tmp" "$CONF"
+}
+
+node_state() {  # the node's state as sinfo prints it (idle, mix, alloc, down*, ...), or nothing
+    SLURM_CONF=$CONF sinfo -h -N -o '%T' 2>/dev/null | head -n 1
+}
+
+is_up() {
+    [ -f "$CONF" ] && pid_alive "$CTLD_PID" && pid_alive "$SLURMD_PID" &&
+        case "$(node_state)" in idle*|mix*|alloc*|completing*) true ;; *) false ;; esac
+}
+
+wait_idle() {
+    local deadline=$((SECONDS + WAIT_S)) state="" resumed=0
+    while [ $SECONDS -lt $deadline ]; do
+        state=$(node_state)
+        case "$state" in
+            idle*|mix*|alloc*) return 0 ;;
+            drain*|down*)
+                if [ $resumed = 0 ] && [ $((deadline - SECONDS)) -lt $((WAIT_S - 10)) ]; then
+                    SLURM_CONF=$CONF scontrol update nodename="$(hostname -s)" state=resume \
+                        >/dev/null 2>&1 || true
+                    resumed=1
+                fi ;;
+        esac
+        pid_alive "$CTLD_PID" || die "slurmctld exited; see $DIR/log/slurmctld.log"
+        pid_alive "$SLURMD_PID" || die "slurmd exited; see $DIR/log/slurmd.log"
+        sleep 0.5
+    done
+    die "the node is not idle after ${WAIT_S}s (sinfo says '${state:-nothing}'); see $DIR/log/"
+}
+
+stop_pidfile() {  # stop_pidfile FILE NAME
+    local file=$1 name=$2 pid i
+    if pid_alive "$file"; then
+        pid=$(cat "$file")
+        say "stopping $name (pid $pid)"
+        kill "$pid" 2>/dev/null || true
+        for i in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            say "$name (pid $pid) did not stop in 10 s; sending SIGKILL"
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$file"
+}
+
+cmd_up() {
+    need_root "$@"
+    conf_paths create
+    if is_up; then
+        say "already up in $DIR"
+        echo "export SLURM_CONF=$CONF"
+        return 0
+    fi
+    install_packages
+    start_munge
+    # Stale daemons from an earlier, half-finished `up` in this DIR.
+    stop_pidfile "$SLURMD_PID" slurmd
+    stop_pidfile "$CTLD_PID" slurmctld
+    write_conf
+    say "starting slurmctld and slurmd (config $CONF)"
+    slurmctld -f "$CONF" || die "slurmctld did not start; see $DIR/log/slurmctld.log"
+    slurmd -f "$CONF" || die "slurmd did not start; see $DIR/log/slurmd.log"
+    local i
+    for i in $(seq 100); do
+        pid_alive "$CTLD_PID" && pid_alive "$SLURMD_PID" && break
+        sleep 0.1
+    done
+    wait_idle
+    say "up: node $(hostname -s) idle in partition debug ($(nproc) CPUs)"
+    echo "export SLURM_CONF=$CONF"
+}
+
+cmd_down() {
+    conf_paths
+    stop_pidfile "$SLURMD_PID" slurmd
+    stop_pidfile "$CTLD_PID" slurmctld
+    if [ -f "$MUNGED_MARK" ]; then
+        stop_pidfile /run/munge/munged.pid munged
+        rm -f "$MUNGED_MARK"
+    fi
+    say "down ($DIR)"
+}
+
+cmd_status() {
+    conf_paths
+    local rc=0
+    if pid_alive "$CTLD_PID"; then say "slurmctld running (pid $(cat "$CTLD_PID"))"
+    else say "slurmctld not running"; rc=1; fi
+    if pid_alive "$SLURMD_PID"; then say "slurmd running (pid $(cat "$SLURMD_PID"))"
+    else say "slurmd not running"; rc=1; fi
+    if munge_works; then say "munge works"; else say "munge does not work"; rc=1; fi
+    if [ $rc = 0 ]; then
+        SLURM_CONF=$CONF sinfo >&2 || rc=1
+        echo "export SLURM_CONF=$CONF"
+    fi
+    return $rc
+}
+
+case "$ACTION" in
+    up) cmd_up "$@" ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    *) usage ;;
+esac
