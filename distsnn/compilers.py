@@ -130,7 +130,8 @@ class FewSpikeCompiler(InferenceCompiler):
 class EvaluationReport:
     """Everything one evaluate/predict call measured (global on every rank)."""
 
-    metrics: dict[int, dict[str, dict]] = field(default_factory=dict)  # checkpoint -> output
+    #: checkpoint -> output name -> metric name -> {"result": ..., counts}
+    metrics: dict[int, dict[str, dict]] = field(default_factory=dict)
     spikes: dict = field(default_factory=dict)
     examples: int = 0
     seconds: float = 0.0
@@ -284,12 +285,15 @@ class CompiledInferenceNetwork:
     def _evaluate(self, batches, total, outputs, metrics, callbacks):
         specs = _metric_specs(metrics, outputs)
         checkpoints = sorted(set(self._checkpoints()) | {self.compiler.timesteps})
-        per_checkpoint = {c: {o: make_metric(specs[o]) for o in outputs} for c in checkpoints}
-        final = per_checkpoint[self.compiler.timesteps]
+        per_checkpoint = {c: {o: [make_metric(s) for s in specs[o]] for o in outputs}
+                          for c in checkpoints}
 
         def sink(indices, checkpoint, pop, value, labels):
             if labels is not None and pop in labels and checkpoint in per_checkpoint:
-                per_checkpoint[checkpoint][pop].update(labels[pop], value)
+                for metric in per_checkpoint[checkpoint][pop]:
+                    metric.update(labels[pop], value)
+        final = {o: ms[0] if len(ms) == 1 else {m.name: m for m in ms}
+                 for o, ms in per_checkpoint[self.compiler.timesteps].items()}
         cb_data = self._run(batches, total, outputs, sink, callbacks, final, per_checkpoint)
         return final, cb_data
 
@@ -324,9 +328,11 @@ class CompiledInferenceNetwork:
         reduce_start = time.perf_counter()
         report = EvaluationReport(seconds=seconds)
         for checkpoint, by_output in (per_checkpoint or {}).items():
-            for metric in by_output.values():
-                metric.reduce(comm)
-            report.metrics[checkpoint] = {o.name: m.as_dict() for o, m in by_output.items()}
+            for metrics_of_output in by_output.values():
+                for metric in metrics_of_output:
+                    metric.reduce(comm)
+            report.metrics[checkpoint] = {o.name: {m.name: m.as_dict() for m in ms}
+                                          for o, ms in by_output.items()}
         report.spikes = _reduce_spikes(stats, self.network, comm)
         report.examples = report.spikes["examples"]
         report.reduce_seconds = time.perf_counter() - reduce_start
@@ -453,18 +459,15 @@ def _common_length(arrays: dict) -> int:
     return next(iter(lengths.values()), 0)
 
 
-def _metric_specs(metrics, outputs: list[Population]) -> dict:
+def _metric_specs(metrics, outputs: list[Population]) -> dict[Population, list]:
+    """Metric specs per output: one spec, a list of specs, or a dict per output."""
     if isinstance(metrics, dict):
-        by_pop = {}
-        for key, spec in metrics.items():
-            by_pop[key if isinstance(key, Population) else key] = spec
-        names = {getattr(k, "name", k) for k in by_pop}
-        if names != {o.name for o in outputs}:
+        by_name = {getattr(k, "name", k): v for k, v in metrics.items()}
+        if set(by_name) != {o.name for o in outputs}:
             raise ValueError(f"metrics must have one entry per output {[o.name for o in outputs]}"
-                             f", not {sorted(map(str, names))}")
-        return {o: next(v for k, v in by_pop.items() if getattr(k, "name", k) == o.name)
-                for o in outputs}
-    return {o: metrics for o in outputs}
+                             f", not {sorted(map(str, by_name))}")
+        return {o: _as_list(by_name[o.name]) for o in outputs}
+    return {o: _as_list(metrics) for o in outputs}
 
 
 def _reduce_spikes(stats: SpikeStats, network: Network, comm: Communicator) -> dict:

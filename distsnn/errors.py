@@ -1,0 +1,53 @@
+"""Errors a user can fix (bad file, bad option, mismatched data), and how ranks agree on them."""
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from .communicator import Communicator
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """A problem with the user's input; the command line prints its message as one line."""
+
+
+#: Exceptions that mean "fix your input", not "distsnn has a bug".
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """All exception classes reported as one-line user errors."""
+    from .connectivity import ShapeError
+    from .data import DataError
+    from .netfile import NetworkFileError
+    return USER_ERRORS + (DataError, NetworkFileError, ShapeError)
+
+
+def on_root(comm: Communicator, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on rank 0 only; every rank gets its result, or raises its user error."""
+    result, error = None, None
+    if comm.rank == 0:
+        try:
+            result = fn()
+        except user_error_types() as err:
+            error = str(err)
+    error = comm.broadcast_object(error)
+    if error is not None:
+        raise UserError(error)
+    return result
+
+
+def agree(comm: Communicator, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on every rank; if it raises a user error on any rank, every rank raises the
+    first such error (named by rank), so no rank is left waiting in a collective."""
+    result, error = None, None
+    try:
+        result = fn()
+    except user_error_types() as err:
+        error = str(err)
+    errors = comm.broadcast_object(comm.gather_object(error))
+    for rank, message in enumerate(errors):
+        if message is not None:
+            raise UserError(message if comm.size == 1 else f"rank {rank}: {message}")
+    return result

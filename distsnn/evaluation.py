@@ -1,0 +1,226 @@
+"""The distributed job behind ``distsnn evaluate``: load or convert, broadcast, evaluate.
+
+Rank 0 reads a network file or converts a Keras model (only rank 0 imports Keras) and
+broadcasts the network file's bytes; each rank reads only its contiguous shard of the
+dataset, evaluates it, and the counts are all-reduced. Every step is timed.
+"""
+from __future__ import annotations
+
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .communicator import Communicator
+from .compilers import FewSpikeCompiler, InferenceCompiler
+from .data import inspect_dataset, read_shard, shard_bounds
+from .errors import UserError, agree, on_root
+from .netfile import FORMAT_NAME, load_network, network_to_bytes
+from .network import Network
+from .neurons import FewSpikeReluInput
+
+
+@dataclass
+class ConversionOptions:
+    """How to convert a Keras model (ignored for a network file)."""
+
+    method: str = "few-spike"
+    norm_data: Optional[str] = None
+    timesteps: int = 500
+    k: int = 8
+    input_type: str = "poisson"
+    signed_input: bool = False
+    percentile: float = 100.0
+    reset: str = "zero"
+    norm_x_name: str = "x"
+    seed: int = 1
+    build_dir: Optional[str] = None
+
+
+@dataclass
+class Timings:
+    values: dict[str, float] = field(default_factory=dict)
+
+    def measure(self, name: str):
+        timings = self
+
+        class _Timer:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timings.values[name] = timings.values.get(name, 0.0) + \
+                    time.perf_counter() - self.start
+        return _Timer()
+
+
+def is_network_file(path: str | Path) -> bool:
+    """True for a distsnn network file (as opposed to a Keras model)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT_NAME
+    except OSError:
+        return False
+
+
+def load_or_convert(path: str, options: ConversionOptions, comm: Communicator,
+                    timings: Timings) -> Network:
+    """The network on every rank: rank 0 loads or converts it, then broadcasts its bytes.
+
+    Spike-norm conversion then runs the threshold search on all ranks.
+    """
+    def rank0() -> bytes:
+        if not Path(path).exists():
+            raise UserError(f"{path}: no such file (expected a .keras/.h5 Keras model or a "
+                            f"distsnn network file)")
+        if is_network_file(path):
+            return Path(path).read_bytes()
+        from .convert import convert_file  # only rank 0 imports Keras
+        with timings.measure("conversion"):
+            net = convert_file(path, options.method, norm_data=options.norm_data,
+                               timesteps=options.timesteps, k=options.k,
+                               input_type=options.input_type, signed_input=options.signed_input,
+                               percentile=options.percentile, reset=options.reset,
+                               x_name=options.norm_x_name)
+        return network_to_bytes(net)
+
+    data = on_root(comm, rank0)
+    with timings.measure("broadcast"):
+        network = load_network(comm.broadcast_bytes(data))
+    if network.metadata.get("method") == "spike-norm" and "spike_norm" not in network.metadata:
+        with timings.measure("spike_norm_search"):
+            spike_norm_search(network, options, comm)
+    return network
+
+
+def spike_norm_search(network: Network, options: ConversionOptions, comm: Communicator) -> None:
+    """Run the distributed spike-norm search with each rank's shard of the norm data."""
+    from .spike_norm import spike_normalise
+    if options.norm_data is None:
+        raise UserError("--method spike-norm needs --norm-data FILE (a slice of the training set)")
+    info = on_root(comm, lambda: inspect_dataset(options.norm_data, options.norm_x_name, None))
+    start, stop = agree(comm, lambda: shard_bounds(info.n_examples, comm.rank, comm.size))
+    x, _ = agree(comm, lambda: read_shard(options.norm_data, start, stop, options.norm_x_name,
+                                          None))
+    x = _as_input(x, network, options.norm_data, options.norm_x_name)
+    spike_normalise(network, norm_data=x, evaluate_timesteps=options.timesteps,
+                    rng_seed=options.seed, communicator=comm, sharded=True,
+                    percentile=options.percentile, build_dir=options.build_dir)
+    network.metadata["spike_norm"]["norm_examples"] = info.n_examples
+
+
+def _as_input(x: np.ndarray, network: Network, path: str = "the dataset",
+              name: str = "x") -> np.ndarray:
+    """Examples reshaped to the input population, after checking their size matches."""
+    _check_shape(tuple(x.shape[1:]), network, path, name)
+    return np.asarray(x, np.float32).reshape((len(x),) + network.inputs[0].shape)
+
+
+def _check_shape(shape: tuple, network: Network, path: str, name: str) -> None:
+    pop = network.inputs[0]
+    if shape != pop.shape and int(np.prod(shape)) != pop.size:
+        raise UserError(f"{path}: examples of {name!r} have shape {shape} but the network input "
+                        f"{pop.name!r} expects {pop.shape}; reshape the data or use the model it "
+                        f"was made for")
+
+
+def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timings, *,
+                  x_name: str = "x", y_name: str = "y", timesteps: list[int] = (500,),
+                  batch_size: int = 1, backend: str = "auto", seed: int = 1,
+                  build_dir: Optional[str] = None, top_k: int = 5,
+                  progress: bool = True) -> dict:
+    """Evaluate ``network`` on a dataset file with every rank reading only its shard."""
+    from .callbacks import BatchProgressBar
+    if len(network.inputs) != 1 or len(network.outputs) != 1:
+        raise UserError("the command line evaluates networks with one input and one output; "
+                        "use the library API for more")
+    inp, out = network.inputs[0], network.outputs[0]
+    info = on_root(comm, lambda: _check_dataset(data, x_name, y_name, network))
+    start, stop = agree(comm, lambda: shard_bounds(info.n_examples, comm.rank, comm.size))
+    with timings.measure("data_read"):
+        x, y = agree(comm, lambda: read_shard(data, start, stop, x_name, y_name, True))
+    num_classes = out.size
+    agree(comm, lambda: _check_labels(y, num_classes, data, start))
+    few_spike = isinstance(inp.neuron, FewSpikeReluInput)
+    metrics = ["sparse_categorical_accuracy", f"top_{min(top_k, num_classes)}_accuracy",
+               "confusion_matrix"]
+    common = dict(batch_size=batch_size * comm.size, rng_seed=seed, communicator=comm,
+                  backend=backend, build_dir=build_dir)
+    if few_spike:
+        compiler = FewSpikeCompiler(k=inp.neuron.k, **common)
+    else:
+        compiler = InferenceCompiler(max(timesteps), checkpoints=timesteps, **common)
+    compiled = compiler.compile(network)
+    with timings.measure("build_and_load"):
+        compiled.__enter__()
+    try:
+        timings.values["build"] = compiled.build_info.build_s
+        timings.values["load"] = compiled.build_info.load_s
+        comm.barrier()
+        callbacks = [BatchProgressBar()] if progress else []
+        compiled.evaluate({inp: _as_input(x, network, data, x_name)}, {out: y}, metrics,
+                          callbacks, sharded=True)
+        report = compiled.last_report
+        timings.values["evaluation"] = report.seconds
+        timings.values["reduction"] = report.reduce_seconds
+        seeds = comm.gather_object(compiled.seed)
+        devices = comm.gather_object(_device_info(comm, compiled.backend))
+        build_reused = comm.gather_object(compiled.build_info.reused)
+    finally:
+        compiled.__exit__(None, None, None)
+    slowest = comm.allreduce_max(np.array([report.seconds]))[0]
+    return {
+        "distsnn_version": __version__,
+        "network": {"hash": network.content_hash(), "metadata": network.metadata,
+                    "input": {"name": inp.name, "shape": list(inp.shape)},
+                    "output": {"name": out.name, "shape": list(out.shape)},
+                    "neurons": sum(p.size for p in network.populations)},
+        "dataset": {"path": str(data), "examples": info.n_examples, "x_name": x_name,
+                    "y_name": y_name},
+        "schedule": ({"mode": "few-spike", "k": inp.neuron.k} if few_spike else
+                     {"mode": "rate", "timesteps": sorted(set(timesteps))}),
+        "ranks": comm.size, "batch_size_per_rank": batch_size, "backend": compiled.backend,
+        "devices": devices, "seeds": {"base": compiled.base_seed, "per_rank": seeds},
+        "build_reused": build_reused,
+        "metrics": {str(c): m[out.name] for c, m in sorted(report.metrics.items())},
+        "spikes": report.spikes,
+        "timings_s": dict(timings.values),
+        "examples_per_second": report.examples / slowest if slowest else None,
+        "versions": _versions(),
+    }
+
+
+def _check_dataset(path: str, x_name: str, y_name: str, network: Network):
+    info = inspect_dataset(path, x_name, y_name, require_labels=True)
+    _check_shape(tuple(info.x_shape), network, path, x_name)
+    return info
+
+
+def _check_labels(y: np.ndarray, num_classes: int, path: str, start: int) -> None:
+    bad = np.flatnonzero((y < 0) | (y >= num_classes))
+    if bad.size:
+        raise UserError(f"{path}: label {int(y[bad[0]])} of example {start + int(bad[0])} is out "
+                        f"of range for an output with {num_classes} classes (0..{num_classes - 1})")
+
+
+def _device_info(comm: Communicator, backend: str) -> dict:
+    import os
+    return {"rank": comm.rank, "host": socket.gethostname(), "backend": backend,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+    versions = {"python": platform.python_version()}
+    for name in ("numpy", "h5py", "mpi4py", "pygenn"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    return versions
