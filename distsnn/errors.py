@@ -24,8 +24,10 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     return USER_ERRORS + (DataError, NetworkFileError, ShapeError)
 
 
-def on_root(comm: Communicator, fn: Callable[[], T]) -> T:
-    """Run ``fn`` on rank 0 only; every rank gets its result, or raises its user error."""
+def on_root(comm: Communicator, fn: Callable[[], T], broadcast: bool = True) -> T:
+    """Run ``fn`` on rank 0 only; every rank raises its user error, if any, or gets its
+    (small, picklable) result; ``broadcast=False``: only rank 0 gets it (e.g. bytes that
+    travel through ``broadcast_bytes``)."""
     result, error = None, None
     if comm.rank == 0:
         try:
@@ -35,7 +37,7 @@ def on_root(comm: Communicator, fn: Callable[[], T]) -> T:
     error = comm.broadcast_object(error)
     if error is not None:
         raise UserError(error)
-    return result
+    return comm.broadcast_object(result) if broadcast else result
 
 
 def agree(comm: Communicator, fn: Callable[[], T]) -> T:

@@ -90,10 +90,10 @@ def load_or_convert(path: str, options: ConversionOptions, comm: Communicator,
                                x_name=options.norm_x_name)
         return network_to_bytes(net)
 
-    data = on_root(comm, rank0)
+    data = on_root(comm, rank0, broadcast=False)
     with timings.measure("broadcast"):
         network = load_network(comm.broadcast_bytes(data))
-    if network.metadata.get("method") == "spike-norm" and "spike_norm" not in network.metadata:
+    if network.metadata.get("spike_norm", {}).get("status") == "pending":
         with timings.measure("spike_norm_search"):
             spike_norm_search(network, options, comm)
     return network

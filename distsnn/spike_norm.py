@@ -111,7 +111,7 @@ def spike_normalise(net: Network, net_inputs: Optional[Sequence] = None,
         layer.neuron.v_thresh = thresholds[layer.name]
     net.metadata.update({
         "method": "spike-norm",
-        "spike_norm": {"timesteps": evaluate_timesteps, "norm_examples": total,
+        "spike_norm": {"status": "done", "timesteps": evaluate_timesteps, "norm_examples": total,
                        "percentile": percentile, "seed": compiled.base_seed,
                        "ranks": comm.size, "thresholds": thresholds}})
     return thresholds
