@@ -19,9 +19,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 def user_error_types() -> tuple[type[BaseException], ...]:
     """All exception classes reported as one-line user errors."""
     from .connectivity import ShapeError
+    from .convert.errors import ConversionError  # does not import Keras
     from .data import DataError
     from .netfile import NetworkFileError
-    return USER_ERRORS + (DataError, NetworkFileError, ShapeError)
+    return USER_ERRORS + (ConversionError, DataError, NetworkFileError, ShapeError)
 
 
 def on_root(comm: Communicator, fn: Callable[[], T], broadcast: bool = True) -> T:

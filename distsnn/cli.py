@@ -1,0 +1,259 @@
+"""The ``distsnn`` command line (console script ``distsnn = "distsnn.cli:main"``).
+
+Each command is a small function that imports what it needs when it runs, so ``distsnn
+--help`` and light commands stay fast and never pull in TensorFlow or pygenn. To add a
+command, define another ``@app.command()`` function below.
+"""
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+import distsnn
+
+app = typer.Typer(
+    name="distsnn",
+    help="Evaluate spiking networks converted from Keras ANNs with GeNN, on one or many "
+         "MPI ranks (run under mpiexec/srun for several).",
+    no_args_is_help=True,
+    add_completion=False,
+    # Plain tracebacks: they must stay readable in MPI job logs (and distsnn's MPI abort
+    # hook prints which rank failed).
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"distsnn {distsnn.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_print_version, is_eager=True,
+        help="Print the distsnn version and exit."),
+) -> None:
+    """distsnn command line."""
+
+
+@app.command()
+def doctor(
+    json_output: bool = typer.Option(
+        False, "--json", help="Print rank 0's report as JSON instead of a table."),
+    tf: bool = typer.Option(
+        True, "--tf/--no-tf",
+        help="Import TensorFlow/Keras on rank 0 to check they load (takes seconds); "
+             "--no-tf only reads their installed versions."),
+) -> None:
+    """Report versions, GeNN backends, MPI ranks and visible GPUs (one row per rank).
+
+    Run it alone or as `mpiexec -n N distsnn doctor`. Exits 1 when some rank cannot run
+    distsnn (e.g. pygenn missing or no usable GeNN backend).
+    """
+    from distsnn.doctor import run_doctor
+
+    raise typer.Exit(run_doctor(json_output=json_output, import_tf=tf))
+
+
+# ---------------------------------------------------------------------------------------
+# Conversion and evaluation. Every rank runs the same command; rank 0 alone prints.
+
+class Method(str, Enum):
+    simple = "simple"
+    data_norm = "data-norm"
+    few_spike = "few-spike"
+    spike_norm = "spike-norm"
+
+
+class InputKind(str, Enum):
+    poisson = "poisson"
+    spike = "spike"
+    if_ = "if"
+
+
+class Reset(str, Enum):
+    zero = "zero"
+    subtract = "subtract"
+
+
+class Backend(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+METHOD = typer.Option(Method.few_spike, "--method", "-m", help="Conversion method.")
+NORM_DATA = typer.Option(None, "--norm-data", help="Normalisation data (.npz/.npy/.h5): a "
+                         "slice of the training inputs; needed by data-norm, spike-norm and "
+                         "few-spike.")
+K = typer.Option(8, "--k", help="Few-spike: timesteps per window (bits per activation).")
+INPUT = typer.Option(InputKind.poisson, "--input", help="Input encoding of rate methods.")
+RESET = typer.Option(Reset.zero, "--reset", help="IF reset: to zero (mlGeNN) or by "
+                     "subtracting the threshold.")
+PERCENTILE = typer.Option(100.0, "--percentile", help="data-norm/spike-norm: percentile of "
+                          "activations used as the maximum (e.g. 99.9).")
+SIGNED = typer.Option(False, "--signed-input/--unsigned-input", help="Inputs can be negative.")
+SEED = typer.Option(1, "--seed", help="Base random seed; each rank derives its own from it.")
+BUILD_DIR = typer.Option(None, "--build-dir", help="GeNN build directory (default "
+                         "$DISTSNN_BUILD_DIR or ~/.cache/distsnn/genn-build); share it between "
+                         "runs to skip rebuilding.")
+X_NAME = typer.Option("x", "--x-name", help="Name of the input array in the data files.")
+
+
+def _conversion(method, norm_data, timesteps, k, input_kind, signed, percentile, reset, seed,
+                build_dir, x_name):
+    from distsnn.evaluation import ConversionOptions
+    return ConversionOptions(
+        method=method.value, norm_data=None if norm_data is None else str(norm_data),
+        timesteps=timesteps, k=k, input_type=input_kind.value, signed_input=signed,
+        percentile=percentile, reset=reset.value, norm_x_name=x_name, seed=seed,
+        build_dir=None if build_dir is None else str(build_dir))
+
+
+def _parse_timesteps(text: str) -> list[int]:
+    from distsnn.errors import UserError
+    try:
+        steps = sorted({int(t) for t in text.split(",") if t.strip()})
+    except ValueError:
+        raise UserError(f"--timesteps must be comma-separated integers like 100,200,500, "
+                        f"not {text!r}") from None
+    if not steps or steps[0] < 1:
+        raise UserError(f"--timesteps must be positive integers, not {text!r}")
+    return steps
+
+
+@app.command()
+def convert(
+    model: Path = typer.Argument(..., help="Keras model (.keras or legacy .h5)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Network file to write (HDF5)."),
+    method: Method = METHOD, norm_data: Optional[Path] = NORM_DATA,
+    timesteps: int = typer.Option(500, "--timesteps", "-t",
+                                  help="Rate methods: timesteps per example (spike-norm "
+                                       "simulates this many per normalisation example)."),
+    k: int = K, input_kind: InputKind = INPUT, signed_input: bool = SIGNED,
+    percentile: float = PERCENTILE, reset: Reset = RESET, seed: int = SEED,
+    build_dir: Optional[Path] = BUILD_DIR, x_name: str = X_NAME,
+) -> None:
+    """Convert a Keras model to a spiking network file (rank 0 converts; spike-norm's
+    threshold search uses every rank)."""
+    from distsnn.communicator import MPICommunicator
+    from distsnn.evaluation import Timings, load_or_convert
+    from distsnn.netfile import save_network
+
+    comm = MPICommunicator()
+    options = _conversion(method, norm_data, timesteps, k, input_kind, signed_input,
+                          percentile, reset, seed, build_dir, x_name)
+    timings = Timings()
+    network = load_or_convert(str(model), options, comm, timings)
+    if comm.rank == 0:
+        save_network(network, output)
+        typer.echo(f"wrote {output}: {len(network.populations)} populations, "
+                   f"{len(network.connections)} connections, method {method.value} "
+                   f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.values.items())})")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="Keras model (.keras/.h5) or distsnn network file."),
+    data: Path = typer.Option(..., "--data", "-d", help="Test set (.npz/.npy/.h5) with inputs "
+                              "and integer labels."),
+    timesteps: str = typer.Option("500", "--timesteps", "-t",
+                                  help="Rate-coded: comma-separated readout timesteps, e.g. "
+                                       "100,200,500 (one run of the longest)."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Examples per rank per batch "
+                                   "(the CPU backend runs 1)."),
+    backend: Backend = typer.Option(Backend.auto, "--backend", help="GeNN backend."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results JSON to write."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: accuracy vs timesteps and "
+                                        "firing rate per population."),
+    method: Method = METHOD, norm_data: Optional[Path] = NORM_DATA, k: int = K,
+    input_kind: InputKind = INPUT, signed_input: bool = SIGNED, percentile: float = PERCENTILE,
+    reset: Reset = RESET, seed: int = SEED, build_dir: Optional[Path] = BUILD_DIR,
+    x_name: str = X_NAME,
+    y_name: str = typer.Option("y", "--y-name", help="Name of the label array."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Evaluate a converted network (or convert a Keras model first) on a dataset, with every
+    MPI rank reading and simulating its own shard."""
+    import json
+
+    from distsnn.communicator import MPICommunicator
+    from distsnn.evaluation import Timings, evaluate_file, load_or_convert
+    from distsnn.report import plot_results, results_table
+
+    steps = _parse_timesteps(timesteps)
+    comm = MPICommunicator()
+    timings = Timings()
+    options = _conversion(method, norm_data, max(steps), k, input_kind, signed_input,
+                          percentile, reset, seed, build_dir, x_name)
+    network = load_or_convert(str(model), options, comm, timings)
+    results = evaluate_file(network, str(data), comm, timings, x_name=x_name, y_name=y_name,
+                            timesteps=steps, batch_size=batch_size, backend=backend.value,
+                            seed=seed, build_dir=options.build_dir, progress=progress)
+    if comm.rank == 0:
+        typer.echo(results_table(results))
+        if output is not None:
+            output.write_text(json.dumps(results, indent=2, default=str))
+        if plot is not None:
+            plot_results(results, plot)
+
+
+@app.command()
+def inspect(network: Path = typer.Argument(..., help="distsnn network file.")) -> None:
+    """Show a network file: populations, connections, thresholds or alphas, metadata."""
+    from distsnn.describe import describe_network
+    from distsnn.netfile import load_network
+
+    typer.echo(describe_network(load_network(network)))
+
+
+@app.command()
+def demo(
+    output_dir: Path = typer.Option(Path("demo-output"), "--output-dir",
+                                    help="Where the model, data, results and plots go."),
+    ranks: int = typer.Option(2, "--ranks", "-n", help="MPI ranks for the evaluation."),
+    seed: int = SEED,
+) -> None:
+    """Train a small CNN on scikit-learn's digits, convert it with few-spike and data-norm,
+    evaluate each with `mpiexec -n RANKS distsnn evaluate` and compare with the ANN."""
+    from distsnn.demo import run_demo
+
+    raise typer.Exit(run_demo(output_dir, ranks, seed))
+
+
+def _launcher_rank() -> int:
+    """This process's MPI rank from the launcher's variables (before MPI is initialised)."""
+    import os
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def main() -> None:
+    """Console entry point: user errors become one line from rank 0 and exit code 2."""
+    from distsnn.errors import user_error_types
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.TyperException as err:  # usage errors: bad or missing options
+        if _launcher_rank() == 0 and err.format_message():  # empty: help was shown
+            sys.stderr.write(f"distsnn: error: {err.format_message()}\n")
+        sys.exit(err.exit_code)
+    except user_error_types() as err:
+        if _launcher_rank() == 0:
+            sys.stderr.write(f"distsnn: error: {err}\n")
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # python -m distsnn.cli
+    main()
