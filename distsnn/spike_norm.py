@@ -85,11 +85,14 @@ def spike_normalise(net: Network, net_inputs: Optional[Sequence] = None,
     outputs = _populations(net, net_outputs, net.outputs, "outputs")
     compiled = _NormCompiledNetwork(compiler, net, inputs, outputs, None)
     thresholds: dict[str, float] = {}
+    scale = {p.name: 1.0 for p in net.populations if not isinstance(p.neuron, IntegrateFire)}
+    factors: dict[str, float] = {}
     with compiled:
         genn = compiled._genn
         n = len(next(iter(data.values())))
         start, stop, total = compiled._shard(n, sharded)
         for layer in layers:
+            reference = _rescale_inputs(net, genn, layer, scale, factors)
             for pop in layers:
                 genn.set_threshold(pop, thresholds.get(pop.name, SILENT))
             genn.push(layer, "MaxIn", np.finfo(np.float32).min)
@@ -106,15 +109,47 @@ def spike_normalise(net: Network, net_inputs: Optional[Sequence] = None,
                             "keeping threshold 1.0", layer.name)
                 theta = 1.0
             thresholds[layer.name] = theta
+            scale[layer.name] = theta * reference
             log.info("spike-norm: %s threshold %.6g", layer.name, theta)
     for layer in layers:
         layer.neuron.v_thresh = thresholds[layer.name]
+        sources = net.incoming(layer)
+        if layer.neuron.bias is not None and sources:
+            layer.neuron.bias = np.asarray(layer.neuron.bias, np.float32) / np.float32(
+                scale[sources[0].source.name])
+    for conn in net.connections:
+        if factors.get(conn.name, 1.0) != 1.0:
+            conn.connectivity.weight = np.asarray(conn.connectivity.weight, np.float32) \
+                * np.float32(factors[conn.name])
     net.metadata.update({
         "method": "spike-norm",
         "spike_norm": {"status": "done", "timesteps": evaluate_timesteps, "norm_examples": total,
                        "percentile": percentile, "seed": compiled.base_seed,
                        "ranks": comm.size, "thresholds": thresholds}})
     return thresholds
+
+
+def _rescale_inputs(net: Network, genn, layer: Population, scale: dict[str, float],
+                    factors: dict[str, float]) -> float:
+    """Put ``layer``'s inputs on its first source's scale; returns that scale."""
+    sources = net.incoming(layer)
+    if not sources:
+        return 1.0
+    reference = scale[sources[0].source.name]
+    for conn in sources[1:]:
+        factor = scale[conn.source.name] / reference
+        if factor != 1.0:
+            if not hasattr(conn.connectivity, "weight"):
+                raise ValueError(f"spike-norm: connection {conn.name!r} ({conn.connectivity.kind})"
+                                 f" merges a branch of another scale but has no weights to "
+                                 f"rescale")
+            genn.scale_weights(conn, factor)
+            factors[conn.name] = factor
+    if layer.neuron.bias is not None:
+        bias = np.broadcast_to(np.asarray(layer.neuron.bias, np.float32).reshape(-1),
+                               (layer.size,))
+        genn.push(layer, "Bias", bias / np.float32(reference))
+    return reference
 
 
 def _simulate(compiled: CompiledInferenceNetwork, data: dict, start: int, stop: int,

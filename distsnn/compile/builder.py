@@ -13,7 +13,7 @@ import fcntl
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -152,7 +152,12 @@ class GeNNNetwork:
         elif isinstance(pop.neuron, (FewSpikeRelu, FewSpikeReluInput)):
             raise ValueError(f"population {pop.name!r}: few-spike neurons need the few-spike "
                              f"schedule (FewSpikeCompiler / --method few-spike)")
-        return neuron_code(pop.neuron, pop.name, dynamic_threshold=opts.dynamic_thresholds,
+        neuron = pop.neuron
+        if opts.record_max_input and getattr(neuron, "bias", None) is not None:
+            # the spike-norm search rescales biases at run time: keep them per neuron
+            neuron = replace(neuron, bias=np.broadcast_to(
+                np.asarray(neuron.bias, np.float32).reshape(-1), (pop.size,)).copy())
+        return neuron_code(neuron, pop.name, dynamic_threshold=opts.dynamic_thresholds,
                            record_max_input=opts.record_max_input)
 
     def _add_connection(self, model: GeNNModel, conn: Connection):
@@ -316,6 +321,13 @@ class GeNNNetwork:
         v = self.groups[pop.name].vars[var]
         v.view[...] = value
         v.push_to_device()
+
+    def scale_weights(self, conn: Connection, factor: float) -> None:
+        """Multiply a connection's weights on the device (spike-norm rescaling)."""
+        g = self.synapse_groups[conn.name].vars["g"]
+        g.pull_from_device()
+        g.view[...] *= np.float32(factor)
+        g.push_to_device()
 
     def set_threshold(self, pop: Population, value: float) -> None:
         """Set a dynamic (spike-norm) threshold."""
