@@ -2,7 +2,7 @@
 #
 #   make setup   create/update the virtual environment ($(VENV)) and build/install pygenn
 #   make test    setup, then run the test suite      (PYTEST_ARGS="-k doctor -x" to narrow it)
-#   make demo    setup, then run the demo on 2 MPI ranks
+#   make demo    setup, then train, convert and evaluate the digits demo on 2 MPI ranks
 #   make clean   remove the virtual environment and build/test leftovers (not the pygenn wheel cache)
 #
 # Variables (command line or environment):
@@ -39,7 +39,7 @@ test: setup
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 demo: setup
-	$(VENV)/bin/mpiexec -n $(NP) $(VENV)/bin/distsnn doctor
+	$(VENV)/bin/distsnn demo --ranks $(NP)
 
 clean:
 	rm -rf -- "$(VENV)" build .pytest_cache distsnn.egg-info demo-output

@@ -54,7 +54,7 @@ def shard_bounds(n: int, rank: int, size: int) -> tuple[int, int]:
     if n < 0:
         raise ValueError(f"number of examples must be non-negative (got {n})")
     if size > n:
-        raise ValueError(f"more ranks than examples: {size} ranks for n={n} examples; every "
+        raise DataError(f"more ranks than examples: {size} ranks for n={n} examples; every "
                          f"rank needs at least one example: run with at most {n} ranks "
                          "(or use a larger test set)")
     base, extra = divmod(n, size)

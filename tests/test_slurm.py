@@ -10,6 +10,7 @@ bounded, for its end; to run a distsnn command on 2 ranks under srun::
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -222,16 +223,20 @@ def test_failing_job_is_reported_with_its_exit_code(cluster):
 
 
 @pytest.mark.slurm
-def test_cpu_template_runs_the_distsnn_command(cluster):
-    # The template's default command: the venv's `distsnn` (from DISTSNN_VENV).
-    distsnn = VENV / "bin" / "distsnn"
-    probe = run([str(distsnn), "--help"], timeout=120) if distsnn.exists() else None
-    if probe is None or probe.returncode != 0:
-        pytest.skip("the distsnn command does not run here yet (distsnn --help fails)")
-    job = submit_and_wait(cluster, CPU_TEMPLATE, ["--help"], ntasks=1)
+def test_sbatch_template_runs_distsnn_evaluate_on_two_tasks(cluster, small_files, tmp_path):
+    """The CPU template's default command is the venv's `distsnn`: a real 2-task evaluation."""
+    out = tmp_path / "slurm_results.json"
+    job = submit_and_wait(cluster, CPU_TEMPLATE,
+                          ["evaluate", str(small_files["net"]), "--data",
+                           str(small_files["data"]), "-t", "20", "--no-progress",
+                           "--build-dir", str(tmp_path / "build"), "--output", str(out)],
+                          ntasks=2, timeout=240)
     assert job.ok, job.describe()
-    assert "srun --mpi=pmi2 distsnn --help" in job.output
-    assert probe.stdout.strip().splitlines()[0] in job.output
+    assert "srun --mpi=pmi2 distsnn evaluate" in job.output
+    results = json.loads(out.read_text())
+    assert results["ranks"] == 2
+    assert results["metrics"]["20"]["sparse_categorical_accuracy"]["total"] == small_files["n"]
+    assert results["spikes"]["examples"] == small_files["n"]
 
 
 # --- the scripts without Slurm ----------------------------------------------------------------
