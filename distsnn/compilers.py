@@ -197,6 +197,7 @@ class CompiledInferenceNetwork:
         return self._require().genn_model
 
     def kernel_times(self) -> dict[str, float]:
+        """GeNN's kernel timings in seconds (with ``kernel_profiling=True``)."""
         return self._require().kernel_times()
 
     def _require(self):

@@ -1,0 +1,36 @@
+"""Conversion of trained Keras models to distsnn networks (mlGeNN-compatible API).
+
+The only part of distsnn that imports TensorFlow/Keras; it does so when a converter is first
+used, so ``import distsnn.convert`` itself is cheap::
+
+    from distsnn.convert import DataNorm
+    net, inputs, outputs, layer_pops = DataNorm(500, norm_data=x_train[:256]).convert(model)
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .enums import InputType
+from .errors import ConversionError, ModelFileError, NormDataError
+
+_LAZY = {
+    "Converter": ".converters", "Simple": ".converters", "DataNorm": ".converters",
+    "FewSpike": ".converters", "DataNormOutput": ".converters", "FewSpikeOutput": ".converters",
+    "share_alphas": ".converters", "convert_file": ".api", "METHODS": ".api",
+    "build_graph": ".graph", "ConversionGraph": ".graph", "PopulationSpec": ".graph",
+    "LayerInfo": ".graph", "NormData": ".norm", "load_model": ".model_io",
+}
+
+__all__ = ["InputType", "ConversionError", "ModelFileError", "NormDataError",
+           "spike_normalise", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "spike_normalise":
+        from ..spike_norm import spike_normalise
+
+        return spike_normalise
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,507 @@
+"""mlGeNN-compatible converters: ``Converter``, ``Simple``, ``DataNorm`` and ``FewSpike``.
+
+``convert(model)`` plans the network with :func:`~distsnn.convert.graph.build_graph`, then
+calls the overridable steps in mlGeNN's order: ``pre_convert``, ``create_input_neurons`` /
+``create_neurons`` per population, the connections, and ``post_convert``. Two extra hooks,
+``connection_scale`` and ``convert_bias``, let the rate-coded data normalisation rescale
+weights and biases consistently with its thresholds.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ..network import Network, Population
+from ..neurons import (RESET_MODES, BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput,
+                       IntegrateFire, IntegrateFireInput, Neuron, PoissonInput)
+from ._backend import keras, to_numpy
+from .activations import LINEAR, RELU, SOFTMAX
+from .enums import InputType
+from .errors import ConversionError, NormDataError
+from .graph import ConversionGraph, LayerInfo, PopulationSpec, build_graph, layer_error
+from .model_io import load_model
+from .norm import NormData, RunningStat, Statistics, collect
+from .terms import lower
+
+log = logging.getLogger(__name__)
+BIAS_MODES = ("current", "reject")
+
+
+class Converter:
+    """Base class of all converters (mlGeNN's ``ml_genn_tf.converters.Converter``)."""
+
+    method = "custom"
+    biases = "current"
+
+    # -- mlGeNN's overridable steps -------------------------------------------------------
+    def pre_convert(self, model) -> Any:
+        """Converter-specific state computed from the Keras model before conversion."""
+        return None
+
+    def create_input_neurons(self, pre_convert_output) -> Neuron:
+        """The neuron model of the input populations."""
+        raise NotImplementedError
+
+    def create_neurons(self, keras_layer, pre_convert_output, is_output: bool) -> Neuron:
+        """The neuron model of the population owned by ``keras_layer``."""
+        raise NotImplementedError
+
+    def post_convert(self, network: Network, inputs: list[Population],
+                     outputs: list[Population]) -> None:
+        """Post-process the complete network (in place)."""
+
+    def validate_tf_layer(self, keras_layer, config: LayerInfo) -> None:
+        """Reject activations a spiking network cannot reproduce (and biases if asked)."""
+        kind = config.activation
+        if kind is not None and kind not in (LINEAR, RELU):
+            if kind == SOFTMAX:
+                if not config.is_output:
+                    raise layer_error(keras_layer, "softmax is only supported on output layers",
+                                      "use relu in hidden layers")
+            elif kind.startswith("ReLU("):
+                raise layer_error(keras_layer, f"{kind} is not supported (a spiking neuron "
+                                               f"approximates a plain ReLU)",
+                                  "use ReLU() without max_value, negative_slope or threshold")
+            else:
+                raise layer_error(keras_layer, f"activation {kind!r} is not supported",
+                                  "use relu in hidden layers and relu, softmax or linear on "
+                                  "outputs")
+        if config.has_bias and self.biases == "reject":
+            raise layer_error(keras_layer, "has a bias, and biases='reject' was asked",
+                              "use use_bias=False, or biases='current' (constant input current)")
+
+    def create_compiler(self, **kwargs):
+        """A compiler for the networks this converter makes."""
+        from ..compilers import InferenceCompiler
+
+        return InferenceCompiler(**kwargs)
+
+    # -- distsnn extensions ---------------------------------------------------------------
+    def connection_scale(self, source: PopulationSpec, target: PopulationSpec,
+                         pre_convert_output) -> float:
+        """Factor applied to the weights of the connection ``source -> target``."""
+        return 1.0
+
+    def convert_bias(self, spec: PopulationSpec, pre_convert_output) -> Optional[np.ndarray]:
+        """The neurons' ``bias`` (per neuron, population shape) for a population's ANN bias."""
+        return spec.bias
+
+    def parameters(self) -> dict:
+        """The method's parameters, recorded in ``network.metadata``."""
+        return {}
+
+    def conversion_graph(self, model) -> ConversionGraph:
+        """The planned populations of ``model`` (computed once per model object)."""
+        cached = getattr(self, "_graph_cache", None)
+        if cached is None or cached[0] is not model:
+            self._graph_cache = (model, build_graph(model, self.validate_tf_layer))
+        return self._graph_cache[1]
+
+    # -- conversion -----------------------------------------------------------------------
+    def convert(self, model):
+        """Convert a ``keras.Model`` or a ``.keras``/``.h5`` file.
+
+        Returns ``(network, input_populations, output_populations, {keras_layer: Population})``.
+        """
+        loaded = load_model(model)
+        model = loaded.model
+        self._graph_cache = None
+        graph = self.conversion_graph(model)
+        pre = self.pre_convert(model)
+        network = Network()
+        pops: dict[PopulationSpec, Population] = {}
+        for spec in graph.populations:
+            if spec.is_input:
+                neuron = self.create_input_neurons(pre)
+            else:
+                neuron = self.create_neurons(spec.layer, pre, spec.is_output)
+                self._set_bias(spec, neuron, pre)
+            pops[spec] = network.add_population(spec.name, spec.shape, neuron)
+        for spec in graph.populations:
+            for term in spec.terms:
+                scale = self.connection_scale(term.source, spec, pre)
+                network.connect(pops[term.source], pops[spec], lower(term, scale))
+        network.inputs = [pops[s] for s in graph.inputs]
+        network.outputs = [pops[s] for s in graph.outputs]
+        inputs, outputs = list(network.inputs), list(network.outputs)
+        self.post_convert(network, inputs, outputs)
+        network.metadata.update(self._metadata(loaded, graph, network, pre))
+        layer_pops = {layer: pops[spec] for layer, spec in graph.layer_pops.items()}
+        return network, inputs, outputs, layer_pops
+
+    def _set_bias(self, spec: PopulationSpec, neuron: Neuron, pre) -> None:
+        bias = self.convert_bias(spec, pre)
+        if bias is None or not np.any(bias):
+            return  # no bias, or an all-zero one (Keras' default initialiser): nothing to add
+        if not hasattr(neuron, "bias"):
+            raise layer_error(spec.layer, f"has a bias but {type(neuron).__name__} neurons "
+                                          f"cannot take one")
+        neuron.bias = np.ascontiguousarray(np.broadcast_to(bias, spec.shape),
+                                           np.float32).reshape(-1)
+
+    def _metadata(self, loaded, graph: ConversionGraph, network: Network, pre) -> dict:
+        thresholds, alphas = {}, {}
+        for pop in network.populations:
+            if isinstance(pop.neuron, (IntegrateFire, IntegrateFireInput)):
+                thresholds[pop.name] = _scalar(pop.neuron.v_thresh)
+            if isinstance(pop.neuron, (FewSpikeRelu, FewSpikeReluInput)):
+                alphas[pop.name] = float(pop.neuron.alpha)
+        meta = {
+            "method": self.method,
+            "method_params": self.parameters(),
+            "keras_model_sha256": loaded.sha256,
+            "keras_model_hash_of": loaded.hash_of,
+            "keras_model_path": loaded.path,
+            "keras_version": keras.__version__,
+            "keras_layers": {spec.name: [layer.name for layer in spec.layers]
+                             for spec in graph.populations},
+            "norm_examples": getattr(pre, "num_examples", 0),
+        }
+        if thresholds:
+            meta["thresholds"] = thresholds
+        if alphas:
+            meta["alphas"] = alphas
+        scales = getattr(pre, "scales", None)
+        if scales:
+            meta["scales"] = {spec.name: float(v) for spec, v in scales.items()}
+        return meta
+
+
+def _scalar(value) -> Any:
+    array = np.asarray(value)
+    return float(array) if array.ndim == 0 else array.astype(float).tolist()
+
+
+def _parse_options(converter, options: dict, allowed: tuple[str, ...]) -> dict:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"{type(converter).__name__}() got unknown option(s) {unknown}; "
+                        f"options are {list(allowed)}")
+    biases = options.get("biases", "current")
+    if biases not in BIAS_MODES:
+        raise ConversionError(f"biases must be one of {BIAS_MODES}, not {biases!r}")
+    converter.biases = biases
+    return options
+
+
+# ---------------------------------------------------------------------------------------------
+# rate-coded conversion
+
+
+class Simple(Converter):
+    """Integrate-and-fire neurons with threshold 1 and unchanged weights (rate coding).
+
+    A neuron then fires at about ``max(0, W r + b)`` spikes per step for source rates r, so
+    a Keras bias b is the constant current ``b`` added to ``V`` every step (the scale of every
+    population is 1; see :class:`DataNorm` for the general case).
+
+    Options: ``reset`` ("zero", mlGeNN's default, or "subtract", which keeps the residual
+    and makes the rate exactly proportional to the input), ``biases`` ("current", the
+    default, or "reject" to refuse models with biases as mlGeNN does).
+    """
+
+    method = "simple"
+    _options = ("reset", "biases")
+
+    def __init__(self, evaluate_timesteps: int, signed_input: bool = False,
+                 input_type: InputType = InputType.POISSON, **options):
+        self.evaluate_timesteps = int(evaluate_timesteps)
+        if self.evaluate_timesteps < 1:
+            raise ConversionError(f"evaluate_timesteps must be at least 1, not "
+                                  f"{evaluate_timesteps}")
+        self.signed_input = bool(signed_input)
+        value = input_type.value if isinstance(input_type, InputType) else str(input_type)
+        try:
+            self.input_type = InputType(value.lower())
+        except ValueError:
+            raise ConversionError(f"input_type must be one of {[t.value for t in InputType]}, "
+                                  f"not {input_type!r}") from None
+        options = _parse_options(self, options, self._options)
+        self.reset = options.get("reset", "zero")
+        if self.reset not in RESET_MODES:
+            raise ConversionError(f"reset must be one of {RESET_MODES}, not {self.reset!r}")
+
+    def input_threshold(self, pre_convert_output) -> float:
+        return 1.0
+
+    def create_input_neurons(self, pre_convert_output) -> Neuron:
+        if self.input_type is InputType.IF:
+            return IntegrateFireInput(v_thresh=self.input_threshold(pre_convert_output),
+                                      reset=self.reset, signed_input=self.signed_input)
+        if self.input_type is InputType.SPIKE:
+            return BinarySpikeInput(signed_input=self.signed_input)
+        return PoissonInput(signed_input=self.signed_input)
+
+    def threshold(self, keras_layer, pre_convert_output) -> float:
+        return 1.0
+
+    def create_neurons(self, keras_layer, pre_convert_output, is_output: bool) -> Neuron:
+        return IntegrateFire(v_thresh=self.threshold(keras_layer, pre_convert_output),
+                             reset=self.reset, readout="spike_count" if is_output else None)
+
+    def create_compiler(self, **kwargs):
+        from ..compilers import InferenceCompiler
+
+        return InferenceCompiler(evaluate_timesteps=self.evaluate_timesteps, **kwargs)
+
+    def parameters(self) -> dict:
+        return {"evaluate_timesteps": self.evaluate_timesteps, "signed_input": self.signed_input,
+                "input_type": self.input_type.value, "reset": self.reset,
+                "biases": self.biases}
+
+
+@dataclass
+class DataNormOutput:
+    """``DataNorm.pre_convert``'s result: thresholds by Keras layer and scales λ by population.
+
+    ``reference[spec]`` is the largest λ of the population's sources (its "previous layer").
+    """
+
+    thresholds: dict
+    scales: dict
+    reference: dict
+    input_scale: float
+    num_examples: int
+
+
+class DataNorm(Simple):
+    """Data-based threshold balancing (Diehl et al. 2015), through residual branches.
+
+    Each population P gets a scale λ_P: the maximum (or ``percentile``, of the non-zero
+    values, as in snntoolbox) of its ANN activation ``relu(value)`` over the normalisation
+    data, so that P fires at the rate ``r_P = a_P / λ_P`` spikes per step. The input's λ is
+    the threshold of IF input neurons (the data's maximum, or maximum magnitude when signed),
+    and 1 for Poisson/spike inputs (whose rate is x itself).
+
+    With sources S feeding P and ``λ_ref = max_S λ_S``, the neuron integrates per step
+    ``I = sum_S (λ_S / λ_ref) W_S r_S + b / λ_ref`` and fires at ``I / θ_P`` with
+    ``θ_P = λ_P / λ_ref``, i.e. at ``(sum_S W_S a_S + b) / λ_P = a_P / λ_P`` as required:
+
+    * weights from each source are scaled by ``λ_S / λ_ref`` (exactly 1, the Keras kernel,
+      for a single source, which is mlGeNN's threshold balancing; at most 1 on Add merges);
+    * the Keras bias b becomes the constant per-step current ``b / λ_ref``;
+    * a population that never fires on the data keeps ``λ_P = λ_ref`` (threshold 1).
+
+    Unlike mlGeNN, the walk does not stop at the first branch, an output's λ comes from its
+    pre-softmax value (what its neurons integrate) and the kernels' maxima are not mixed in.
+
+    Options: those of :class:`Simple`, plus ``x_name`` (array name in .npz/.h5 files) and
+    ``norm_batch_size`` (examples per batch of the statistics pass, 256).
+    """
+
+    method = "data-norm"
+    _options = Simple._options + ("x_name", "norm_batch_size")
+
+    def __init__(self, evaluate_timesteps: int, signed_input: bool = False, norm_data=None,
+                 input_type: InputType = InputType.POISSON, percentile: float = 100.0,
+                 **options):
+        extra = {k: options.pop(k) for k in ("x_name", "norm_batch_size") if k in options}
+        super().__init__(evaluate_timesteps, signed_input, input_type, **options)
+        if norm_data is None:
+            raise NormDataError("DataNorm needs normalisation data: pass norm_data= an array "
+                                "of training inputs, an array file (.npz/.npy/.h5) or "
+                                "[batched tf.data.Dataset]")
+        self.percentile = float(percentile)
+        if not 0.0 < self.percentile <= 100.0:
+            raise ConversionError(f"percentile must be in (0, 100], not {percentile}")
+        self.norm_data = NormData(norm_data, x_name=extra.get("x_name", "x"),
+                                  batch_size=extra.get("norm_batch_size", 256))
+
+    def pre_convert(self, model) -> DataNormOutput:
+        graph = self.conversion_graph(model)
+        stats, by_spec = population_statistics(graph, self.norm_data, self.percentile)
+        if self.input_type is InputType.IF:
+            in_scale = stats.input_abs_max if self.signed_input else stats.input_max
+            in_scale = in_scale if in_scale > 0 else 1.0
+        else:
+            in_scale = 1.0
+            if stats.input_abs_max > 1.0:
+                log.warning("inputs reach %.3g, but %s input rates above 1 spike per step "
+                            "saturate; scale the data to [0, 1] or use input_type='if'",
+                            stats.input_abs_max, self.input_type.value)
+        scales, reference, thresholds = {}, {}, {}
+        for spec in graph.populations:
+            if spec.is_input:
+                scales[spec] = in_scale
+                continue
+            ref = max(scales[t.source] for t in spec.terms)
+            lam = by_spec[spec].percentile(self.percentile)
+            if lam <= 0.0:
+                log.warning("population %r is never active on the normalisation data; it keeps "
+                            "threshold 1", spec.name)
+                lam = ref
+            scales[spec], reference[spec] = lam, ref
+            thresholds[spec.layer] = lam / ref
+        return DataNormOutput(thresholds, scales, reference, in_scale, stats.num_examples)
+
+    def input_threshold(self, pre_convert_output) -> float:
+        return float(pre_convert_output.input_scale)
+
+    def threshold(self, keras_layer, pre_convert_output) -> float:
+        return float(pre_convert_output.thresholds[keras_layer])
+
+    def connection_scale(self, source, target, pre_convert_output) -> float:
+        return pre_convert_output.scales[source] / pre_convert_output.reference[target]
+
+    def convert_bias(self, spec, pre_convert_output):
+        if spec.bias is None:
+            return None
+        return spec.bias / np.float32(pre_convert_output.reference[spec])
+
+    def parameters(self) -> dict:
+        return {**super().parameters(), "percentile": self.percentile,
+                "norm_data": self.norm_data.description}
+
+
+# ---------------------------------------------------------------------------------------------
+# few-spike conversion
+
+
+@dataclass
+class FewSpikeOutput:
+    """``FewSpike.pre_convert``'s result: α by Keras layer and the input's α."""
+
+    layer_alpha: dict
+    input_alpha: float
+    num_examples: int = 0
+
+
+class FewSpike(Converter):
+    """Few-spike conversion (Stöckl & Maass 2021): K steps per value, α per layer.
+
+    With normalisation data each population's α is the maximum of its ANN activation over the
+    data divided by ``1 - 2^-K`` (so the maximum is representable); the unsigned input's α is
+    ``max(x) / (1 - 2^-K)`` and the signed input's ``max|x| / (1 - 2^-(K/2))`` (K even).
+    Populations that feed the same target share the largest of their α (transitively).
+    Biases are added to the pre-activation ``W x_hat + bias`` in ANN units.
+    """
+
+    method = "few-spike"
+    _options = ("biases", "x_name", "norm_batch_size")
+
+    def __init__(self, k: int = 10, alpha: float = 25, signed_input: bool = False,
+                 norm_data=None, **options):
+        options = _parse_options(self, options, self._options)
+        self.k, self.alpha, self.signed_input = int(k), float(alpha), bool(signed_input)
+        if self.k < 1:
+            raise ConversionError(f"k must be at least 1, not {k}")
+        if self.signed_input and self.k % 2:
+            raise ConversionError(f"signed few-spike input needs an even k (K/2 positive and K/2 "
+                             f"negative steps), not k={self.k}")
+        self.norm_data = None if norm_data is None else NormData(
+            norm_data, x_name=options.get("x_name", "x"),
+            batch_size=options.get("norm_batch_size", 256))
+
+    def pre_convert(self, model) -> FewSpikeOutput:
+        if self.norm_data is None:
+            return FewSpikeOutput({}, self.alpha)
+        graph = self.conversion_graph(model)
+        stats, by_spec = population_statistics(graph, self.norm_data, 100.0)
+        full = 1.0 - 2.0 ** -self.k
+        layer_alpha = {spec.layer: stat.maximum / full for spec, stat in by_spec.items()
+                       if stat.maximum > 0}
+        # A population never active on the data gets the smallest α found, so that it does
+        # not coarsen the code of the populations it shares a target with.
+        fallback = min(layer_alpha.values(), default=self.alpha)
+        for spec, stat in by_spec.items():
+            if stat.maximum <= 0:
+                log.warning("population %r is never active on the normalisation data; it uses "
+                            "alpha=%g", spec.name, fallback)
+                layer_alpha[spec.layer] = fallback
+        if self.signed_input:
+            input_alpha = stats.input_abs_max / (1.0 - 2.0 ** -(self.k // 2))
+        else:
+            input_alpha = stats.input_max / full
+            if stats.input_min < 0:
+                log.warning("the normalisation data have negative inputs, which unsigned "
+                            "few-spike input encodes as 0; use signed_input=True")
+        return FewSpikeOutput(layer_alpha, input_alpha if input_alpha > 0 else self.alpha,
+                              stats.num_examples)
+
+    def create_input_neurons(self, pre_convert_output) -> Neuron:
+        return FewSpikeReluInput(k=self.k, alpha=float(pre_convert_output.input_alpha),
+                                 signed_input=self.signed_input)
+
+    def create_neurons(self, keras_layer, pre_convert_output, is_output: bool) -> Neuron:
+        alpha = pre_convert_output.layer_alpha.get(keras_layer, self.alpha)
+        return FewSpikeRelu(k=self.k, alpha=float(alpha), readout="var" if is_output else None)
+
+    def post_convert(self, network, inputs, outputs) -> None:
+        """Give every group of populations that feed a common target one α (their maximum)."""
+        share_alphas(network)
+
+    def create_compiler(self, **kwargs):
+        from ..compilers import FewSpikeCompiler
+
+        return FewSpikeCompiler(k=self.k, **kwargs)
+
+    def parameters(self) -> dict:
+        return {"k": self.k, "alpha": self.alpha, "signed_input": self.signed_input,
+                "biases": self.biases,
+                "norm_data": None if self.norm_data is None else self.norm_data.description}
+
+
+def share_alphas(network: Network) -> None:
+    """Union the sources of every population; each group takes its largest α."""
+    parent = {id(p): p for p in network.populations}
+
+    def find(p):
+        while parent[id(p)] is not p:
+            parent[id(p)] = parent[id(parent[id(p)])]
+            p = parent[id(p)]
+        return p
+
+    for pop in network.populations:
+        sources = [c.source for c in network.incoming(pop)]
+        for other in sources[1:]:
+            a, b = find(sources[0]), find(other)
+            if a is not b:
+                parent[id(b)] = a
+    groups: dict[int, list] = {}
+    for pop in network.populations:
+        groups.setdefault(id(find(pop)), []).append(pop)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        signed = [p for p in members if getattr(p.neuron, "signed_input", False)]
+        if signed:
+            raise ConversionError(f"few-spike: the signed input {signed[0].name!r} and "
+                                  f"{[p.name for p in members if p not in signed]} feed the same "
+                                  f"population, but their codes differ; use signed_input=False")
+        alpha = max(float(p.neuron.alpha) for p in members)
+        for p in members:
+            p.neuron.alpha = alpha
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics
+
+
+def population_statistics(graph: ConversionGraph, norm: NormData, percentile: float
+                          ) -> tuple[Statistics, dict[PopulationSpec, RunningStat]]:
+    """Statistics of every non-input population's ANN value over the normalisation data."""
+    if len(graph.inputs) != 1:
+        raise ConversionError(f"data-based conversion supports models with one input, this one "
+                              f"has {len(graph.inputs)}")
+    specs = [s for s in graph.populations if not s.is_input]
+    tensors, index = [], {}
+    for spec in specs:
+        key = id(spec.probe.tensor)
+        if key not in index:
+            index[key] = len(tensors)
+            tensors.append(spec.probe.tensor)
+    model_inputs = list(graph.model.inputs)
+    probe_model = keras.Model(model_inputs[0] if len(model_inputs) == 1 else model_inputs,
+                              tensors)
+
+    def probe_fn(x: np.ndarray) -> list[np.ndarray]:
+        outs = probe_model(x, training=False)
+        outs = [to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+        return [spec.probe.fn(outs[index[id(spec.probe.tensor)]]) if spec.probe.fn
+                else outs[index[id(spec.probe.tensor)]] for spec in specs]
+
+    stats = collect(norm, graph.inputs[0].shape, probe_fn, len(specs), percentile)
+    return stats, dict(zip(specs, stats.values))

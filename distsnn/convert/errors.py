@@ -1,0 +1,15 @@
+"""Exceptions raised by the converters."""
+from __future__ import annotations
+
+
+class ConversionError(ValueError):
+    """A Keras model (or one of its layers) cannot be converted; the message says why and what
+    to use instead."""
+
+
+class ModelFileError(ConversionError):
+    """A model file is missing or cannot be read as a Keras model; the message names it."""
+
+
+class NormDataError(ConversionError):
+    """Normalisation data are missing or unusable; the message says what was expected."""

@@ -1,0 +1,167 @@
+"""Linear terms between populations and their lowering to IR connectivities.
+
+While the Keras graph is walked, the value of every tensor that is not itself a population
+is kept as a sum of *terms* plus a bias. A term is a source population followed by a chain
+of linear operations (pooling, zero padding, reshape, one weighted Dense or Conv2D).
+When a population is created, each incoming term becomes one connection; the chains that
+the IR can express are::
+
+    ()                      -> OneToOne
+    (Pool,)                 -> AvgPool2D          (AvgPoolConv2D with a 1x1 kernel if scaled)
+    (Dense,)                -> Dense              (the source may be multi-dimensional)
+    (Pool, Dense)           -> AvgPoolDense2D
+    (Conv,)                 -> Conv2D
+    (Pool, Conv)            -> AvgPoolConv2D
+
+``Reshape`` (Flatten) operations only change the view: flattening is C order, which is how
+the IR flattens channels-last shapes, so they vanish when lowered. ``Pad`` operations are
+folded into the following convolution's padding by the graph walker.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Optional, Union
+
+import numpy as np
+
+from .. import connectivity as conn
+from .errors import ConversionError
+
+if TYPE_CHECKING:
+    from .graph import PopulationSpec
+
+
+@dataclass(frozen=True, eq=False)
+class Pool:
+    """Average pooling with ``valid`` padding."""
+
+    pool_size: tuple[int, int]
+    strides: tuple[int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class Pad:
+    """Zero padding ``((top, bottom), (left, right))`` of an ``in_hw`` image (ZeroPadding2D)."""
+
+    pads: tuple[tuple[int, int], tuple[int, int]]
+    in_hw: tuple[int, int]
+    layer_name: str
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape:
+    """A reshape to a vector (Flatten); no change to the values."""
+
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class DenseOp:
+    """A Keras Dense kernel ``[n_in, n_out]`` (bias kept separately)."""
+
+    kernel: np.ndarray
+
+    def scaled(self, channel_scale: np.ndarray) -> "DenseOp":
+        return DenseOp(self.kernel * channel_scale.astype(np.float32))
+
+
+@dataclass(frozen=True, eq=False)
+class ConvOp:
+    """A Keras Conv2D kernel ``[kh, kw, c_in, filters]`` with strides and TF padding."""
+
+    kernel: np.ndarray
+    strides: tuple[int, int]
+    padding: str
+
+    def scaled(self, channel_scale: np.ndarray) -> "ConvOp":
+        return replace(self, kernel=self.kernel * channel_scale.astype(np.float32))
+
+
+Op = Union[Pool, Pad, Reshape, DenseOp, ConvOp]
+WEIGHTED = (DenseOp, ConvOp)
+
+
+@dataclass(frozen=True, eq=False)
+class Term:
+    """``ops`` applied in order to the value of population ``source``."""
+
+    source: "PopulationSpec"
+    ops: tuple = ()
+
+    def then(self, op: Op) -> "Term":
+        return Term(self.source, self.ops + (op,))
+
+    @property
+    def weighted(self) -> bool:
+        return any(isinstance(op, WEIGHTED) for op in self.ops)
+
+    @property
+    def last_weighted(self) -> bool:
+        return bool(self.ops) and isinstance(self.ops[-1], WEIGHTED)
+
+    def describe(self) -> str:
+        names = [type(op).__name__.replace("Op", "") for op in self.ops]
+        return " -> ".join([self.source.name] + names)
+
+
+def lower(term: Term, scale: float = 1.0) -> conn.Connectivity:
+    """The IR connectivity of ``term``, with all its weights multiplied by ``scale``."""
+    ops = [op for op in term.ops if not isinstance(op, Reshape)]
+    kinds = tuple(type(op) for op in ops)
+    scale = float(scale)
+    if kinds == ():
+        return conn.OneToOne(weight=scale)
+    if kinds == (Pool,):
+        pool = ops[0]
+        if scale == 1.0:
+            return conn.AvgPool2D(pool_size=pool.pool_size, strides=pool.strides)
+        channels = term.source.shape[-1]
+        kernel = (scale * np.eye(channels, dtype=np.float32))[None, None]
+        return conn.AvgPoolConv2D(weight=kernel, pool_size=pool.pool_size,
+                                  pool_strides=pool.strides)
+    if kinds == (DenseOp,):
+        return conn.Dense(weight=_scaled(ops[0].kernel, scale))
+    if kinds == (Pool, DenseOp):
+        pool, dense = ops
+        return conn.AvgPoolDense2D(weight=_scaled(dense.kernel, scale), pool_size=pool.pool_size,
+                                   strides=pool.strides)
+    if kinds == (ConvOp,):
+        c = ops[0]
+        return conn.Conv2D(weight=_scaled(c.kernel, scale), strides=c.strides, padding=c.padding)
+    if kinds == (Pool, ConvOp):
+        pool, c = ops
+        return conn.AvgPoolConv2D(weight=_scaled(c.kernel, scale), pool_size=pool.pool_size,
+                                  pool_strides=pool.strides, strides=c.strides,
+                                  padding=c.padding)
+    pads = [op for op in ops if isinstance(op, Pad)]
+    if pads:
+        raise ConversionError(f"layer {pads[0].layer_name!r} (ZeroPadding2D): zero padding is "
+                              f"only supported directly before a Conv2D, into which it is folded")
+    raise ConversionError(f"the chain {term.describe()} has no spiking equivalent; put a ReLU "
+                          f"between consecutive weighted or pooling layers")
+
+
+def _scaled(kernel: np.ndarray, scale: float) -> np.ndarray:
+    kernel = np.asarray(kernel, np.float32)
+    return kernel.copy() if scale == 1.0 else (kernel * np.float32(scale)).astype(np.float32)
+
+
+def fold_padding(pad: Pad, kernel_hw: tuple[int, int], strides: tuple[int, int],
+                 padding: str) -> Optional[str]:
+    """The Conv2D padding (``valid``/``same``) equal to ``pad`` then a ``padding`` convolution.
+
+    Returns None when no single TF padding mode reproduces it exactly.
+    """
+    if padding != "valid":
+        return None
+    modes = []
+    for (before, after), size, k, s in zip(pad.pads, pad.in_hw, kernel_hw, strides):
+        out = conn.conv_output_size(size + before + after, k, s, "valid")
+        axis_modes = set()
+        for mode in ("valid", "same"):
+            if (conn.conv_output_size(size, k, s, mode) == out
+                    and conn.conv_pad_before(size, k, s, mode) == before):
+                axis_modes.add(mode)
+        modes.append(axis_modes)
+    common = modes[0] & modes[1]
+    return "valid" if "valid" in common else ("same" if common else None)
