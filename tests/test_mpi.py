@@ -61,3 +61,32 @@ def test_failure_on_one_rank_ends_the_whole_job(tmp_path, build_dir):
     assert "rank 1 of 2 failed" in text
     assert not out.exists()
     assert elapsed < 120
+
+
+def test_converter_flow_is_identical_for_one_and_two_ranks(tmp_path, build_dir):
+    """Simple, DataNorm and FewSpike: evaluate, evaluate_batch_iter and predict."""
+    results = []
+    for ranks in (1, 2):
+        out = tmp_path / f"flow{ranks}.json"
+        args = [sys.executable, str(SCRIPTS / "converter_flow.py"), str(out), str(build_dir)]
+        proc = run_mpi(ranks, args, timeout=400) if ranks > 1 else run(args, timeout=400)
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads(out.read_text()))
+    one, two = results[0]["results"], results[1]["results"]
+    assert results[1]["ranks"] == 2
+    assert set(one) == {"simple", "data-norm", "few-spike"}
+    for name in one:
+        assert one[name] == two[name], name
+        assert one[name]["total"] == one[name]["iter_total"] == 23
+        assert one[name]["accuracy"] == one[name]["iter_accuracy"]
+        assert len(one[name]["predictions"]) == 23
+
+
+def test_only_rank_zero_imports_tensorflow(digits_files, build_dir):
+    proc = run_mpi(2, [sys.executable, str(SCRIPTS / "tf_imports.py"), str(digits_files["model"]),
+                       str(digits_files["norm"]), str(build_dir)], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = sorted(line for line in proc.stdout.splitlines() if line.startswith("rank "))
+    assert lines[0].startswith("rank 0:") and "imported=keras,tensorflow" in lines[0]
+    assert lines[1].startswith("rank 1:") and "imported=none" in lines[1]
+    assert lines[0].split()[2] == lines[1].split()[2]  # the same network on both ranks
