@@ -17,7 +17,7 @@ import numpy as np
 from .callbacks import BatchInfo, BatchProgressBar, CallbackList
 from .communicator import Communicator, SerialCommunicator
 from .data import shard_bounds
-from .metrics import Metric, MetricSpec, make_metric
+from .metrics import MetricSpec, make_metric
 from .network import Network, Population
 from .neurons import FewSpikeRelu, IntegrateFire
 from .simulation import SpikeStats, run_few_spike, run_rate, spike_report
@@ -58,6 +58,8 @@ class InferenceCompiler:
         backend: "auto" (CUDA when available and a GPU is visible), "cpu" or "cuda".
         build_dir: where GeNN code is generated (default ``~/.cache/distsnn/genn-build``).
         checkpoints: extra timesteps at which to read out (accuracy-vs-latency curves).
+        metrics: default metrics of ``evaluate`` calls that give none (as in the mlGeNN
+            documentation's example).
         **genn_kwargs: passed to ``pygenn.GeNNModel``.
     """
 
@@ -71,7 +73,7 @@ class InferenceCompiler:
                  communicator: Optional[Communicator] = None, *,
                  example_timesteps: Optional[int] = None, backend: str = "auto",
                  build_dir: Optional[str] = None, checkpoints: Sequence[int] = (),
-                 **genn_kwargs):
+                 metrics: Union[MetricSpec, dict, None] = None, **genn_kwargs):
         timesteps = evaluate_timesteps if evaluate_timesteps is not None else example_timesteps
         if timesteps is None or int(timesteps) < 1:
             raise ValueError("evaluate_timesteps (or example_timesteps) must be a positive "
@@ -89,6 +91,7 @@ class InferenceCompiler:
         self.backend = backend
         self.build_dir = build_dir
         self.checkpoints = tuple(int(c) for c in checkpoints)
+        self.metrics = metrics
         self.genn_kwargs = genn_kwargs
 
     def compile(self, network: Network, name: Optional[str] = None,
@@ -99,7 +102,10 @@ class InferenceCompiler:
         outputs = _populations(network, outputs, network.outputs, "outputs")
         if not outputs:
             raise ValueError("the network has no outputs: pass outputs=[population, ...]")
-        return CompiledInferenceNetwork(self, network, inputs, outputs, name)
+        return self._compiled_type()(self, network, inputs, outputs, name)
+
+    def _compiled_type(self) -> type:
+        return CompiledInferenceNetwork
 
     def _seed(self) -> int:
         base = self.rng_seed
@@ -125,6 +131,9 @@ class FewSpikeCompiler(InferenceCompiler):
                          build_dir=build_dir, **genn_kwargs)
         self.k = int(k)
 
+    def _compiled_type(self) -> type:
+        return CompiledFewSpikeNetwork
+
 
 @dataclass
 class EvaluationReport:
@@ -136,6 +145,22 @@ class EvaluationReport:
     examples: int = 0
     seconds: float = 0.0
     reduce_seconds: float = 0.0
+
+
+class MetricsResult(dict):
+    """Metrics keyed by output population; with one output also by metric name
+    (``metrics["mean_square_error"]``, as the mlGeNN documentation's example reads them)."""
+
+    def __missing__(self, key):
+        if isinstance(key, str) and len(self) == 1:
+            only = next(iter(self.values()))
+            found = only if isinstance(only, dict) else {only.name: only}
+            if key in found:
+                return found[key]
+            for pop in self:
+                if pop.name == key:
+                    return self[pop]
+        raise KeyError(key)
 
 
 class CompiledInferenceNetwork:
@@ -173,6 +198,7 @@ class CompiledInferenceNetwork:
             batch_size=c.rank_batch_size, seed=self.seed, dt=c.dt,
             prefer_in_memory_connect=c.prefer_in_memory_connect,
             kernel_profiling=c.kernel_profiling, genn_kwargs=c.genn_kwargs,
+            readouts={o.name: kind for o, kind in self.readouts.items()},
             **self._extra_options())
         genn = GeNNNetwork(self.network, options)
         try:
@@ -214,13 +240,16 @@ class CompiledInferenceNetwork:
         return self._require().recorded_spikes(pop)
 
     # public API ------------------------------------------------------------------
-    def evaluate(self, x: dict, y: dict, metrics: Union[MetricSpec, dict] =
-                 "sparse_categorical_accuracy", callbacks: Optional[Sequence] = None, *,
-                 sharded: bool = False) -> tuple[dict, dict]:
+    def evaluate(self, x: dict, y: dict, metrics: Union[MetricSpec, dict, None] = None,
+                 callbacks: Optional[Sequence] = None, *,
+                 sharded: bool = False) -> tuple["MetricsResult", dict]:
         """Evaluate metrics on numpy datasets; returns ``(metrics, callback_data)``.
 
         ``x`` maps input populations to arrays ``(N, ...)``, ``y`` output populations to
-        labels. With a communicator the arrays are the full dataset and each rank takes its
+        labels. ``metrics`` (default: the compiler's, else ``"sparse_categorical_accuracy"``)
+        is a name, a metric object, a list of them, or a dict per output; the result maps each
+        output to its metric (a dict of metrics when a list was given) and, with one output,
+        also each metric's name to the metric. With a communicator the arrays are the full dataset and each rank takes its
         contiguous shard (``sharded=True``: they are already this rank's shard).
         """
         x = self._by_population(x, self.inputs, "x")
@@ -231,9 +260,9 @@ class CompiledInferenceNetwork:
         return self._evaluate(batches, total, list(y), metrics, callbacks)
 
     def evaluate_batch_iter(self, inputs, outputs, data: Iterable, num_batches: Optional[int]
-                            = None, metrics: Union[MetricSpec, dict] =
-                            "sparse_categorical_accuracy", callbacks: Optional[Sequence] = None,
-                            ) -> tuple[dict, dict]:
+                            = None, metrics: Union[MetricSpec, dict, None] = None,
+                            callbacks: Optional[Sequence] = None,
+                            ) -> tuple["MetricsResult", dict]:
         """Evaluate metrics over an iterator of ``(batch_x, batch_y)`` (e.g. a tf.data set).
 
         Several inputs/outputs: ``batch_x``/``batch_y`` are sequences in the same order.
@@ -284,6 +313,8 @@ class CompiledInferenceNetwork:
 
     # internals ---------------------------------------------------------------------
     def _evaluate(self, batches, total, outputs, metrics, callbacks):
+        if metrics is None:
+            metrics = self.compiler.metrics or "sparse_categorical_accuracy"
         specs = _metric_specs(metrics, outputs)
         checkpoints = sorted(set(self._checkpoints()) | {self.compiler.timesteps})
         per_checkpoint = {c: {o: [make_metric(s) for s in specs[o]] for o in outputs}
@@ -293,8 +324,8 @@ class CompiledInferenceNetwork:
             if labels is not None and pop in labels and checkpoint in per_checkpoint:
                 for metric in per_checkpoint[checkpoint][pop]:
                     metric.update(labels[pop], value)
-        final = {o: ms[0] if len(ms) == 1 else {m.name: m for m in ms}
-                 for o, ms in per_checkpoint[self.compiler.timesteps].items()}
+        final = MetricsResult({o: ms[0] if len(ms) == 1 else {m.name: m for m in ms}
+                               for o, ms in per_checkpoint[self.compiler.timesteps].items()})
         cb_data = self._run(batches, total, outputs, sink, callbacks, final, per_checkpoint)
         return final, cb_data
 
@@ -379,9 +410,6 @@ class CompiledInferenceNetwork:
 class CompiledFewSpikeNetwork(CompiledInferenceNetwork):
     """A compiled few-spike network; evaluation runs the pipelined window schedule."""
 
-    def _extra_options(self) -> dict:
-        return {}
-
     def _checkpoints(self) -> Sequence[int]:
         return ()
 
@@ -389,17 +417,6 @@ class CompiledFewSpikeNetwork(CompiledInferenceNetwork):
         from .compile import pipeline_depths
         return run_few_spike(genn, batches, outputs, self.compiler.k,
                              pipeline_depths(self.network), on_result, cb)
-
-
-def _compile_few_spike(self, network, name=None, inputs=None, outputs=None):
-    inputs = _populations(network, inputs, network.inputs, "inputs")
-    outputs = _populations(network, outputs, network.outputs, "outputs")
-    if not outputs:
-        raise ValueError("the network has no outputs: pass outputs=[population, ...]")
-    return CompiledFewSpikeNetwork(self, network, inputs, outputs, name)
-
-
-FewSpikeCompiler.compile = _compile_few_spike  # type: ignore[method-assign]
 
 
 def _rank_batch_size(batch_size: int, ranks: int) -> int:

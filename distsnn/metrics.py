@@ -42,6 +42,12 @@ class Metric(ABC):
     def as_dict(self) -> dict:
         return {"result": self.result}
 
+    def __format__(self, spec: str) -> str:
+        return format(self.result, spec) if self.result is not None else "None"
+
+    def __str__(self) -> str:
+        return format(self, "")
+
 
 def _class_scores(y_pred: np.ndarray) -> np.ndarray:
     y_pred = np.asarray(y_pred)

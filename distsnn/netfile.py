@@ -81,9 +81,14 @@ def load_network(source: Source) -> Network:
     with f:
         try:
             return _read(f, label)
+        except NetworkFileError:
+            raise
         except KeyError as err:
             raise NetworkFileError(f"{label}: missing {err.args[0]}; the file is incomplete, "
                                    f"convert the model again") from None
+        except (TypeError, ValueError) as err:  # JSONDecodeError is a ValueError
+            raise NetworkFileError(f"{label}: invalid record ({err}); the file is damaged or "
+                                   f"from another distsnn, convert the model again") from None
 
 
 def _read(f: h5py.File, label: str) -> Network:

@@ -73,9 +73,11 @@ class Network:
     def connect(self, source: Population, target: Population, connectivity: Connectivity,
                 name: Optional[str] = None) -> Connection:
         """Add a connection after checking that its geometry fits both populations."""
-        name = name or f"{source.name}_to_{target.name}"
-        if any(c.name == name for c in self.connections):
-            name = f"{name}_{len(self.connections)}"
+        base = name = name or f"{source.name}_to_{target.name}"
+        used = {c.name for c in self.connections}
+        suffix = len(self.connections)
+        while name in used:
+            name, suffix = f"{base}_{suffix}", suffix + 1
         connectivity.check(source.shape, target.shape)
         conn = Connection(name, source, target, connectivity)
         self.connections.append(conn)
@@ -126,8 +128,14 @@ class Network:
         return digest.hexdigest()
 
 
+def _hash_default(value):
+    if isinstance(value, np.generic):
+        return value.item()  # as the network file stores it
+    return str(value)
+
+
 def _hash_item(digest, item) -> None:
-    digest.update(json.dumps(item, default=str).encode())
+    digest.update(json.dumps(item, default=_hash_default).encode())
 
 
 def _hash_params(digest, params: dict) -> None:

@@ -12,6 +12,7 @@ and only the batch lanes that hold real examples.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -57,16 +58,19 @@ def spike_report(network: Network, examples: int, timesteps: int, spikes: dict[s
             "synaptic_operations_per_example": synops / examples if examples else 0.0}
 
 
-_FAN_OUT: dict[int, np.ndarray] = {}
+_FAN_OUT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def fan_out(conn) -> np.ndarray:
-    """Number of synapses of each source neuron in a connection."""
-    key = id(conn.connectivity)
-    if key not in _FAN_OUT:
-        pre, _, _ = conn.connectivity.synapses(conn.source.shape)
-        _FAN_OUT[key] = np.bincount(pre, minlength=conn.source.size).astype(np.int64)
-    return _FAN_OUT[key]
+    """Number of synapses of each source neuron in a connection (cached per connectivity
+    object, weakly, so a freed connectivity's entry can never be served to a new one)."""
+    key = conn.connectivity
+    cached = _FAN_OUT.get(key)
+    if cached is None or len(cached) != conn.source.size:
+        pre, _, _ = key.synapses(conn.source.shape)
+        cached = np.bincount(pre, minlength=conn.source.size).astype(np.int64)
+        _FAN_OUT[key] = cached
+    return cached
 
 
 class _SpikeAccounting:

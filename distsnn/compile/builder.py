@@ -10,6 +10,7 @@ see genn-pitfalls.md).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import time
 from contextlib import contextmanager
@@ -71,13 +72,17 @@ class CompileOptions:
     dynamic_thresholds: bool = False  # spike-norm search: thresholds settable at run time
     record_max_input: bool = False    # spike-norm search: per-neuron maximum input
     kernel_profiling: bool = False
+    #: Readout per output population, for outputs whose neurons name none.
+    readouts: dict = field(default_factory=dict)
     genn_kwargs: dict = field(default_factory=dict)
 
     def signature(self) -> str:
+        readouts = "".join(f"-{name}.{kind}" for name, kind in sorted(self.readouts.items()))
         return (f"{self.mode}-T{self.example_timesteps}-{self.backend}-b{self.batch_size}"
                 f"-dt{self.dt:g}-{'mem' if self.prefer_in_memory_connect else 'proc'}"
                 f"{'-norm' if self.record_max_input else ''}"
-                f"{'-prof' if self.kernel_profiling else ''}")
+                f"{'-prof' if self.kernel_profiling else ''}"
+                f"-r{hashlib.sha256(readouts.encode()).hexdigest()[:8]}")
 
 
 @dataclass
@@ -153,6 +158,8 @@ class GeNNNetwork:
             raise ValueError(f"population {pop.name!r}: few-spike neurons need the few-spike "
                              f"schedule (FewSpikeCompiler / --method few-spike)")
         neuron = pop.neuron
+        if getattr(neuron, "readout", "") is None and pop.name in opts.readouts:
+            neuron = replace(neuron, readout=opts.readouts[pop.name])
         if opts.record_max_input and getattr(neuron, "bias", None) is not None:
             # the spike-norm search rescales biases at run time: keep them per neuron
             neuron = replace(neuron, bias=np.broadcast_to(
@@ -166,6 +173,10 @@ class GeNNNetwork:
         c = conn.connectivity
         delay = int(c.delay)
         if opts.mode == "few_spike":
+            if delay:
+                raise ValueError(f"connection {conn.name!r}: few-spike networks take no "
+                                 f"connection delays (delay={delay}); the compiler balances "
+                                 f"skip connections with whole windows itself")
             delay += (self.depth[conn.target.name] - self.depth[conn.source.name] - 1) \
                 * opts.example_timesteps
             psm = init_postsynaptic("DeltaCurr")
