@@ -11,7 +11,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import h5py
 import numpy as np
@@ -45,19 +46,17 @@ class ConversionOptions:
 
 @dataclass
 class Timings:
+    """Wall-clock seconds per named step of a run (repeated steps add up)."""
+
     values: dict[str, float] = field(default_factory=dict)
 
-    def measure(self, name: str):
-        timings = self
-
-        class _Timer:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timings.values[name] = timings.values.get(name, 0.0) + \
-                    time.perf_counter() - self.start
-        return _Timer()
+    @contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.values[name] = self.values.get(name, 0.0) + time.perf_counter() - start
 
 
 def is_network_file(path: str | Path) -> bool:
