@@ -27,12 +27,6 @@ log = logging.getLogger("distsnn")
 PopulationLike = Union[Population, Any]
 
 
-def derive_seed(base: int, rank: int) -> int:
-    """Rank ``rank``'s GeNN seed from the base seed: distinct per rank, never 0."""
-    state = np.random.SeedSequence([int(base), int(rank)]).generate_state(1, np.uint32)[0]
-    return int(state) or 1
-
-
 def draw_seed() -> int:
     """A random non-zero seed (what ``rng_seed=0`` means), to be logged and recorded."""
     return int.from_bytes(os.urandom(4), "little") or 1
@@ -47,7 +41,9 @@ class InferenceCompiler:
         dt: simulation timestep [ms].
         batch_size: global batch size; each of the communicator's ranks runs
             ``batch_size // num_ranks`` (at least 1; the CPU backend runs 1).
-        rng_seed: GeNN's seed; 0 draws a random one, which is logged and recorded.
+        rng_seed: base seed of the Poisson inputs; 0 draws one, which is logged and
+            recorded. Each example's random numbers are a hash of (seed, example index,
+            neuron, step), so results do not depend on the number of ranks.
         kernel_profiling: record GeNN kernel timings (``compiled.kernel_times()``).
         prefer_in_memory_connect: SPARSE matrices for convolutions instead of TOEPLITZ.
         reset_time_between_batches: start each batch at t=0.
@@ -177,7 +173,7 @@ class CompiledInferenceNetwork:
         self.readouts = {o: _readout_kind(o) for o in outputs}
         self._genn = None
         self.build_info = None
-        self.seed: Optional[int] = None
+        self.base_seed: Optional[int] = None
         self.backend: Optional[str] = None
         self.last_report: Optional[EvaluationReport] = None
 
@@ -190,12 +186,10 @@ class CompiledInferenceNetwork:
         self.backend = resolve_backend(c.backend, bool(gpus))
         if self.backend == "cuda":
             select_gpu(comm.local_rank, comm.local_size)  # before any CUDA context exists
-        base = c._seed()
-        self.seed = derive_seed(base, comm.rank)
-        self.base_seed = base
+        self.base_seed = c._seed()
         options = CompileOptions(
             mode=c.mode, example_timesteps=c.timesteps, backend=self.backend,
-            batch_size=c.rank_batch_size, seed=self.seed, dt=c.dt,
+            batch_size=c.rank_batch_size, seed=self.base_seed, dt=c.dt,
             prefer_in_memory_connect=c.prefer_in_memory_connect,
             kernel_profiling=c.kernel_profiling, genn_kwargs=c.genn_kwargs,
             readouts={o.name: kind for o, kind in self.readouts.items()},
@@ -347,6 +341,7 @@ class CompiledInferenceNetwork:
             for index, (indices, arrays) in enumerate(batches):
                 pending[index] = (indices, {o: arrays[o] for o in outputs if o in arrays})
                 info.example_indices = indices
+                genn.set_examples(indices)
                 yield {p: arrays[p] for p in self.inputs}
 
         def on_result(batch, checkpoint, pop, value):

@@ -168,7 +168,6 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
         report = compiled.last_report
         timings.values["evaluation"] = report.seconds
         timings.values["reduction"] = report.reduce_seconds
-        seeds = comm.gather_object(compiled.seed)
         devices = comm.gather_object(_device_info(comm, compiled.backend))
         build_reused = comm.gather_object(compiled.build_info.reused)
     finally:
@@ -185,7 +184,9 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
         "schedule": ({"mode": "few-spike", "k": inp.neuron.k} if few_spike else
                      {"mode": "rate", "timesteps": sorted(set(timesteps))}),
         "ranks": comm.size, "batch_size_per_rank": batch_size, "backend": compiled.backend,
-        "devices": devices, "seeds": {"base": compiled.base_seed, "per_rank": seeds},
+        "devices": devices,
+        "seeds": {"base": compiled.base_seed,
+                  "poisson_streams": "hash(base seed, global example index, neuron, step)"},
         "build_reused": build_reused,
         "metrics": {str(c): m[out.name] for c, m in sorted(report.metrics.items())},
         "spikes": report.spikes,

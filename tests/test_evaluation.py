@@ -470,12 +470,17 @@ def test_random_seed_is_drawn_logged_and_reproducible(build_dir, caplog):
         with compiled:
             first, _ = compiled.predict({inp: x}, callbacks=[])
     base = compiled.base_seed
-    assert base != 0 and compiled.seed != 0
+    assert base != 0
     assert f"rng_seed={base}" in caplog.text
     with _compile(net, build_dir, 30, rng_seed=base) as again:
         second, _ = again.predict({inp: x}, callbacks=[])
-        assert again.seed == compiled.seed
+        assert again.build_info.reused  # the seed is not compiled into the model
     np.testing.assert_array_equal(first[out], second[out])
+    # the two examples have equal inputs but their own random streams
+    assert not np.array_equal(first[out][0], first[out][1])
+    with _compile(net, build_dir, 30, rng_seed=base + 1) as other:
+        third, _ = other.predict({inp: x}, callbacks=[])
+    assert not np.array_equal(first[out], third[out])
 
 
 @pytest.mark.parametrize("failure", ["invalid_name", "unusable_build_dir"])
@@ -521,11 +526,14 @@ def test_predict_outside_the_context_is_an_error(build_dir):
         compiled.predict({inp: np.ones((1, 1))}, callbacks=[])
 
 
-def test_zero_seed_is_never_passed_to_genn():
+def test_genn_seed_is_fixed_and_non_zero_whatever_the_base_seed():
+    """GeNN compiles its seed into the code (0 = std::random_device): distsnn always passes
+    1 and keeps randomness in per-example streams, so one build serves every seed."""
     from distsnn.compile import CompileOptions, GeNNNetwork
     net, _, _ = one_hop([[1.0]])
-    with pytest.raises(ValueError, match="non-zero"):
-        GeNNNetwork(net, CompileOptions(seed=0))
+    models = [GeNNNetwork(net, CompileOptions(seed=s)) for s in (0, 7)]
+    assert [m.genn_model.seed for m in models] == [1, 1]
+    assert models[0].model_name == models[1].model_name
 
 
 # --------------------------------------------------------------------------------------

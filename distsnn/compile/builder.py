@@ -26,8 +26,8 @@ from ..communicator import Communicator, SerialCommunicator
 from ..connectivity import AvgPoolDense2D, Conv2D, Dense
 from ..network import Connection, Network, Population
 from ..neurons import FewSpikeRelu, FewSpikeReluInput
-from .models import (EXAMPLE_GATED_DELTA, SIGNED_PULSE, NeuronCode, neuron_code,
-                     reset_update_model)
+from .models import (EXAMPLE_GATED_DELTA, SIGNED_PULSE, NeuronCode, example_streams,
+                     neuron_code, reset_update_model)
 
 BACKENDS = {"cpu": "single_threaded_cpu", "cuda": "cuda"}
 
@@ -66,7 +66,7 @@ class CompileOptions:
     example_timesteps: int = 100     # T (rate) or K (few-spike window)
     backend: str = "cpu"             # resolved backend: "cpu" or "cuda"
     batch_size: int = 1              # per rank
-    seed: int = 1                    # never 0 (GeNN's 0 means random)
+    seed: int = 1                    # base seed of the Poisson streams (not compiled in)
     dt: float = 1.0
     prefer_in_memory_connect: bool = True
     dynamic_thresholds: bool = False  # spike-norm search: thresholds settable at run time
@@ -100,9 +100,6 @@ class GeNNNetwork:
     """A network compiled for GeNN: build once per node, load, then drive from the host."""
 
     def __init__(self, network: Network, options: CompileOptions):
-        if options.seed == 0:
-            raise ValueError("the GeNN seed must be non-zero (0 makes GeNN seed from "
-                             "std::random_device); pick one explicitly")
         if options.backend == "cpu" and options.batch_size != 1:
             raise ValueError(f"the single-threaded CPU backend only supports a batch size of 1 "
                              f"per rank, not {options.batch_size}; use batch_size=1 or the CUDA "
@@ -125,7 +122,10 @@ class GeNNNetwork:
         model = GeNNModel("float", self.model_name, backend=BACKENDS[opts.backend], **kwargs)
         model.dt = opts.dt
         model.batch_size = opts.batch_size
-        model.seed = opts.seed
+        # GeNN compiles its seed into the code (0 would mean std::random_device); distsnn's
+        # models draw no GeNN random numbers, so a fixed seed keeps one build for every rank
+        # and every base seed
+        model.seed = 1
         model.timing_enabled = opts.kernel_profiling
         self.depth = (pipeline_depths(self.network) if opts.mode == "few_spike" else {})
         self.codes: dict[str, NeuronCode] = {}
@@ -299,6 +299,15 @@ class GeNNNetwork:
 
     def set_timestep(self, timestep: int) -> None:
         self._model.timestep = timestep
+
+    def set_examples(self, indices: np.ndarray) -> None:
+        """Tell random inputs which (global) examples the batch lanes hold."""
+        for pop in self.network.inputs:
+            if "Stream" in self.groups[pop.name].vars:
+                var = self.groups[pop.name].vars["Stream"]
+                view = var.view.reshape(self.batch_size, pop.size)
+                view[:len(indices)] = example_streams(self.options.seed, indices)[:, None]
+                var.push_to_device()
 
     def set_input(self, pop: Population, x: np.ndarray) -> None:
         """Write a batch of inputs ``x[b, ...]`` (b <= batch size; the rest is zero)."""

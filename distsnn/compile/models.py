@@ -134,9 +134,13 @@ def if_input(n: IntegrateFireInput, name: str) -> NeuronCode:
                       {"V": float(n.v_reset)}, input_var="Input", signed=n.signed_input)
 
 
-def _spike_source(name: str, prefix: str, signed: bool, sim: str, fire: str) -> NeuronCode:
+def _spike_source(name: str, prefix: str, signed: bool, sim: str, fire: str,
+                  random: bool = False) -> NeuronCode:
     vars_ = [("Input", "scalar", RO_BATCH), ("SpikeTotal", "unsigned int", RW)]
     vv: dict = {"Input": 0.0, "SpikeTotal": 0}
+    if random:
+        vars_.append(("Stream", "unsigned int", RO_BATCH))
+        vv["Stream"] = 0
     if signed:
         vars_.append(("Sgn", "scalar", RW))
         vv["Sgn"] = 0.0
@@ -149,9 +153,39 @@ def _spike_source(name: str, prefix: str, signed: bool, sim: str, fire: str) -> 
     return NeuronCode(model, {}, vv, input_var="Input", signed=signed)
 
 
+#: lowbias32 integer hash (Wellons); GeNN's transpiler has no ``>>``: unsigned division.
+_MIX = ("h ^= h / 65536u; h *= 0x7FEB352Du; h ^= h / 32768u; h *= 0x846CA68Bu; "
+        "h ^= h / 65536u;")
+
+#: A uniform number in [0, 1) that is a pure function of (example stream, step, neuron):
+#: the host sets ``Stream`` per batch lane from the base seed and the global example index,
+#: so Poisson inputs do not depend on the rank count, the batch size or the build.
+_UNIFORM = (
+    "const unsigned int step = (unsigned int)(t / dt + 0.5);\n"
+    "unsigned int h = Stream + 0x9E3779B9u * (step + 1u);\n"
+    f"{_MIX}\n"
+    "h ^= (unsigned int)id;\n"
+    f"{_MIX}\n"
+    "const scalar u = (scalar)(h / 256u) * 5.9604644775390625e-08;")
+
+
 def poisson_input(n: PoissonInput, name: str) -> NeuronCode:
     return _spike_source(name, "poisson", n.signed_input,
-                         "const bool fire = gennrand_uniform() >= exp(-fabs(Input) * dt);", "fire")
+                         f"{_UNIFORM}\nconst bool fire = u >= exp(-fabs(Input) * dt);", "fire",
+                         random=True)
+
+
+def example_streams(seed: int, examples: np.ndarray) -> np.ndarray:
+    """``Stream`` values of Poisson inputs: a hash of the base seed and the example index."""
+    def mix(h):
+        h = h & 0xFFFFFFFF
+        h ^= h >> 16
+        h = (h * 0x7FEB352D) & 0xFFFFFFFF
+        h ^= h >> 15
+        h = (h * 0x846CA68B) & 0xFFFFFFFF
+        return h ^ (h >> 16)
+    return mix(mix(np.asarray(examples, np.uint64) + np.uint64(0x632BE5AB))
+               ^ mix(np.uint64(seed))).astype(np.uint32)
 
 
 def spike_input(n: BinarySpikeInput, name: str) -> NeuronCode:

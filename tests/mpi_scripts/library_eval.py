@@ -1,8 +1,9 @@
 """Evaluate a small deterministic conv network with the library API and a communicator.
 
-Usage: library_eval.py OUT_JSON BUILD_DIR [FAIL_RANK FAIL_BATCH]
-Rank 0 writes metrics, predictions, recorded spike counts and the example count as JSON.
-With FAIL_RANK/FAIL_BATCH, that rank raises inside a batch callback.
+Usage: library_eval.py OUT_JSON BUILD_DIR INPUT [FAIL_RANK FAIL_BATCH]
+INPUT is "if" (constant current) or "poisson". Rank 0 writes metrics, predictions, recorded
+spike counts and the example count as JSON. With FAIL_RANK/FAIL_BATCH, that rank raises
+inside a batch callback.
 """
 import json
 import sys
@@ -14,14 +15,15 @@ from distsnn.communicators import MPI
 from distsnn.compilers import InferenceCompiler
 from distsnn.connectivity import AvgPoolDense2D, Conv2D
 from distsnn.network import Network
-from distsnn.neurons import IntegrateFire, IntegrateFireInput
+from distsnn.neurons import IntegrateFire, IntegrateFireInput, PoissonInput
 
-out_path, build_dir = sys.argv[1], sys.argv[2]
-fail_rank, fail_batch = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (-1, -1)
+out_path, build_dir, input_kind = sys.argv[1], sys.argv[2], sys.argv[3]
+fail_rank, fail_batch = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (-1, -1)
 comm = MPI()
 rng = np.random.default_rng(42)
 net = Network()
-inp = net.add_population("in", (8, 8, 1), IntegrateFireInput())
+inp = net.add_population("in", (8, 8, 1),
+                         PoissonInput() if input_kind == "poisson" else IntegrateFireInput())
 hid = net.add_population("conv", (8, 8, 4), IntegrateFire(v_thresh=1.0))
 out = net.add_population("out", (10,), IntegrateFire(v_thresh=1.0, readout="spike_count"),
                          record_spikes=True)
