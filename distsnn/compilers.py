@@ -20,7 +20,8 @@ from .data import shard_bounds
 from .metrics import MetricSpec, make_metric
 from .network import Network, Population
 from .neurons import FewSpikeRelu, IntegrateFire
-from .simulation import SpikeStats, run_few_spike, run_rate, spike_report
+from .simulation import run_few_spike, run_rate
+from .statistics import SpikeStats, spike_report
 
 log = logging.getLogger("distsnn")
 

@@ -280,18 +280,14 @@ def _compose(a_pre, a_post, a_w, b_pre, b_post, b_w):
     counts = np.bincount(b_pre, minlength=n_mid)
     reps = counts[a_post]
     pre = np.repeat(a_pre, reps)
-    first = np.repeat(starts[a_post], reps)
-    offset = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-    idx = first + offset
+    idx = np.repeat(starts[a_post] - (np.cumsum(reps) - reps), reps) + np.arange(len(pre))
     post = b_post[idx]
     w = np.repeat(a_w, reps) * b_w[idx]
-    # Merge duplicates (overlapping pool windows reaching the same output)
+    # Merge duplicates (overlapping pool windows reaching the same output): the first
+    # occurrence of each (pre, post) carries the summed weight
     key = pre * (int(post.max(initial=0)) + 1) + post
-    uniq, inv = np.unique(key, return_inverse=True)
-    merged_w = np.zeros(len(uniq), np.float64)
-    np.add.at(merged_w, inv, w)
-    first_idx = np.zeros(len(uniq), np.int64)
-    first_idx[inv[::-1]] = np.arange(len(inv))[::-1]
+    _, first_idx, inv = np.unique(key, return_index=True, return_inverse=True)
+    merged_w = np.bincount(inv.reshape(-1), weights=w, minlength=len(first_idx))
     return pre[first_idx], post[first_idx], merged_w.astype(np.float32)
 
 

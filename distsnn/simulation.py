@@ -12,65 +12,17 @@ and only the batch lanes that hold real examples.
 """
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
 from .callbacks import CallbackList
 from .compile import GeNNNetwork
-from .network import Network, Population
+from .network import Population
+from .statistics import SpikeStats
 
 #: ``on_result(batch_index, checkpoint, population, readout[b, size])``
 ResultSink = Callable[[int, int, Population, np.ndarray], None]
-
-
-@dataclass
-class SpikeStats:
-    """Spikes per neuron (summed over the examples evaluated on this rank)."""
-
-    examples: int = 0
-    timesteps: int = 0
-    spikes: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def totals(self) -> dict[str, int]:
-        return {name: int(np.sum(counts)) for name, counts in self.spikes.items()}
-
-    def synaptic_operations(self, network: Network) -> int:
-        """Synaptic events delivered: each spike times its neuron's fan-out."""
-        return sum(int(np.dot(self.spikes[c.source.name], fan_out(c)))
-                   for c in network.connections if c.source.name in self.spikes)
-
-
-def spike_report(network: Network, examples: int, timesteps: int, spikes: dict[str, int],
-                 synops: int) -> dict:
-    """Per-population totals and rates, plus synaptic operations, as a JSON-able dict."""
-    pops = {}
-    for pop in network.populations:
-        total = int(spikes.get(pop.name, 0))
-        per_example = total / (pop.size * examples) if examples else 0.0
-        pops[pop.name] = {"neurons": pop.size, "spikes": total,
-                          "spikes_per_neuron_per_example": per_example,
-                          "rate_per_timestep": per_example / timesteps if timesteps else 0.0}
-    return {"examples": examples, "timesteps_per_example": timesteps, "populations": pops,
-            "synaptic_operations": synops,
-            "synaptic_operations_per_example": synops / examples if examples else 0.0}
-
-
-_FAN_OUT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def fan_out(conn) -> np.ndarray:
-    """Number of synapses of each source neuron in a connection (cached per connectivity
-    object, weakly, so a freed connectivity's entry can never be served to a new one)."""
-    key = conn.connectivity
-    cached = _FAN_OUT.get(key)
-    if cached is None or len(cached) != conn.source.size:
-        pre, _, _ = key.synapses(conn.source.shape)
-        cached = np.bincount(pre, minlength=conn.source.size).astype(np.int64)
-        _FAN_OUT[key] = cached
-    return cached
 
 
 class _SpikeAccounting:

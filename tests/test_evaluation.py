@@ -14,7 +14,8 @@ from distsnn.compilers import InferenceCompiler
 from distsnn.connectivity import Conv2D, Dense, OneToOne
 from distsnn.network import Network
 from distsnn.neurons import BinarySpikeInput, IntegrateFire, PoissonInput
-from distsnn.simulation import SpikeStats, fan_out, run_few_spike, run_rate
+from distsnn.simulation import run_few_spike, run_rate
+from distsnn.statistics import SpikeStats, fan_out
 
 NEVER = 1e30
 

@@ -26,6 +26,7 @@ from ..communicator import Communicator, SerialCommunicator
 from ..connectivity import AvgPoolDense2D, Conv2D, Dense
 from ..network import Connection, Network, Population
 from ..neurons import FewSpikeRelu, FewSpikeReluInput
+from ..statistics import prime_fan_out
 from .models import (EXAMPLE_GATED_DELTA, SIGNED_PULSE, NeuronCode, example_streams,
                      neuron_code, reset_update_model)
 
@@ -115,6 +116,9 @@ class GeNNNetwork:
     def _create_model(self) -> GeNNModel:
         opts = self.options
         kwargs = dict(opts.genn_kwargs)
+        if opts.backend == "cpu":
+            # GeNN compiles CPU code without optimisation unless asked: 2-5x slower
+            kwargs.setdefault("optimize_code", True)
         if opts.backend == "cuda":
             from pygenn.cuda_backend import DeviceSelect
             kwargs.setdefault("device_select_method", DeviceSelect.MANUAL)
@@ -203,6 +207,7 @@ class GeNNNetwork:
                 init_weight_update(wu_model, {}, {"g": weights}, pre_var_refs=pre_refs), psm)
         else:
             pre, post, w = synapses
+            prime_fan_out(conn, pre)
             sg = model.add_synapse_population(
                 conn.name, "SPARSE", src, trg,
                 init_weight_update(wu_model, {}, {"g": w}, pre_var_refs=pre_refs), psm)
