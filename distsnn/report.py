@@ -49,6 +49,7 @@ def plot_results(results: dict, path: str | Path) -> None:
     acc = [100 * (m["sparse_categorical_accuracy"]["result"] or 0)
            for m in results["metrics"].values()]
     ax_acc.plot(steps, acc, marker="o")
+    ax_acc.set_ylim(max(0.0, min(acc) - 10.0), 100.5)  # differences of 0.1 points look small
     ax_acc.set_xlabel("timesteps per example")
     ax_acc.set_ylabel("accuracy [%]")
     ax_acc.set_title("accuracy vs latency")
