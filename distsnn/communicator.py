@@ -7,7 +7,6 @@ The interface is a superset of mlGeNN's ``Communicator`` (``rank``, ``num_ranks`
 """
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from abc import ABC, abstractmethod
@@ -256,17 +255,3 @@ def _install_abort_hook(comm: MPICommunicator) -> None:
 def MPI(**kwargs) -> MPICommunicator:  # noqa: N802 - mlGeNN's spelling
     """The MPI communicator, as ``distsnn.communicators.MPI()``."""
     return MPICommunicator(**kwargs)
-
-
-def launched_by_mpi() -> bool:
-    """True when a launcher (mpiexec, srun) started several processes of this job."""
-    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS",
-                 "SLURM_NTASKS", "MV2_COMM_WORLD_SIZE", "PALS_SIZE"):
-        if int(os.environ.get(name, "1") or 1) > 1:
-            return True
-    return "PMI_RANK" in os.environ or "OMPI_COMM_WORLD_RANK" in os.environ
-
-
-def default_communicator() -> Communicator:
-    """MPI when launched by an MPI launcher, else serial."""
-    return MPICommunicator() if launched_by_mpi() else SerialCommunicator()
