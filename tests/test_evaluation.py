@@ -580,3 +580,26 @@ def test_inference_documentation_example(build_dir, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert f"Error: {metrics[output_layer].result}" in printed
     assert compiled_net.base_seed != 0  # rng_seed=0 drew (and logged) a seed
+
+
+def test_a_second_live_copy_of_the_same_model_is_refused(build_dir):
+    """GeNN loads one runtime library per model directory: two live copies would share it."""
+    net, inp, out = one_hop([[1.0, 2.0]])
+    first = _compile(net, build_dir, 2)
+    second = _compile(net, build_dir, 2)
+    with first:
+        with pytest.raises(RuntimeError, match="already loaded"):
+            second.__enter__()
+        preds, _ = first.predict({inp: np.ones((1, 1), np.float32)}, callbacks=[])
+        np.testing.assert_allclose(preds[out], [[1.0, 2.0]])
+    with second:  # fine once the first is unloaded
+        preds, _ = second.predict({inp: np.ones((1, 1), np.float32)}, callbacks=[])
+        np.testing.assert_allclose(preds[out], [[1.0, 2.0]])
+
+
+def test_genn_preferences_are_part_of_the_build_key():
+    from distsnn.compile import CompileOptions, GeNNNetwork
+    net, _, _ = one_hop([[1.0]])
+    names = {GeNNNetwork(net, CompileOptions(genn_kwargs=kw)).model_name
+             for kw in ({}, {"optimize_code": False}, {"optimize_code": True})}
+    assert len(names) == 3

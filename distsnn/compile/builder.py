@@ -78,12 +78,13 @@ class CompileOptions:
     genn_kwargs: dict = field(default_factory=dict)
 
     def signature(self) -> str:
-        readouts = "".join(f"-{name}.{kind}" for name, kind in sorted(self.readouts.items()))
+        """Everything that shapes the generated code (GeNN's model.sha misses preferences)."""
+        extra = repr((sorted(self.readouts.items()), sorted(self.genn_kwargs.items())))
         return (f"{self.mode}-T{self.example_timesteps}-{self.backend}-b{self.batch_size}"
                 f"-dt{self.dt:g}-{'mem' if self.prefer_in_memory_connect else 'proc'}"
                 f"{'-norm' if self.record_max_input else ''}"
                 f"{'-prof' if self.kernel_profiling else ''}"
-                f"-r{hashlib.sha256(readouts.encode()).hexdigest()[:8]}")
+                f"-x{hashlib.sha256(extra.encode()).hexdigest()[:8]}")
 
 
 @dataclass
@@ -95,6 +96,11 @@ class BuildInfo:
     build_s: float
     load_s: float
     reused: bool
+
+
+#: Models loaded in this process: GeNN dlopens one runtime library per model directory, so a
+#: second loaded copy of the same model would share (and corrupt) the first one's state.
+_LOADED: set[str] = set()
 
 
 class GeNNNetwork:
@@ -271,10 +277,17 @@ class GeNNNetwork:
         if comm.local_rank != 0:
             self._model.build(str(build_dir), never_rebuild=True)
         build_s = time.perf_counter() - start
+        code_dir = str((build_dir / f"{self.model_name}_CODE").resolve())
+        if code_dir in _LOADED:
+            raise RuntimeError(f"the same compiled network is already loaded in this process "
+                               f"({code_dir}); leave its `with` block first (GeNN would share "
+                               f"one runtime between the two)")
         start = time.perf_counter()
         recording = num_recording_timesteps or self.options.example_timesteps
         self._model.load(num_recording_timesteps=recording)
         self._loaded = True
+        self._code_dir = code_dir
+        _LOADED.add(code_dir)
         self._input_views = {p.name: self.groups[p.name].vars[self.codes[p.name].input_var]
                              for p in self.network.inputs}
         return BuildInfo(self.model_name, str(build_dir), build_s, time.perf_counter() - start,
@@ -284,6 +297,7 @@ class GeNNNetwork:
         if self._loaded:
             self._model.unload()
             self._loaded = False
+            _LOADED.discard(self._code_dir)
 
     # running -------------------------------------------------------------------------
     @property
