@@ -22,7 +22,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -147,7 +146,7 @@ def _rate_threshold(a: np.ndarray, target: float) -> float:
 
 def _calibrate(net, mode: str, seed: int) -> None:
     """Thresholds (rate) or alphas (few-spike) from a host ANN pass over random inputs."""
-    from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput, IntegrateFire, IntegrateFireInput
+    from distsnn.neurons import FewSpikeRelu, IntegrateFire
     rng = np.random.default_rng(seed + 1)
     inp = net.inputs[0]
     x = rng.random((16, inp.size))
