@@ -603,3 +603,31 @@ def test_genn_preferences_are_part_of_the_build_key():
     names = {GeNNNetwork(net, CompileOptions(genn_kwargs=kw)).model_name
              for kw in ({}, {"optimize_code": False}, {"optimize_code": True})}
     assert len(names) == 3
+
+
+def test_var_recorder_filters_and_timestep_hooks(build_dir):
+    """V after every step of the selected examples and neurons; hooks at step boundaries."""
+    from distsnn.callbacks import CustomHook, VarRecorder
+    w = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
+    net, inp, out = one_hop(w)
+    x = np.arange(5, dtype=np.float32).reshape(5, 1)  # example 0 has no input spike
+    steps = []
+    recorder = VarRecorder(out, "v", key="v", example_filter=[1, 3],
+                           neuron_filter=slice(0, None, 2))
+    hooks = CustomHook(on_timestep_begin=steps.append)
+    with _compile(net, build_dir, 3) as compiled:
+        _, data = compiled.predict({inp: x}, callbacks=[recorder, hooks])
+    assert steps == [0, 1, 2] * 5
+    assert len(data["v"]) == 2  # examples 1 and 3
+    for record in data["v"]:
+        # step 0: only stale input could arrive (dropped); then +W x per step; neurons 0, 2
+        np.testing.assert_allclose(record, [[0, 0], [1, 3], [2, 6]])
+
+
+def test_kernel_profiling_exposes_genn_kernel_times(build_dir):
+    net, inp, out = one_hop([[1.0, 2.0]])
+    with _compile(net, build_dir, 50, kernel_profiling=True) as compiled:
+        compiled.predict({inp: np.ones((3, 1), np.float32)}, callbacks=[])
+        times = compiled.kernel_times()
+    assert times["neuron_update_time"] > 0
+    assert "ResetReadout_time" in times or "ResetState_time" in times
