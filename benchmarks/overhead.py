@@ -5,6 +5,9 @@ pipeline): conversion (digits model, rank 0), broadcast, data read, model setup 
 GeNN model description in Python: synapse indices etc.), GeNN code generation + compilation
 cold (empty build directory) and cached (second run), load, evaluation, reduction.
 
+Part 4, distsnn's host work per example: ``evaluate()`` against the hand-written loop on a
+tiny 4 -> 10 network (rate T=100 and few-spike K=8), where the GeNN kernels cost almost nothing.
+
 Part 3, GeNN compiler optimisation: GeNN's CPU backend compiles generated code *without*
 optimisation unless the ``optimize_code`` preference is set (found by this benchmark; distsnn
 sets it for the CPU backend since commit f6c1c98); per step time with
@@ -112,6 +115,63 @@ def tiny_network():
     net.connect(a, b, Dense(np.ones((1, 1), np.float32)))
     net.outputs = [b]
     return net
+
+
+def tiny_pair(mode: str):
+    """A 4 -> 10 network whose GeNN kernels cost almost nothing: what is left is host work."""
+    from distsnn.connectivity import Dense
+    from distsnn.network import Network
+    from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput, IntegrateFire, IntegrateFireInput
+    net = Network(metadata={"benchmark": f"tiny_{mode}"})
+    if mode == "rate":
+        a = net.add_population("input", (4,), IntegrateFireInput())
+        b = net.add_population("output", (10,), IntegrateFire(readout="spike_count"))
+    else:
+        a = net.add_population("input", (4,), FewSpikeReluInput(k=8, alpha=1.0))
+        b = net.add_population("output", (10,), FewSpikeRelu(k=8, alpha=4.0, readout="var"))
+    w = np.random.default_rng(0).random((4, 10)).astype(np.float32)
+    net.connect(a, b, Dense(w))
+    net.outputs = [b]
+    return net
+
+
+def host_overhead_per_example(mode: str, examples: int = 4000, rounds: int = 5) -> dict:
+    """distsnn's evaluate() vs the hand-written loop on a tiny network, in one process: the
+    difference per example is distsnn's host-side work per example (schedule, batching,
+    metrics, spike bookkeeping), independent of the network's size."""
+    from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
+    from handwritten import HandWritten
+    net = tiny_pair(mode)
+    steps = 100 if mode == "rate" else 8
+    rng = np.random.default_rng(1)
+    x = rng.random((examples, 4), dtype=np.float32)
+    y = rng.integers(0, 10, examples)
+    inp, out = net.inputs[0], net.outputs[0]
+    build = BUILD / "overhead_host"
+    compiler = (InferenceCompiler(steps, rng_seed=1, backend="cpu", build_dir=str(build))
+                if mode == "rate" else
+                FewSpikeCompiler(k=steps, rng_seed=1, backend="cpu", build_dir=str(build)))
+    t_d, t_h = [], []
+    with compiler.compile(net) as compiled:
+        prefs = {k: v for k, v in compiled.genn_model._preference_kwargs.items()
+                 if k in ("optimize_code", "debug_code")}
+        hand = HandWritten(net, mode, steps, build / "hand", prefs)
+        compiled.evaluate({inp: x[:10]}, {out: y[:10]}, callbacks=[])
+        hand.run(x[:10])
+        for r in range(rounds):
+            for which in (("d", "h") if r % 2 == 0 else ("h", "d")):
+                if which == "d":
+                    compiled.evaluate({inp: x}, {out: y}, callbacks=[])
+                    t_d.append(compiled.last_report.seconds)
+                else:
+                    t0 = time.perf_counter()
+                    hand.run(x)
+                    t_h.append(time.perf_counter() - t0)
+        hand.unload()
+    d_us, h_us = 1e6 * median(t_d) / examples, 1e6 * median(t_h) / examples
+    return {"mode": mode, "timesteps": steps, "examples": examples,
+            "distsnn_us_per_example": d_us, "handwritten_us_per_example": h_us,
+            "distsnn_host_overhead_us_per_example": d_us - h_us}
 
 
 def _kernel_s(model) -> float:
@@ -280,6 +340,7 @@ def main(argv=None) -> dict:
     p.add_argument("--skip-steps", action="store_true")
     p.add_argument("--opt-workloads", default="cifar_rate,cifar_fs,mlp_rate")
     p.add_argument("--skip-opt", action="store_true")
+    p.add_argument("--skip-host", action="store_true")
     args = p.parse_args(argv)
     out = {"benchmark": "overhead", "machine": machine_info(),
            "command": "python benchmarks/overhead.py " + " ".join(argv or sys.argv[1:])}
@@ -317,6 +378,15 @@ def main(argv=None) -> dict:
         rows = [{"workload": s["workload"], **{f"{k} us": 1e6 * s["per_batch_s"].get(k, float("nan"))
                                                 for k in keys}} for s in steps]
         print(table(rows, list(rows[0]), "Per batch host calls, microseconds"))
+    if not args.skip_host:
+        host = [host_overhead_per_example(mode) for mode in ("rate", "few_spike")]
+        out["host_overhead"] = host
+        rows = [{"schedule": h["mode"], "steps/example": h["timesteps"],
+                 "distsnn us/example": h["distsnn_us_per_example"],
+                 "hand-written us/example": h["handwritten_us_per_example"],
+                 "distsnn host overhead us/example": h["distsnn_host_overhead_us_per_example"]}
+                for h in host]
+        print(table(rows, list(rows[0]), "Host work per example on a tiny (4 -> 10) network"))
     if not args.skip_opt:
         opt = []
         for name in args.opt_workloads.split(","):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ def summarise(sc: dict, ov: dict, hw: dict, sc_cli: dict) -> tuple[dict, str]:
              "ex/s, 1 rank": r["examples_per_second"]["1"]["median"],
              "ex/s, 2 ranks": r["examples_per_second"]["2"]["median"],
              "efficiency": r["efficiency"],
+             "efficiency, unflagged runs": r.get("efficiency_unflagged_runs"),
+             "2-rank runs flagged (ranks >15% apart)": r.get("flagged_2_rank_runs"),
              "per-rank s/example 2 vs 1": r["per_rank_slowdown_2_vs_1"],
              "target >= 0.9": "met" if r["target_met"] else "MISSED",
              "foreign load (cores)": r["max_foreign_cores"]} for r in sc["results"]]
@@ -80,6 +83,14 @@ def summarise(sc: dict, ov: dict, hw: dict, sc_cli: dict) -> tuple[dict, str]:
             for s in ov.get("steps", [])]
     if rows:
         md.append(table(rows, list(rows[0]), "### Per timestep"))
+        rows = [{"schedule": h["mode"], "steps/example": h["timesteps"],
+                 "distsnn us/example": h["distsnn_us_per_example"],
+                 "hand-written us/example": h["handwritten_us_per_example"],
+                 "distsnn host overhead us/example": h["distsnn_host_overhead_us_per_example"]}
+                for h in ov.get("host_overhead", [])]
+        if rows:
+            md.append(table(rows, list(rows[0]), "### distsnn's host work per example (tiny 4 -> 10 "
+                                                 "network, one rank, in one process)"))
         rows = [{"workload": o["workload"],
                  "optimize_code off (-O0) ms/step": 1e3 * o["default"]["s_per_step"],
                  "optimize_code ms/step": 1e3 * o["optimize_code"]["s_per_step"],
@@ -104,8 +115,42 @@ def summarise(sc: dict, ov: dict, hw: dict, sc_cli: dict) -> tuple[dict, str]:
         "cached_build_max_s": ov.get("cached_build_max_s"),
         "cached_build_and_load_max_s": ov.get("cached_build_and_load_max_s"),
         "cached_build_target_met": ov.get("cached_build_target_met"),
+        "host_overhead_us_per_example": {h["mode"]: h["distsnn_host_overhead_us_per_example"]
+                                         for h in ov.get("host_overhead", [])},
     }
     return headline, "\n".join(md)
+
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def update_readme(out: dict, md: str) -> None:
+    """Replace the generated block of benchmarks/README.md with these results."""
+    readme = Path(__file__).resolve().parent / "README.md"
+    if not readme.exists():
+        return
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        return
+    m = out["machine"]
+    v = m["versions"]
+    rev = m["distsnn"]
+    loads = sorted({round(x, 2) for part in ("scaling", "scaling_cli", "handwritten")
+                    for r in out[part]["results"] for x in [r["max_foreign_cores"]]})
+    header = [
+        f"Measured {out['started']} on `{m['host']}`: {m['cores']} cores, {m['cpu_model']}, "
+        f"{m['memory_gib']} GiB; Python {v['python']}, pygenn {v['pygenn']} (single-threaded "
+        f"CPU backend), numpy {v['numpy']}, mpi4py {v['mpi4py']}, {v.get('mpiexec')}; distsnn "
+        f"commit `{rev['commit']}`{' (with local changes)' if rev['distsnn_modified'] else ''}.",
+        f"1-minute load average {out['load_start'][0]} at the start; the largest CPU use by "
+        f"other processes during any timed scaling/hand-written run: "
+        f"{max(loads) if loads else 0:.2f} cores (\"foreign load\"). Parts measured in this "
+        f"run: {', '.join(out['parts_measured'])} (the others were read back from "
+        f"`results/*.json`).",
+        "", "Reproduce: `.venv/bin/python benchmarks/run_all.py --wait-quiet 900`", ""]
+    block = "\n".join(header) + md + "\n"
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    readme.write_text(text[:start] + "\n" + block + text[end:])
 
 
 def main(argv=None) -> dict:
@@ -135,7 +180,8 @@ def main(argv=None) -> dict:
     got = {}
     for part in PARTS:
         if part in parts:
-            print(f"\n== {part} ==", flush=True)
+            load = wait_for_quiet(1.0, args.wait_quiet) if part != parts[0] else load_start
+            print(f"\n== {part} == (load average {load})", flush=True)
             got[part] = runners[part]()
             got[part]["measured_in_this_run"] = True
         else:
@@ -153,6 +199,8 @@ def main(argv=None) -> dict:
     path = write_result("latest", out)
     md_path = path.with_suffix(".md")
     md_path.write_text(md + "\n")
+    if not os.environ.get("DISTSNN_BENCH_TAG"):
+        update_readme(out, md)
     print("\n" + md)
     print(f"\nwrote {path} and {md_path} in {time.time() - start:.0f} s")
     return out

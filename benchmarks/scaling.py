@@ -29,6 +29,7 @@ DEFAULT_EXAMPLES = {"cifar_rate": 128, "cifar_fs": 512, "mlp_rate": 3000, "mlp_f
                     "digits_fs": 5400, "digits_dn": 540}
 DEFAULT_WORKLOADS = ("cifar_rate", "cifar_fs", "mlp_rate", "digits_dn", "digits_fs")
 TARGET = 0.9
+IMBALANCE_LIMIT = 1.15
 
 
 def cli_command(name: str, examples: int, build_dir: Path, out: Path) -> list[str]:
@@ -96,6 +97,17 @@ def scale(name: str, examples: int, repeats: int, cli: bool = False) -> dict:
                   f"{r['load']['foreign_cores']:.2f} cores)", flush=True)
     eps = {n: summary([r["examples_per_second"] for r in rs]) for n, rs in runs.items()}
     eff = eps[2]["median"] / (2 * eps[1]["median"])
+    # Equal shards should take equal time; on this VM one vCPU is sometimes slowed for
+    # seconds by the host (invisible to the guest: no steal, no foreign load). A 2-rank run
+    # whose ranks differ by more than IMBALANCE_LIMIT is flagged; the efficiency over the
+    # unflagged runs is reported beside the plain median.
+    for r in runs[2]:
+        per_ex = [s / n for s, n in zip(r["eval_s_per_rank"], r["examples_per_rank"]) if n]
+        r["rank_imbalance"] = max(per_ex) / min(per_ex) if len(per_ex) > 1 else None
+        r["flagged_core_slowdown"] = bool(r["rank_imbalance"] and
+                                          r["rank_imbalance"] > IMBALANCE_LIMIT)
+    clean = [r["examples_per_second"] for r in runs[2] if not r["flagged_core_slowdown"]]
+    eff_clean = median(clean) / (2 * eps[1]["median"]) if clean else None
     # where the 2-rank time goes: imbalance vs slower per-example speed per rank
     per_ex_1 = median(r["slowest_eval_s"] / r["examples"] for r in runs[1])
     per_ex_2 = median(max(s / n for s, n in zip(r["eval_s_per_rank"], r["examples_per_rank"]))
@@ -104,6 +116,8 @@ def scale(name: str, examples: int, repeats: int, cli: bool = False) -> dict:
             "via": "distsnn evaluate (CLI)" if cli else "benchmarks/worker.py (library API)",
             "examples_per_second": {str(n): e for n, e in eps.items()},
             "efficiency": eff, "target": TARGET, "target_met": eff >= TARGET,
+            "efficiency_unflagged_runs": eff_clean,
+            "flagged_2_rank_runs": sum(r["flagged_core_slowdown"] for r in runs[2]),
             "seconds_per_example_per_rank": {"1": per_ex_1, "2": per_ex_2},
             "per_rank_slowdown_2_vs_1": per_ex_2 / per_ex_1,
             "max_foreign_cores": max(r["load"]["foreign_cores"] for rs in runs.values() for r in rs),
@@ -132,6 +146,8 @@ def main(argv=None) -> dict:
                      "ex/s 1 rank": res["examples_per_second"]["1"]["median"],
                      "ex/s 2 ranks": res["examples_per_second"]["2"]["median"],
                      "efficiency": res["efficiency"],
+                     "efficiency, unflagged runs": res["efficiency_unflagged_runs"],
+                     "flagged runs": res["flagged_2_rank_runs"],
                      "per-rank slowdown": res["per_rank_slowdown_2_vs_1"],
                      "target >= 0.9": "met" if res["target_met"] else "MISSED",
                      "max foreign load": res["max_foreign_cores"]})
