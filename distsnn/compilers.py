@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -46,7 +47,9 @@ class InferenceCompiler:
             recorded. Each example's random numbers are a hash of (seed, example index,
             neuron, step), so results do not depend on the number of ranks.
         kernel_profiling: record GeNN kernel timings (``compiled.kernel_times()``).
-        prefer_in_memory_connect: SPARSE matrices for convolutions instead of TOEPLITZ.
+        prefer_in_memory_connect: lower convolutions to in-memory Toeplitz connectivity
+            (only the kernel is stored; the fastest on the CPU backend too) rather than
+            converting them into explicit synapse matrices (SPARSE).
         reset_time_between_batches: start each batch at t=0.
         reset_vars_between_batches: reset neuron state per batch (readouts always are).
         reset_in_syn_between_batches: accepted for compatibility; distsnn's delta synapses
@@ -57,6 +60,11 @@ class InferenceCompiler:
         checkpoints: extra timesteps at which to read out (accuracy-vs-latency curves).
         metrics: default metrics of ``evaluate`` calls that give none (as in the mlGeNN
             documentation's example).
+        connectivity: "auto" (default; see ``distsnn.lowering``), "toeplitz" or "sparse";
+            overrides ``prefer_in_memory_connect``.
+        memory_budget: per-rank memory budget ("4GiB", bytes); default 90% of the node's
+            memory divided by the ranks on the node. A network estimated over it is refused
+            before anything large is allocated.
         **genn_kwargs: passed to ``pygenn.GeNNModel``.
     """
 
@@ -70,7 +78,9 @@ class InferenceCompiler:
                  communicator: Optional[Communicator] = None, *,
                  example_timesteps: Optional[int] = None, backend: str = "auto",
                  build_dir: Optional[str] = None, checkpoints: Sequence[int] = (),
-                 metrics: Union[MetricSpec, dict, None] = None, **genn_kwargs):
+                 metrics: Union[MetricSpec, dict, None] = None,
+                 connectivity: Optional[str] = None,
+                 memory_budget: Union[str, int, None] = None, **genn_kwargs):
         timesteps = evaluate_timesteps if evaluate_timesteps is not None else example_timesteps
         if timesteps is None or int(timesteps) < 1:
             raise ValueError("evaluate_timesteps (or example_timesteps) must be a positive "
@@ -83,6 +93,8 @@ class InferenceCompiler:
         self.rng_seed = rng_seed
         self.kernel_profiling = kernel_profiling
         self.prefer_in_memory_connect = prefer_in_memory_connect
+        self.connectivity = connectivity or ("auto" if prefer_in_memory_connect else "sparse")
+        self.memory_budget = memory_budget
         self.reset_time = reset_time_between_batches
         self.reset_vars = reset_vars_between_batches
         self.backend = backend
@@ -122,10 +134,12 @@ class FewSpikeCompiler(InferenceCompiler):
     def __init__(self, k: int = 10, dt: float = 1.0, batch_size: int = 1, rng_seed: int = 0,
                  kernel_profiling: bool = False, prefer_in_memory_connect: bool = True,
                  communicator: Optional[Communicator] = None, *, backend: str = "auto",
-                 build_dir: Optional[str] = None, **genn_kwargs):
+                 build_dir: Optional[str] = None, connectivity: Optional[str] = None,
+                 memory_budget: Union[str, int, None] = None, **genn_kwargs):
         super().__init__(k, dt, batch_size, rng_seed, kernel_profiling,
                          prefer_in_memory_connect, communicator=communicator, backend=backend,
-                         build_dir=build_dir, **genn_kwargs)
+                         build_dir=build_dir, connectivity=connectivity,
+                         memory_budget=memory_budget, **genn_kwargs)
         self.k = int(k)
 
     def _compiled_type(self) -> type:
@@ -180,24 +194,28 @@ class CompiledInferenceNetwork:
 
     # context manager ---------------------------------------------------------------
     def __enter__(self) -> "CompiledInferenceNetwork":
-        from .compile import CompileOptions, GeNNNetwork, default_build_dir, resolve_backend
+        from .compile import (CompileOptions, GeNNNetwork, SynapseCache, default_build_dir,
+                              resolve_backend)
         from .devices import select_gpu, visible_gpus
+        from .lowering import memory_budget
         c, comm = self.compiler, self.communicator
         gpus = visible_gpus()
         self.backend = resolve_backend(c.backend, bool(gpus))
         if self.backend == "cuda":
             select_gpu(comm.local_rank, comm.local_size)  # before any CUDA context exists
         self.base_seed = c._seed()
+        budget, budget_source = memory_budget(c.memory_budget, comm.local_size)
+        build_dir = Path(c.build_dir or default_build_dir()).expanduser()
         options = CompileOptions(
             mode=c.mode, example_timesteps=c.timesteps, backend=self.backend,
             batch_size=c.rank_batch_size, seed=self.base_seed, dt=c.dt,
-            prefer_in_memory_connect=c.prefer_in_memory_connect,
-            kernel_profiling=c.kernel_profiling, genn_kwargs=c.genn_kwargs,
+            connectivity=c.connectivity, memory_budget=budget,
+            memory_budget_source=budget_source, kernel_profiling=c.kernel_profiling, genn_kwargs=c.genn_kwargs,
             readouts={o.name: kind for o, kind in self.readouts.items()},
             **self._extra_options())
-        genn = GeNNNetwork(self.network, options)
+        genn = GeNNNetwork(self.network, options, SynapseCache(build_dir / "synapses"))
         try:
-            self.build_info = genn.build_and_load(c.build_dir or default_build_dir(), comm)
+            self.build_info = genn.build_and_load(build_dir, comm)
         except BaseException:
             genn.unload()
             raise

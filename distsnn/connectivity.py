@@ -61,7 +61,7 @@ class Connectivity:
         raise NotImplementedError
 
     def synapses(self, input_shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Explicit synapses ``(pre, post, weight)`` (int64, int64, float32)."""
+        """Explicit synapses ``(pre, post, weight)`` (uint32, uint32, float32)."""
         raise NotImplementedError
 
     def check(self, input_shape: Shape, output_shape: Shape) -> None:
@@ -94,7 +94,7 @@ class Dense(Connectivity):
 
     def synapses(self, input_shape: Shape):
         w = self.dense_weight(input_shape)
-        pre, post = np.indices(w.shape).reshape(2, -1)
+        pre, post = np.indices(w.shape, np.uint32).reshape(2, -1)
         return pre, post, w.reshape(-1)
 
 
@@ -111,7 +111,7 @@ class OneToOne(Connectivity):
 
     def synapses(self, input_shape: Shape):
         n = int(np.prod(input_shape))
-        idx = np.arange(n)
+        idx = np.arange(n, dtype=np.uint32)
         w = np.broadcast_to(np.asarray(self.weight, np.float32).reshape(-1), (n,))
         return idx, idx.copy(), w.copy()
 
@@ -187,19 +187,11 @@ class AvgPoolDense2D(Connectivity):
         pooled = self.pool.output_shape(input_shape)
         return Dense(weight=self.weight).output_shape(pooled)
 
-    def dense_weight(self, input_shape: Shape) -> np.ndarray:
-        """The fused ``[n_src, n_trg]`` matrix: pooling matrix times the Dense kernel."""
-        pooled = self.pool.output_shape(input_shape)
-        self.output_shape(input_shape)
-        pre, post, w = self.pool.synapses(input_shape)
-        pool_matrix = np.zeros((int(np.prod(input_shape)), int(np.prod(pooled))), np.float32)
-        np.add.at(pool_matrix, (pre, post), w)
-        return pool_matrix @ np.asarray(self.weight, np.float32)
-
     def synapses(self, input_shape: Shape):
-        w = self.dense_weight(input_shape)
-        pre, post = np.indices(w.shape).reshape(2, -1)
-        return pre, post, w.reshape(-1)
+        pooled = self.pool.output_shape(input_shape)
+        p_pre, p_post, p_w = self.pool.synapses(input_shape)
+        d_pre, d_post, d_w = Dense(weight=self.weight).synapses(pooled)
+        return _compose(p_pre, p_post, p_w, d_pre, d_post, d_w)
 
 
 @dataclass(eq=False)
@@ -267,12 +259,13 @@ def _conv_synapses(kernel: np.ndarray, input_shape: Shape, strides: tuple[int, i
     post = ((o_r * ow + o_c) * oc)[:, None] + ch_out[None, :]
     w = kernel[k_r[:, None], k_c[:, None], ch_in[None, :], ch_out[None, :]]
     keep = w != 0.0  # zero weights (e.g. off-diagonal channels of a pooling kernel) add nothing
-    return (pre[keep].astype(np.int64).reshape(-1), post[keep].astype(np.int64).reshape(-1),
+    return (pre[keep].astype(np.uint32).reshape(-1), post[keep].astype(np.uint32).reshape(-1),
             w[keep].astype(np.float32).reshape(-1))
 
 
 def _compose(a_pre, a_post, a_w, b_pre, b_post, b_w):
     """Synapses of applying connection a then connection b (sparse matrix product)."""
+    a_pre, a_post, b_pre, b_post = (x.astype(np.int64) for x in (a_pre, a_post, b_pre, b_post))
     order = np.argsort(b_pre, kind="stable")
     b_pre, b_post, b_w = b_pre[order], b_post[order], b_w[order]
     n_mid = int(max(a_post.max(initial=-1), b_pre.max(initial=-1))) + 1
@@ -288,7 +281,8 @@ def _compose(a_pre, a_post, a_w, b_pre, b_post, b_w):
     key = pre * (int(post.max(initial=0)) + 1) + post
     _, first_idx, inv = np.unique(key, return_index=True, return_inverse=True)
     merged_w = np.bincount(inv.reshape(-1), weights=w, minlength=len(first_idx))
-    return pre[first_idx], post[first_idx], merged_w.astype(np.float32)
+    return (pre[first_idx].astype(np.uint32), post[first_idx].astype(np.uint32),
+            merged_w.astype(np.float32))
 
 
 def forward(connectivity: Connectivity, x: np.ndarray, input_shape: Shape) -> np.ndarray:

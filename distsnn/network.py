@@ -129,6 +129,14 @@ class Network:
         return digest.hexdigest()
 
 
+def connectivity_hash(conn: Connection) -> str:
+    """SHA-256 of a connection's connectivity (kind, parameters, weights) and source shape."""
+    digest = hashlib.sha256()
+    _hash_item(digest, [conn.connectivity.kind, conn.source.shape])
+    _hash_params(digest, conn.connectivity.params())
+    return digest.hexdigest()
+
+
 def _hash_default(value):
     if isinstance(value, np.generic):
         return value.item()  # as the network file stores it

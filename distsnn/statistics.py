@@ -1,13 +1,12 @@
 """Spike statistics: spikes per population, firing rates and synaptic operations."""
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .connectivity import AvgPoolDense2D, Dense
-from .network import Connection, Network
+from .lowering import fan_out
+from .network import Network
 
 
 @dataclass
@@ -22,7 +21,8 @@ class SpikeStats:
         return {name: int(np.sum(counts)) for name, counts in self.spikes.items()}
 
     def synaptic_operations(self, network: Network) -> int:
-        """Synaptic events delivered: each spike times its neuron's fan-out."""
+        """Synaptic events delivered: each spike times its neuron's fan-out (every kernel
+        tap of a convolution counts, zero weights included, as the simulation processes it)."""
         return sum(int(np.dot(self.spikes[c.source.name], fan_out(c)))
                    for c in network.connections if c.source.name in self.spikes)
 
@@ -40,27 +40,3 @@ def spike_report(network: Network, examples: int, timesteps: int, spikes: dict[s
     return {"examples": examples, "timesteps_per_example": timesteps, "populations": pops,
             "synaptic_operations": synops,
             "synaptic_operations_per_example": synops / examples if examples else 0.0}
-
-
-_FAN_OUT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def prime_fan_out(conn: Connection, pre: np.ndarray) -> None:
-    """Record a connection's fan-out from its explicit presynaptic indices (the GeNN builder
-    has them for every SPARSE connection), so they are not computed a second time."""
-    _FAN_OUT[conn.connectivity] = np.bincount(pre, minlength=conn.source.size).astype(np.int64)
-
-
-def fan_out(conn: Connection) -> np.ndarray:
-    """Number of synapses of each source neuron in a connection (cached per connectivity
-    object, weakly, so a freed connectivity's entry can never be served to a new one)."""
-    key = conn.connectivity
-    cached = _FAN_OUT.get(key)
-    if cached is None or len(cached) != conn.source.size:
-        if isinstance(key, (Dense, AvgPoolDense2D)):  # all-to-all matrices
-            cached = np.full(conn.source.size, conn.target.size, np.int64)
-        else:
-            pre, _, _ = key.synapses(conn.source.shape)
-            cached = np.bincount(pre, minlength=conn.source.size).astype(np.int64)
-        _FAN_OUT[key] = cached
-    return cached

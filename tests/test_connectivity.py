@@ -4,7 +4,8 @@ The reference below is written from the TF definitions with plain loops (cross-c
 ``same`` padding with ``pad_before = total // 2``, ``valid`` pooling, C-order flatten); it
 does not use ``distsnn.connectivity``'s ``forward``/``synapses``.
 
-Each connectivity kind is compiled once per ``prefer_in_memory_connect`` value: one network
+Each connectivity kind is compiled once per lowering (distsnn's Toeplitz snippets in their
+CPU and CUDA forms, explicit SPARSE synapses): one network
 holds one input population per distinct input shape and one output population per case
 (IntegrateFire with a threshold it never reaches and a ``var`` readout), so with T = 2 every
 output's V is exactly one application of its connection to the binary input (spec §13.1).
@@ -19,6 +20,8 @@ import numpy as np
 import pytest
 from pygenn import SynapseMatrixType
 
+import distsnn.compile.builder as builder
+from distsnn.compile.toeplitz import toeplitz_connectivity
 from distsnn.compilers import InferenceCompiler
 from distsnn.connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Conv2D, Dense,
                                   OneToOne, ShapeError)
@@ -202,7 +205,7 @@ def avg_pool2d_cases():
 def avg_pool_dense2d_cases():
     cases = []
     for channels in (1, 2):
-        for pool, stride in [(2, 2), (3, 3), (2, 3)]:
+        for pool, stride in [(2, 2), (3, 3), (2, 3), (3, 2)]:
             name = f"avg_pool_dense_c{channels}_p{pool}_s{stride}"
             ph = (20 - pool) // stride + 1
             w = _weights(name, (ph * ph * channels, 10))
@@ -216,7 +219,7 @@ def avg_pool_dense2d_cases():
 def avg_pool_conv2d_cases():
     cases = []
     for c_in, c_out in [(1, 1), (2, 2), (1, 2)]:
-        for pool, pool_stride in [(2, 2), (3, 3), (3, 4)]:
+        for pool, pool_stride in [(2, 2), (3, 3), (3, 4), (3, 2)]:
             for k in (3, 4):
                 for padding in ("valid", "same"):
                     if (c_in, c_out) == (1, 2) and (pool, pool_stride) != (2, 2):
@@ -239,6 +242,18 @@ def avg_pool_conv2d_cases():
     return cases
 
 
+def all_zero_cases():
+    """All-zero weights (mlGeNN's ResNet-20 initialises its projection shortcuts to zero)."""
+    zero_conv = np.zeros((1, 1, 2, 3), np.float32)
+    zero_dense = np.zeros((12, 4), np.float32)
+    return [Case("zero_conv_1x1_s2", (6, 6, 2),
+                 lambda: Conv2D(zero_conv, strides=(2, 2)),
+                 lambda x: ref_conv2d(x, zero_conv, (2, 2), "valid")),
+            Case("zero_dense", (2, 3, 2), lambda: Dense(zero_dense),
+                 lambda x: ref_dense(x, zero_dense)),
+            Case("zero_one_to_one", (7,), lambda: OneToOne(0.0), lambda x: 0.0 * x)]
+
+
 KINDS = {
     "dense": dense_cases(),
     "one_to_one": one_to_one_cases(),
@@ -246,29 +261,35 @@ KINDS = {
     "avg_pool2d": avg_pool2d_cases(),
     "avg_pool_dense2d": avg_pool_dense2d_cases(),
     "avg_pool_conv2d": avg_pool_conv2d_cases(),
+    "all_zero": all_zero_cases(),
 }
+LOWERINGS = ["toeplitz", "toeplitz_cuda_form", "sparse"]
 ALL = [(kind, case) for kind, cases in KINDS.items() for case in cases]
 
 
 
 
 # --------------------------------------------------------------------------------------
-# simulation: one network per (kind, prefer_in_memory_connect), built once per module
+# simulation: one network per (kind, lowering), built once per module
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def simulate(tmp_path_factory):
-    build_dir = tmp_path_factory.getbasetemp() / "genn-build"
     cache: dict = {}
 
-    def run(kind: str, prefer: bool):
-        key = (kind, prefer)
-        if key not in cache:
-            cache[key] = _simulate_kind(kind, prefer, build_dir)
-        return cache[key]
+    def run(kind: str, lowering: str):
+        if (kind, lowering) not in cache:
+            build_dir = tmp_path_factory.getbasetemp() / f"genn-build-{lowering}"
+            with pytest.MonkeyPatch.context() as mp:
+                if lowering == "toeplitz_cuda_form":  # one diagonal per tap and channel
+                    mp.setattr(builder, "toeplitz_connectivity",
+                               lambda geometry, backend: toeplitz_connectivity(geometry, "cuda"))
+                cache[kind, lowering] = _simulate_kind(
+                    kind, "sparse" if lowering == "sparse" else "toeplitz", build_dir)
+        return cache[kind, lowering]
     return run
 
 
-def _simulate_kind(kind: str, prefer: bool, build_dir):
+def _simulate_kind(kind: str, connectivity: str, build_dir):
     cases = KINDS[kind]
     net = Network()
     rng = np.random.default_rng(1234)
@@ -288,40 +309,49 @@ def _simulate_kind(kind: str, prefer: bool, build_dir):
         outputs[case.name] = out
     net.outputs = list(outputs.values())
     compiled = InferenceCompiler(evaluate_timesteps=2, rng_seed=1, build_dir=str(build_dir),
-                                 prefer_in_memory_connect=prefer).compile(net)
+                                 connectivity=connectivity).compile(net)
     with compiled:
         preds, _ = compiled.predict(x, net.outputs, callbacks=[])
-        matrix = {name: compiled.genn_model.synapse_populations[f"c_{name}"].matrix_type
+        groups = compiled.genn_model.synapse_populations
+        matrix = {name: groups[f"c_{name}"].matrix_type if f"c_{name}" in groups else None
                   for name in outputs}
-    return {"network": net,  # kept alive: connectivity ids stay unique in this module
-            "x": {case.name: x[inputs[case.in_shape]] for case in cases},
+    return {"x": {case.name: x[inputs[case.in_shape]] for case in cases},
             "pred": {name: preds[pop] for name, pop in outputs.items()},
             "matrix": matrix}
 
 
-@pytest.mark.parametrize("prefer", [True, False], ids=["in_memory", "procedural"])
+@pytest.mark.parametrize("lowering", LOWERINGS)
 @pytest.mark.parametrize("kind,case", ALL, ids=[c.name for _, c in ALL])
-def test_one_hop_matches_reference(simulate, kind, case, prefer):
-    result = simulate(kind, prefer)
+def test_one_hop_matches_reference(simulate, kind, case, lowering):
+    result = simulate(kind, lowering)
     x, pred = result["x"][case.name], result["pred"][case.name]
     expected = np.stack([case.ref(x[i]) for i in range(EXAMPLES)])
     assert pred.shape == expected.shape, (pred.shape, expected.shape)
     np.testing.assert_allclose(pred, expected, atol=ATOL, rtol=RTOL,
-                               err_msg=f"{case.name} (prefer_in_memory_connect={prefer})")
-    # a random binary input makes every example different: the test is not vacuous
-    assert not np.allclose(expected[0], expected[1])
+                               err_msg=f"{case.name} ({lowering})")
+    if kind != "all_zero":  # a random binary input makes every example different
+        assert not np.allclose(expected[0], expected[1])
 
 
-def test_procedural_preference_uses_toeplitz_for_stride_one_convolutions(simulate):
-    """prefer_in_memory_connect=False really exercises GeNN's TOEPLITZ path where exact."""
-    procedural = simulate("conv2d", False)["matrix"]
-    in_memory = simulate("conv2d", True)["matrix"]
-    assert procedural["conv_2to2_k3_s1_same"] == SynapseMatrixType.TOEPLITZ
-    assert procedural["conv_2to2_k4_s1_valid"] == SynapseMatrixType.TOEPLITZ
-    # even kernel with 'same' padding and strided convolutions cannot use it
-    assert procedural["conv_2to2_k4_s1_same"] != SynapseMatrixType.TOEPLITZ
-    assert procedural["conv_2to2_k3_s2_same"] != SynapseMatrixType.TOEPLITZ
-    assert all(m != SynapseMatrixType.TOEPLITZ for m in in_memory.values())
+@pytest.mark.parametrize("lowering", LOWERINGS)
+def test_lowering_kinds(simulate, lowering):
+    """Convolution-like connections are TOEPLITZ unless explicit synapses are asked for;
+    Dense is DENSE, OneToOne SPARSE; all-zero connections are left out of the model."""
+    in_memory = lowering != "sparse"
+    conv_like = SynapseMatrixType.TOEPLITZ if in_memory else SynapseMatrixType.SPARSE
+    for kind in ("conv2d", "avg_pool2d", "avg_pool_dense2d", "avg_pool_conv2d"):
+        assert set(simulate(kind, lowering)["matrix"].values()) == {conv_like}, kind
+    assert set(simulate("dense", lowering)["matrix"].values()) == {SynapseMatrixType.DENSE}
+    assert set(simulate("one_to_one", lowering)["matrix"].values()) == {SynapseMatrixType.SPARSE}
+    assert set(simulate("all_zero", lowering)["matrix"].values()) == {None}
+
+
+def test_prefer_in_memory_connect_means_toeplitz():
+    """The seed documents: True uses in-memory strategies such as TOEPLITZ."""
+    assert InferenceCompiler(10, prefer_in_memory_connect=True).connectivity == "auto"
+    assert InferenceCompiler(10, prefer_in_memory_connect=False).connectivity == "sparse"
+    assert InferenceCompiler(10, prefer_in_memory_connect=False,
+                             connectivity="toeplitz").connectivity == "toeplitz"
 
 
 # --------------------------------------------------------------------------------------

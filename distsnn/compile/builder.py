@@ -1,11 +1,11 @@
 """Turn a :class:`~distsnn.network.Network` into a loaded GeNN model and drive it.
 
 :class:`GeNNNetwork` is the only object the evaluation loop talks to; it hides pygenn.
-Connectivity per backend: Dense and fused pool→Dense are DENSE matrices; stride-1
-convolutions whose padding GeNN's Toeplitz snippet reproduces (``valid``, or an odd kernel)
-are TOEPLITZ unless in-memory connectivity is preferred; everything else is SPARSE with
-host-computed indices (the built-in ``Kernel`` initialiser breaks with two conv groups,
-see genn-pitfalls.md).
+Each connection's GeNN matrix type comes from :func:`distsnn.lowering.plan_lowering` (the
+one place that decides, with the memory model): DENSE weights, distsnn's own TOEPLITZ
+snippets (compile/toeplitz.py) for every convolution-like connection, or SPARSE explicit
+synapses computed once per node and cached (compile/synapse_cache.py). The plan's memory
+estimate is checked against the per-rank budget before anything large is allocated.
 """
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
-from pygenn import (GeNNModel, create_var_ref, init_postsynaptic, init_toeplitz_connectivity,
-                    init_weight_update)
+from pygenn import GeNNModel, create_var_ref, init_postsynaptic, init_weight_update
 
 from ..communicator import Communicator, SerialCommunicator
-from ..connectivity import AvgPoolDense2D, Conv2D, Dense
+from ..lowering import LoweringPlan, kernel_geometry, kernel_values, plan_lowering
 from ..network import Connection, Network, Population
 from ..neurons import FewSpikeRelu, FewSpikeReluInput
-from ..statistics import prime_fan_out
+from .synapse_cache import SynapseCache
+from .toeplitz import toeplitz_connectivity
 from .models import (EXAMPLE_GATED_DELTA, SIGNED_PULSE, NeuronCode, example_streams,
                      neuron_code, reset_update_model)
 
@@ -69,7 +69,10 @@ class CompileOptions:
     batch_size: int = 1              # per rank
     seed: int = 1                    # base seed of the Poisson streams (not compiled in)
     dt: float = 1.0
-    prefer_in_memory_connect: bool = True
+    connectivity: str = "auto"       # lowering of convolutions: auto | toeplitz | sparse
+    #: Per-rank memory budget in bytes (None: no check) and what it was derived from.
+    memory_budget: Optional[int] = None
+    memory_budget_source: str = ""
     dynamic_thresholds: bool = False  # spike-norm search: thresholds settable at run time
     record_max_input: bool = False    # spike-norm search: per-neuron maximum input
     kernel_profiling: bool = False
@@ -81,7 +84,7 @@ class CompileOptions:
         """Everything that shapes the generated code (GeNN's model.sha misses preferences)."""
         extra = repr((sorted(self.readouts.items()), sorted(self.genn_kwargs.items())))
         return (f"{self.mode}-T{self.example_timesteps}-{self.backend}-b{self.batch_size}"
-                f"-dt{self.dt:g}-{'mem' if self.prefer_in_memory_connect else 'proc'}"
+                f"-dt{self.dt:g}-{self.connectivity}"
                 f"{'-norm' if self.record_max_input else ''}"
                 f"{'-prof' if self.kernel_profiling else ''}"
                 f"-x{hashlib.sha256(extra.encode()).hexdigest()[:8]}")
@@ -106,13 +109,19 @@ _LOADED: set[str] = set()
 class GeNNNetwork:
     """A network compiled for GeNN: build once per node, load, then drive from the host."""
 
-    def __init__(self, network: Network, options: CompileOptions):
+    def __init__(self, network: Network, options: CompileOptions,
+                 synapse_cache: Optional[SynapseCache] = None):
         if options.backend == "cpu" and options.batch_size != 1:
             raise ValueError(f"the single-threaded CPU backend only supports a batch size of 1 "
                              f"per rank, not {options.batch_size}; use batch_size=1 or the CUDA "
                              f"backend")
         self.network = network
         self.options = options
+        self.plan: LoweringPlan = plan_lowering(
+            network, options.connectivity, options.batch_size, options.memory_budget,
+            options.memory_budget_source)
+        self.plan.check_budget()  # before anything large is allocated
+        self.synapse_cache = synapse_cache or SynapseCache(None)
         self.model_name = f"distsnn_{network.content_hash()[:16]}_{options.signature()}"
         self.model_name = "".join(c if c.isalnum() else "_" for c in self.model_name)
         self._model = self._create_model()
@@ -150,7 +159,8 @@ class GeNNNetwork:
             self.codes[pop.name], self.groups[pop.name] = code, group
         self.synapse_groups = {}
         for conn in self.network.connections:
-            self.synapse_groups[conn.name] = self._add_connection(model, conn)
+            if self.plan.matrix(conn.name) != "NONE":  # all-zero weights add nothing
+                self.synapse_groups[conn.name] = self._add_connection(model, conn)
         self._add_reset(model)
         return model
 
@@ -196,24 +206,21 @@ class GeNNNetwork:
         signed = self.codes[conn.source.name].signed
         wu_model = SIGNED_PULSE if signed else "StaticPulse"
         pre_refs = {"Sgn": "Sgn"} if signed else {}
-        matrix, weights, synapses = self._matrix(conn)
+        matrix = self.plan.matrix(conn.name)
+        shape = conn.source.shape
         if matrix == "TOEPLITZ":
-            kh, kw, ic, oc = c.weight.shape
-            oh, ow, _ = conn.target.shape
             sg = model.add_synapse_population(
                 conn.name, "TOEPLITZ", src, trg,
-                init_weight_update(wu_model, {}, {"g": weights}, pre_var_refs=pre_refs), psm,
-                init_toeplitz_connectivity("Conv2D", {
-                    "conv_kh": kh, "conv_kw": kw, "conv_ih": conn.source.shape[0],
-                    "conv_iw": conn.source.shape[1], "conv_ic": ic,
-                    "conv_oh": oh, "conv_ow": ow, "conv_oc": oc}))
+                init_weight_update(wu_model, {}, {"g": kernel_values(c, shape)},
+                                   pre_var_refs=pre_refs), psm,
+                toeplitz_connectivity(kernel_geometry(c, shape), opts.backend))
         elif matrix == "DENSE":
             sg = model.add_synapse_population(
                 conn.name, "DENSE", src, trg,
-                init_weight_update(wu_model, {}, {"g": weights}, pre_var_refs=pre_refs), psm)
+                init_weight_update(wu_model, {}, {"g": c.dense_weight(shape).reshape(-1)},
+                                   pre_var_refs=pre_refs), psm)
         else:
-            pre, post, w = synapses
-            prime_fan_out(conn, pre)
+            pre, post, w = self.synapse_cache.synapses(conn)
             sg = model.add_synapse_population(
                 conn.name, "SPARSE", src, trg,
                 init_weight_update(wu_model, {}, {"g": w}, pre_var_refs=pre_refs), psm)
@@ -221,15 +228,6 @@ class GeNNNetwork:
         if delay:
             sg.axonal_delay_steps = delay
         return sg
-
-    def _matrix(self, conn: Connection):
-        """(GeNN matrix type, DENSE/TOEPLITZ weights, SPARSE synapses) for a connection."""
-        c = conn.connectivity
-        if isinstance(c, (Dense, AvgPoolDense2D)):
-            return "DENSE", c.dense_weight(conn.source.shape).reshape(-1), None
-        if isinstance(c, Conv2D) and toeplitz_exact(c) and not self.options.prefer_in_memory_connect:
-            return "TOEPLITZ", np.asarray(c.weight, np.float32).reshape(-1), None
-        return "SPARSE", None, c.synapses(conn.source.shape)
 
     def _add_reset(self, model: GeNNModel) -> None:
         """Custom updates for rate mode: group "ResetReadout" zeroes readout accumulators,
@@ -363,6 +361,8 @@ class GeNNNetwork:
 
     def scale_weights(self, conn: Connection, factor: float) -> None:
         """Multiply a connection's weights on the device (spike-norm rescaling)."""
+        if conn.name not in self.synapse_groups:  # all-zero: nothing to scale
+            return
         g = self.synapse_groups[conn.name].vars["g"]
         g.pull_from_device()
         g.view[...] *= np.float32(factor)
@@ -392,12 +392,6 @@ class GeNNNetwork:
         for group in sorted(self.reset_groups):
             times[f"{group}_time"] = float(m.get_custom_update_time(group))
         return times
-
-
-def toeplitz_exact(c: Conv2D) -> bool:
-    """Whether GeNN's Toeplitz Conv2D reproduces TF's padding: stride 1 and valid or odd kernel."""
-    kh, kw = c.weight.shape[:2]
-    return tuple(c.strides) == (1, 1) and (c.padding == "valid" or (kh % 2 == 1 and kw % 2 == 1))
 
 
 def pipeline_depths(network: Network) -> dict[str, int]:

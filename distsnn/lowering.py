@@ -1,0 +1,317 @@
+"""How each connection is lowered to GeNN and what it costs in memory: the one place that decides.
+
+Lowerings (GeNN matrix types):
+
+* ``DENSE``: all-to-all weights (``Dense``), 4 bytes per synapse.
+* ``TOEPLITZ``: convolution-like connections (``Conv2D`` with any stride/padding/kernel,
+  ``AvgPool2D``, fused ``AvgPoolConv2D`` and ``AvgPoolDense2D``) generated from a
+  :class:`KernelGeometry` by distsnn's own Toeplitz snippet: only the kernel is stored.
+* ``SPARSE``: explicit synapses (``OneToOne`` always; convolution-like connections when asked).
+
+Measured on the single-threaded CPU backend (benchmarks/README.md), the Toeplitz snippet is
+both the smallest and the fastest lowering of every convolution kind (14x faster per step than
+SPARSE on a 32x32x64 3x3 conv), so ``auto`` picks it; ``sparse`` (``prefer_in_memory_connect=
+False``) keeps explicit synapses. Whatever the choice, :func:`plan_lowering` estimates the
+per-rank memory before anything large is allocated and refuses a network over the budget.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Connectivity, Conv2D, Dense,
+                           OneToOne, Shape, conv_pad_before)
+from .errors import UserError
+from .network import Connection, Network
+
+CONNECTIVITY_CHOICES = ("auto", "sparse", "toeplitz")
+
+#: Memory model, bytes per rank (checked against measured RSS in benchmarks/scale.py).
+BYTES_PER_NEURON = 40          # ~6 GeNN state words, spike queue and count (per batch lane)
+BYTES_PER_WEIGHT = 4           # float32 in GeNN (DENSE matrix, Toeplitz kernel, SPARSE g)
+BYTES_PER_SPARSE_SLOT = 8      # uint32 index + float32 weight per padded row slot
+BYTES_SPARSE_TRANSIENT = 28    # building: pre/post/weight arrays, pygenn's sort order, copies
+BYTES_BASE = 400 * 2 ** 20     # interpreter, numpy, pygenn and the generated library
+
+
+class MemoryBudgetError(UserError):
+    """The network does not fit the per-rank memory budget."""
+
+
+@dataclass(frozen=True)
+class KernelGeometry:
+    """Average pooling (optional) followed by a strided, padded TF cross-correlation.
+
+    Source ``(ih, iw, ic)``; pooling windows ``(pkh, pkw)`` with strides ``(psh, psw)`` give a
+    pooled grid ``(ph, pw)`` (1x1 windows: no pooling); a ``(kh, kw)`` kernel with strides
+    ``(sh, sw)`` and TF padding-before ``(padh, padw)`` maps it to ``(oh, ow, oc)``.
+    ``depthwise``: pooling only, output channel = input channel, one shared weight.
+    """
+
+    ih: int
+    iw: int
+    ic: int
+    pkh: int
+    pkw: int
+    psh: int
+    psw: int
+    ph: int
+    pw: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    padh: int
+    padw: int
+    oh: int
+    ow: int
+    oc: int
+    depthwise: bool = False
+
+    def params(self) -> dict[str, int]:
+        """Snippet parameters (every field but ``depthwise``)."""
+        return {k: int(v) for k, v in self.__dict__.items() if k != "depthwise"}
+
+    @property
+    def kernel_shape(self) -> tuple[int, ...]:
+        return (1,) if self.depthwise else (self.kh, self.kw, self.ic, self.oc)
+
+    def axis_paths(self, axis: int) -> np.ndarray:
+        """``paths[i, o]``: routes from source row (axis 0) or column (axis 1) ``i`` to output
+        row/column ``o`` through a pooling window and a kernel tap."""
+        n_in, pk, ps, n_pool, k, s, pad, n_out = (
+            (self.ih, self.pkh, self.psh, self.ph, self.kh, self.sh, self.padh, self.oh)
+            if axis == 0 else
+            (self.iw, self.pkw, self.psw, self.pw, self.kw, self.sw, self.padw, self.ow))
+        paths = np.zeros((n_in, n_out), np.int64)
+        for p in range(n_pool):
+            rows = np.arange(p * ps, min(p * ps + pk, n_in))
+            for tap in range(k):
+                num = p + pad - tap
+                if num >= 0 and num % s == 0 and num // s < n_out:
+                    paths[rows, num // s] += 1
+        return paths
+
+    def fan_out(self) -> np.ndarray:
+        """Synaptic events per spike of each source neuron (kernel taps, zeros included)."""
+        rows, cols = self.axis_paths(0).sum(axis=1), self.axis_paths(1).sum(axis=1)
+        per_pixel = np.outer(rows, cols) * (1 if self.depthwise else self.oc)
+        return np.repeat(per_pixel.reshape(-1), self.ic)
+
+    def explicit_synapses(self) -> tuple[int, int]:
+        """(distinct synapses, longest row) of the explicit (SPARSE) form."""
+        rows, cols = self.axis_paths(0) > 0, self.axis_paths(1) > 0
+        per_channel = 1 if self.depthwise else self.oc
+        n = int(rows.sum()) * int(cols.sum()) * self.ic * per_channel
+        longest = int(rows.sum(axis=1).max(initial=0) * cols.sum(axis=1).max(initial=0))
+        return n, longest * per_channel
+
+
+def kernel_geometry(c: Connectivity, input_shape: Shape) -> Optional[KernelGeometry]:
+    """The Toeplitz geometry of a convolution-like connectivity, ``None`` for the others."""
+    if not isinstance(c, (Conv2D, AvgPool2D, AvgPoolConv2D, AvgPoolDense2D)):
+        return None
+    ih, iw, ic = (int(s) for s in input_shape)
+    if isinstance(c, Conv2D):
+        pool, pooled = (1, 1, 1, 1), (ih, iw)
+    else:
+        pool_conn = c if isinstance(c, AvgPool2D) else c.pool
+        pool = (*pool_conn.pool_size, *pool_conn.strides)
+        pooled = pool_conn.output_shape(input_shape)[:2]
+    if isinstance(c, AvgPool2D):
+        return KernelGeometry(ih, iw, ic, *pool, *pooled, 1, 1, 1, 1, 0, 0, *pooled, ic,
+                              depthwise=True)
+    if isinstance(c, AvgPoolDense2D):  # a valid convolution whose kernel covers the pooled map
+        n_out = int(c.weight.shape[1])
+        return KernelGeometry(ih, iw, ic, *pool, *pooled, *pooled, 1, 1, 0, 0, 1, 1, n_out)
+    kh, kw, _, oc = c.weight.shape
+    oh, ow, _ = c.output_shape(input_shape)
+    sh, sw = c.strides
+    return KernelGeometry(ih, iw, ic, *pool, *pooled, kh, kw, sh, sw,
+                          conv_pad_before(pooled[0], kh, sh, c.padding),
+                          conv_pad_before(pooled[1], kw, sw, c.padding), oh, ow, int(oc))
+
+
+def kernel_values(c: Connectivity, input_shape: Shape) -> np.ndarray:
+    """The Toeplitz kernel (flat float32, C order of ``kernel_shape``), pooling factor included."""
+    geometry = kernel_geometry(c, input_shape)
+    area = geometry.pkh * geometry.pkw
+    if isinstance(c, AvgPool2D):
+        return np.full(1, 1.0 / area, np.float32)
+    weight = np.asarray(c.weight, np.float32)
+    if area != 1:
+        weight = weight / np.float32(area)
+    return weight.reshape(-1)
+
+
+def fan_out(conn: Connection) -> np.ndarray:
+    """Synaptic events per spike of each source neuron of a connection."""
+    c, n_src = conn.connectivity, conn.source.size
+    if isinstance(c, Dense):
+        return np.full(n_src, conn.target.size, np.int64)
+    if isinstance(c, OneToOne):
+        return np.ones(n_src, np.int64)
+    geometry = kernel_geometry(c, conn.source.shape)
+    if geometry is None:
+        raise TypeError(f"no fan-out for {type(c).__name__}")
+    return geometry.fan_out()
+
+
+def is_all_zero(c: Connectivity) -> bool:
+    """Whether a connection can contribute nothing (all weights zero): dropped from the model."""
+    if isinstance(c, AvgPool2D):
+        return False
+    return not np.any(np.asarray(c.weight))
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan: one lowering per connection, with its memory estimate
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ConnectionPlan:
+    """How one connection is lowered and what it costs on one rank."""
+
+    name: str
+    matrix: str          # "DENSE", "TOEPLITZ", "SPARSE" or "NONE" (all-zero: not in the model)
+    synapses: int        # synapses as the network defines them (events counted per path)
+    resident_bytes: int  # held while the model is loaded
+    build_bytes: int     # extra, transiently, while this connection is built
+
+
+@dataclass
+class LoweringPlan:
+    """Every connection's lowering plus the per-rank memory estimate and budget."""
+
+    connections: dict[str, ConnectionPlan] = field(default_factory=dict)
+    neuron_bytes: int = 0
+    network_bytes: int = 0
+    budget_bytes: Optional[int] = None
+    budget_source: str = ""
+
+    @property
+    def peak_bytes(self) -> int:
+        resident = sum(c.resident_bytes for c in self.connections.values())
+        transient = max((c.build_bytes for c in self.connections.values()), default=0)
+        return BYTES_BASE + self.network_bytes + self.neuron_bytes + resident + transient
+
+    def matrix(self, name: str) -> str:
+        return self.connections[name].matrix
+
+    def check_budget(self) -> None:
+        """Raise :class:`MemoryBudgetError` when the estimate exceeds the budget."""
+        if self.budget_bytes is None or self.peak_bytes <= self.budget_bytes:
+            return
+        worst = max(self.connections.values(), key=lambda c: c.resident_bytes + c.build_bytes,
+                    default=None)
+        largest = (f"; largest connection {worst.name!r} ({worst.matrix}, "
+                   f"{worst.synapses:,} synapses, {format_bytes(worst.resident_bytes + worst.build_bytes)})"
+                   if worst else "")
+        hint = ("use --connectivity toeplitz (prefer_in_memory_connect=True), "
+                if any(c.matrix == "SPARSE" and c.synapses > 10 ** 6
+                       for c in self.connections.values()) else "")
+        raise MemoryBudgetError(
+            f"the network needs an estimated {format_bytes(self.peak_bytes)} per rank but the "
+            f"budget is {format_bytes(self.budget_bytes)} ({self.budget_source}){largest}: "
+            f"{hint}run fewer ranks per node (more ranks per node leave each less), or use a "
+            f"machine or GPU with more memory; --memory-budget overrides the budget")
+
+
+def plan_lowering(network: Network, connectivity: str = "auto", batch_size: int = 1,
+                  budget_bytes: Optional[int] = None, budget_source: str = "") -> LoweringPlan:
+    """Choose every connection's lowering and estimate the per-rank memory (no allocation)."""
+    if connectivity not in CONNECTIVITY_CHOICES:
+        raise UserError(f"connectivity must be one of {', '.join(CONNECTIVITY_CHOICES)}, "
+                        f"not {connectivity!r}")
+    plan = LoweringPlan(budget_bytes=budget_bytes, budget_source=budget_source)
+    plan.neuron_bytes = BYTES_PER_NEURON * batch_size * sum(p.size for p in network.populations)
+    plan.network_bytes = 2 * network_array_bytes(network)  # the IR plus the file it came from
+    for conn in network.connections:
+        plan.connections[conn.name] = _plan_connection(conn, connectivity)
+    return plan
+
+
+def _plan_connection(conn: Connection, connectivity: str) -> ConnectionPlan:
+    c = conn.connectivity
+    if isinstance(c, Dense):
+        n = conn.source.size * conn.target.size
+        matrix, resident, transient = "DENSE", n * BYTES_PER_WEIGHT, 0
+    elif isinstance(c, OneToOne):
+        n = conn.source.size
+        matrix, resident, transient = "SPARSE", n * BYTES_PER_SPARSE_SLOT, n * BYTES_SPARSE_TRANSIENT
+    else:
+        geometry = kernel_geometry(c, conn.source.shape)
+        n = int(geometry.fan_out().sum())
+        if connectivity == "sparse":
+            n_explicit, longest = geometry.explicit_synapses()
+            matrix = "SPARSE"
+            resident = conn.source.size * (longest * BYTES_PER_SPARSE_SLOT + 4)
+            transient = n_explicit * BYTES_SPARSE_TRANSIENT
+        else:
+            matrix = "TOEPLITZ"
+            resident, transient = int(np.prod(geometry.kernel_shape)) * BYTES_PER_WEIGHT, 0
+    if is_all_zero(c):
+        matrix, resident, transient = "NONE", 0, 0
+    return ConnectionPlan(conn.name, matrix, n, resident, transient)
+
+
+def network_array_bytes(network: Network) -> int:
+    """Bytes of every array in the network (weights, biases, thresholds)."""
+    total = 0
+    for item in [*(p.neuron for p in network.populations),
+                 *(c.connectivity for c in network.connections)]:
+        total += sum(np.asarray(v).nbytes for v in item.params().values()
+                     if isinstance(v, np.ndarray))
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# the budget
+# ---------------------------------------------------------------------------------------------
+_UNITS = {"": 1, "b": 1, "k": 2 ** 10, "kb": 10 ** 3, "kib": 2 ** 10, "m": 2 ** 20,
+          "mb": 10 ** 6, "mib": 2 ** 20, "g": 2 ** 30, "gb": 10 ** 9, "gib": 2 ** 30,
+          "t": 2 ** 40, "tb": 10 ** 12, "tib": 2 ** 40}
+
+
+def parse_bytes(text: str) -> int:
+    """``"4GiB"``, ``"500M"``, ``"2.5 GB"`` or a plain number of bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise UserError(f"memory budget {text!r} is not a size; give e.g. 4GiB, 500MiB or 2.5GB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def node_memory_bytes() -> int:
+    """Memory of this node available to the job: cgroup limit if set, else MemTotal."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(path).read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def memory_budget(override: Optional[str | int], ranks_on_node: int) -> tuple[int, str]:
+    """Per-rank budget in bytes and where it came from: ``override`` (or
+    ``$DISTSNN_MEMORY_BUDGET``), else 90% of the node's memory divided by its ranks."""
+    override = override if override is not None else os.environ.get("DISTSNN_MEMORY_BUDGET")
+    if override not in (None, ""):
+        value = override if isinstance(override, int) else parse_bytes(override)
+        return value, "--memory-budget"
+    total = node_memory_bytes()
+    ranks = max(1, int(ranks_on_node))
+    return int(0.9 * total / ranks), f"90% of {format_bytes(total)} node memory / {ranks} rank(s) on this node"
