@@ -106,6 +106,19 @@ BUILD_DIR = typer.Option(None, "--build-dir", help="GeNN build directory (defaul
 X_NAME = typer.Option("x", "--x-name", help="Name of the input array in the data files.")
 
 
+class Lowering(str, Enum):
+    auto = "auto"
+    toeplitz = "toeplitz"
+    sparse = "sparse"
+
+
+CONNECTIVITY = typer.Option(Lowering.auto, "--connectivity", help="Lowering of convolutions: "
+                            "toeplitz stores only kernels (auto: the fastest that fits), sparse "
+                            "stores explicit synapses.")
+MEMORY_BUDGET = typer.Option(None, "--memory-budget", help="Per-rank memory budget, e.g. 8GiB "
+                             "(default: 90% of node memory / ranks on the node).")
+
+
 def _conversion(method, norm_data, timesteps, k, input_kind, signed, percentile, reset, seed,
                 build_dir, x_name):
     from distsnn.evaluation import ConversionOptions
@@ -178,6 +191,7 @@ def evaluate(
     x_name: str = X_NAME,
     y_name: str = typer.Option("y", "--y-name", help="Name of the label array."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    connectivity: Lowering = CONNECTIVITY, memory_budget: Optional[str] = MEMORY_BUDGET,
 ) -> None:
     """Evaluate a converted network (or convert a Keras model first) on a dataset, with every
     MPI rank reading and simulating its own shard."""
@@ -195,7 +209,8 @@ def evaluate(
     network = load_or_convert(str(model), options, comm, timings)
     results = evaluate_file(network, str(data), comm, timings, x_name=x_name, y_name=y_name,
                             timesteps=steps, batch_size=batch_size, backend=backend.value,
-                            seed=seed, build_dir=options.build_dir, progress=progress)
+                            seed=seed, build_dir=options.build_dir, progress=progress,
+                            connectivity=connectivity.value, memory_budget=memory_budget)
     if comm.rank == 0:
         typer.echo(results_table(results))
         if output is not None:
@@ -205,12 +220,23 @@ def evaluate(
 
 
 @app.command()
-def inspect(network: Path = typer.Argument(..., help="distsnn network file.")) -> None:
-    """Show a network file: populations, connections, thresholds or alphas, metadata."""
+def inspect(
+    network: Path = typer.Argument(..., help="distsnn network file."),
+    connectivity: Lowering = CONNECTIVITY, memory_budget: Optional[str] = MEMORY_BUDGET,
+    ranks_per_node: int = typer.Option(1, "--ranks-per-node", help="Ranks that will share "
+                                       "a node (divides the default memory budget)."),
+    batch_size: int = typer.Option(1, "--batch-size", "-b", help="Examples per rank per batch."),
+) -> None:
+    """Show a network file: populations, connections with their lowering and estimated memory
+    per rank, thresholds or alphas, metadata."""
     from distsnn.describe import describe_network
+    from distsnn.lowering import memory_budget as budget_of, plan_lowering
     from distsnn.netfile import load_network
 
-    typer.echo(describe_network(load_network(network)))
+    net = load_network(network)
+    plan = plan_lowering(net, connectivity.value, batch_size,
+                         *budget_of(memory_budget, ranks_per_node))
+    typer.echo(describe_network(net, plan))
 
 
 @app.command()

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 
+from .lowering import LoweringPlan, format_bytes
 from .network import Network
 
 
@@ -19,8 +20,9 @@ def _value(value) -> str:
     return str(value)
 
 
-def describe_network(network: Network) -> str:
-    """Populations (kind, shape, thresholds or alphas), connections and metadata."""
+def describe_network(network: Network, plan: LoweringPlan) -> str:
+    """Populations (kind, shape, thresholds or alphas), connections with their lowering and
+    memory estimate, the per-rank total, and metadata."""
     lines = [f"network {network.content_hash()[:16]}: {len(network.populations)} populations, "
              f"{len(network.connections)} connections, "
              f"{sum(p.size for p in network.populations)} neurons"]
@@ -38,6 +40,25 @@ def describe_network(network: Network) -> str:
         lines.append(f"  {conn.source.name} -> {conn.target.name}: {conn.connectivity.kind} "
                      f"({params})")
     lines.append("")
+    lines.extend(describe_plan(plan))
+    lines.append("")
     lines.append("metadata:")
     lines.append(json.dumps(network.metadata, indent=2, default=str))
     return "\n".join(lines)
+
+
+def describe_plan(plan: LoweringPlan) -> list[str]:
+    """One line per connection (GeNN matrix type, synapses, estimated bytes) and the totals."""
+    lines = ["lowering (estimated memory per rank):",
+             f"  {'connection':<34} {'matrix':<9} {'synapses':>15} {'bytes':>11}"]
+    for c in plan.connections.values():
+        lines.append(f"  {c.name:<34} {c.matrix:<9} {c.synapses:>15,} "
+                     f"{format_bytes(c.total_bytes()):>11}")
+    lines.append(f"  neurons {format_bytes(plan.neuron_bytes)}, network arrays "
+                 f"{format_bytes(plan.network_bytes)}; peak per rank "
+                 f"{format_bytes(plan.peak_bytes)}")
+    if plan.budget_bytes is not None:
+        verdict = "fits" if plan.peak_bytes <= plan.budget_bytes else "DOES NOT FIT"
+        lines.append(f"  budget {format_bytes(plan.budget_bytes)} ({plan.budget_source}): "
+                     f"{verdict}")
+    return lines

@@ -133,7 +133,8 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
                   x_name: str = "x", y_name: str = "y", timesteps: list[int] = (500,),
                   batch_size: int = 1, backend: str = "auto", seed: int = 1,
                   build_dir: Optional[str] = None, top_k: int = 5,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, connectivity: str = "auto",
+                  memory_budget: Optional[str] = None) -> dict:
     """Evaluate ``network`` on a dataset file with every rank reading only its shard."""
     from .callbacks import BatchProgressBar
     if len(network.inputs) != 1 or len(network.outputs) != 1:
@@ -150,7 +151,8 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
     metrics = ["sparse_categorical_accuracy", f"top_{min(top_k, num_classes)}_accuracy",
                "confusion_matrix"]
     common = dict(batch_size=batch_size * comm.size, rng_seed=seed, communicator=comm,
-                  backend=backend, build_dir=build_dir)
+                  backend=backend, build_dir=build_dir, connectivity=connectivity,
+                  memory_budget=memory_budget)
     if few_spike:
         compiler = FewSpikeCompiler(k=inp.neuron.k, **common)
     else:

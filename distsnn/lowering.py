@@ -34,8 +34,9 @@ CONNECTIVITY_CHOICES = ("auto", "sparse", "toeplitz")
 BYTES_PER_NEURON = 40          # ~6 GeNN state words, spike queue and count (per batch lane)
 BYTES_PER_WEIGHT = 4           # float32 in GeNN (DENSE matrix, Toeplitz kernel, SPARSE g)
 BYTES_PER_SPARSE_SLOT = 8      # uint32 index + float32 weight per padded row slot
-BYTES_SPARSE_TRANSIENT = 28    # building: pre/post/weight arrays, pygenn's sort order, copies
-BYTES_BASE = 400 * 2 ** 20     # interpreter, numpy, pygenn and the generated library
+BYTES_SPARSE_UNTIL_LOADED = 14  # pygenn's sort order, indices and weights, freed after load
+BYTES_SPARSE_TRANSIENT = 13    # computing one connection's synapses (numpy temporaries)
+BYTES_BASE = 100 * 2 ** 20     # interpreter, numpy, h5py, pygenn and the generated library
 
 
 class MemoryBudgetError(UserError):
@@ -179,7 +180,11 @@ class ConnectionPlan:
     matrix: str          # "DENSE", "TOEPLITZ", "SPARSE" or "NONE" (all-zero: not in the model)
     synapses: int        # synapses as the network defines them (events counted per path)
     resident_bytes: int  # held while the model is loaded
+    load_bytes: int      # held from model creation until GeNN has loaded it
     build_bytes: int     # extra, transiently, while this connection is built
+
+    def total_bytes(self) -> int:
+        return self.resident_bytes + self.load_bytes + self.build_bytes
 
 
 @dataclass
@@ -194,7 +199,7 @@ class LoweringPlan:
 
     @property
     def peak_bytes(self) -> int:
-        resident = sum(c.resident_bytes for c in self.connections.values())
+        resident = sum(c.resident_bytes + c.load_bytes for c in self.connections.values())
         transient = max((c.build_bytes for c in self.connections.values()), default=0)
         return BYTES_BASE + self.network_bytes + self.neuron_bytes + resident + transient
 
@@ -205,11 +210,9 @@ class LoweringPlan:
         """Raise :class:`MemoryBudgetError` when the estimate exceeds the budget."""
         if self.budget_bytes is None or self.peak_bytes <= self.budget_bytes:
             return
-        worst = max(self.connections.values(), key=lambda c: c.resident_bytes + c.build_bytes,
-                    default=None)
-        largest = (f"; largest connection {worst.name!r} ({worst.matrix}, "
-                   f"{worst.synapses:,} synapses, {format_bytes(worst.resident_bytes + worst.build_bytes)})"
-                   if worst else "")
+        worst = max(self.connections.values(), key=ConnectionPlan.total_bytes, default=None)
+        largest = (f"; largest connection {worst.name!r} ({worst.matrix}, {worst.synapses:,} "
+                   f"synapses, {format_bytes(worst.total_bytes())})" if worst else "")
         hint = ("use --connectivity toeplitz (prefer_in_memory_connect=True), "
                 if any(c.matrix == "SPARSE" and c.synapses > 10 ** 6
                        for c in self.connections.values()) else "")
@@ -236,26 +239,28 @@ def plan_lowering(network: Network, connectivity: str = "auto", batch_size: int 
 
 def _plan_connection(conn: Connection, connectivity: str) -> ConnectionPlan:
     c = conn.connectivity
+    if is_all_zero(c):
+        return ConnectionPlan(conn.name, "NONE", 0, 0, 0, 0)
     if isinstance(c, Dense):
         n = conn.source.size * conn.target.size
-        matrix, resident, transient = "DENSE", n * BYTES_PER_WEIGHT, 0
-    elif isinstance(c, OneToOne):
+        return ConnectionPlan(conn.name, "DENSE", n, n * BYTES_PER_WEIGHT, 0, 0)
+    if isinstance(c, OneToOne):
         n = conn.source.size
-        matrix, resident, transient = "SPARSE", n * BYTES_PER_SPARSE_SLOT, n * BYTES_SPARSE_TRANSIENT
-    else:
-        geometry = kernel_geometry(c, conn.source.shape)
-        n = int(geometry.fan_out().sum())
-        if connectivity == "sparse":
-            n_explicit, longest = geometry.explicit_synapses()
-            matrix = "SPARSE"
-            resident = conn.source.size * (longest * BYTES_PER_SPARSE_SLOT + 4)
-            transient = n_explicit * BYTES_SPARSE_TRANSIENT
-        else:
-            matrix = "TOEPLITZ"
-            resident, transient = int(np.prod(geometry.kernel_shape)) * BYTES_PER_WEIGHT, 0
-    if is_all_zero(c):
-        matrix, resident, transient = "NONE", 0, 0
-    return ConnectionPlan(conn.name, matrix, n, resident, transient)
+        return _sparse_plan(conn.name, n, n, 1, conn.source.size)
+    geometry = kernel_geometry(c, conn.source.shape)
+    n = int(geometry.fan_out().sum())
+    if connectivity == "sparse":
+        n_explicit, longest = geometry.explicit_synapses()
+        return _sparse_plan(conn.name, n, n_explicit, longest, conn.source.size)
+    kernel = int(np.prod(geometry.kernel_shape)) * BYTES_PER_WEIGHT
+    return ConnectionPlan(conn.name, "TOEPLITZ", n, kernel, 0, 0)
+
+
+def _sparse_plan(name: str, n: int, n_explicit: int, longest: int, n_src: int) -> ConnectionPlan:
+    """GeNN pads every row to the longest one; pygenn keeps sorted copies until loaded."""
+    return ConnectionPlan(name, "SPARSE", n, n_src * (longest * BYTES_PER_SPARSE_SLOT + 4),
+                          n_explicit * BYTES_SPARSE_UNTIL_LOADED,
+                          n_explicit * BYTES_SPARSE_TRANSIENT)
 
 
 def network_array_bytes(network: Network) -> int:

@@ -53,6 +53,7 @@ def _save_atomically(path: Path, table: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, table)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache serves every rank and job
         os.replace(tmp, path)
     except OSError:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,130 @@
+"""VGG16 on one GPU (run by gpu_check.sh on the GPU machine; no TensorFlow needed).
+
+VGG16-CIFAR few-spike (K=8) and data-norm (T=100) at batch 1/32/256, and VGG16-224 few-spike
+at the largest batch that fits: examples/s and GPU memory used. Networks are built from numpy
+with He-normal random weights, laid out as the converter lays them out (pooling fused into the
+next connection); the thresholds/alphas are fixed guesses, so this measures speed and memory,
+not accuracy. Each configuration runs in its own process (an out-of-memory error cannot take
+the rest with it) with its own time limit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+K = 8
+RATE_T = 100
+BLOCKS = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
+
+
+def vgg16(shape: tuple, dense: tuple, classes: int, mode: str, seed: int = 0):
+    """VGG16 with average pooling as a distsnn Network (few-spike or IF rate neurons)."""
+    from distsnn.connectivity import AvgPoolConv2D, AvgPoolDense2D, Conv2D, Dense
+    from distsnn.network import Network
+    from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput, IntegrateFire, IntegrateFireInput
+    rng = np.random.default_rng(seed)
+    hidden = ((lambda out=False: FewSpikeRelu(k=K, alpha=4.0, readout="var" if out else None))
+              if mode == "few_spike" else
+              (lambda out=False: IntegrateFire(v_thresh=1.0, reset="subtract",
+                                               readout="spike_count" if out else None)))
+    net = Network(metadata={"benchmark": f"vgg16_{shape[0]}_{mode}"})
+    pop = net.add_population("input", shape, FewSpikeReluInput(k=K, alpha=1.0)
+                             if mode == "few_spike" else IntegrateFireInput())
+    h, w, c = shape
+    pooled = False
+    for b, (filters, convs) in enumerate(BLOCKS):
+        for i in range(convs):
+            kernel = rng.normal(0, np.sqrt(2 / (9 * c)), (3, 3, c, filters)).astype(np.float32)
+            conn = AvgPoolConv2D(kernel, (2, 2), padding="same") if pooled else \
+                Conv2D(kernel, padding="same")
+            if pooled:
+                h, w, pooled = h // 2, w // 2, False
+            nxt = net.add_population(f"conv{b + 1}_{i + 1}", (h, w, filters), hidden())
+            net.connect(pop, nxt, conn)
+            pop, c = nxt, filters
+        pooled = True
+    n_in = (h // 2) * (w // 2) * c
+    for i, units in enumerate((*dense, classes)):
+        out = i == len(dense)
+        weight = rng.normal(0, np.sqrt(2 / n_in), (n_in, units)).astype(np.float32)
+        nxt = net.add_population("output" if out else f"dense{i + 1}", (units,), hidden(out))
+        net.connect(pop, nxt, AvgPoolDense2D(weight, (2, 2)) if i == 0 else Dense(weight))
+        pop, n_in = nxt, units
+    net.outputs = [pop]
+    return net
+
+
+def gpu_memory_mib() -> float:
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True)
+    return float(out.stdout.split()[0]) if out.returncode == 0 and out.stdout.strip() else -1.0
+
+
+def run_one(model: str, mode: str, batch: int) -> dict:
+    """One configuration, in this process."""
+    from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
+    shape, dense, classes = ((32, 32, 3), (512,), 10) if model == "vgg16_cifar" else \
+        ((224, 224, 3), (4096, 4096), 1000)
+    net = vgg16(shape, dense, classes, mode)
+    n = max(2 * batch, 16)
+    rng = np.random.default_rng(1)
+    x = rng.random((n, *shape)).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    common = dict(batch_size=batch, rng_seed=1, backend="cuda", build_dir="benchmarks/build/gpu")
+    compiler = FewSpikeCompiler(k=K, **common) if mode == "few_spike" else \
+        InferenceCompiler(RATE_T, **common)
+    compiled = compiler.compile(net)
+    start = time.perf_counter()
+    with compiled:
+        setup = time.perf_counter() - start
+        memory = gpu_memory_mib()
+        start = time.perf_counter()
+        compiled.evaluate({net.inputs[0]: x}, {net.outputs[0]: y}, callbacks=[])
+        seconds = time.perf_counter() - start
+    return {"model": model, "mode": mode, "batch": batch, "examples": n, "setup_s": setup,
+            "evaluation_s": seconds, "examples_per_s": n / seconds, "gpu_memory_mib": memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="benchmarks/results/gpu_check.json")
+    parser.add_argument("--one", nargs=3, metavar=("MODEL", "MODE", "BATCH"))
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one[0], args.one[1], int(args.one[2]))))
+        return
+    results = []
+
+    def attempt(model, mode, batch, limit) -> bool:
+        cmd = [sys.executable, __file__, "--one", model, mode, str(batch)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            results.append({"model": model, "mode": mode, "batch": batch, "error": "timeout"})
+            return False
+        if done.returncode:
+            results.append({"model": model, "mode": mode, "batch": batch,
+                            "error": done.stderr.strip().splitlines()[-1:]})
+            return False
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), flush=True)
+        return True
+
+    for mode in ("few_spike", "rate"):
+        for batch in (1, 32, 256):
+            attempt("vgg16_cifar", mode, batch, 60)
+    for batch in (64, 16, 4, 1):  # the largest that fits
+        if attempt("vgg16_224", "few_spike", batch, 90):
+            break
+    Path(args.out).write_text(json.dumps({"results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()
