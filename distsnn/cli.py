@@ -144,15 +144,19 @@ def convert(
     threshold search uses every rank)."""
     from distsnn.communicator import MPICommunicator
     from distsnn.evaluation import Timings, load_or_convert
+    from distsnn.errors import on_root
     from distsnn.netfile import save_network
+    from distsnn.outputs import atomic_path, check_writable
 
     comm = MPICommunicator()
+    on_root(comm, lambda: check_writable(output, "--output"))
     options = _conversion(method, norm_data, timesteps, k, input_kind, signed_input,
                           percentile, reset, seed, build_dir, x_name)
     timings = Timings()
     network = load_or_convert(str(model), options, comm, timings)
     if comm.rank == 0:
-        save_network(network, output)
+        with atomic_path(output, "network file") as tmp:
+            save_network(network, tmp)
         typer.echo(f"wrote {output}: {len(network.populations)} populations, "
                    f"{len(network.connections)} connections, method {method.value} "
                    f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.values.items())})")
@@ -178,30 +182,93 @@ def evaluate(
     x_name: str = X_NAME,
     y_name: str = typer.Option("y", "--y-name", help="Name of the label array."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    scale: Optional[str] = typer.Option(None, "--scale", help="Multiply the inputs by this "
+                                        "(e.g. 1/255 for uint8 images); required for integer "
+                                        "inputs."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Subtract after scaling: one value "
+                                       "or one per channel (0.485,0.456,0.406)."),
+    std: Optional[str] = typer.Option(None, "--std", help="Then divide: one value or one per "
+                                      "channel."),
+    chunk_size: int = typer.Option(1024, "--chunk-size", help="Examples per rank read and "
+                                   "journaled at a time (bounds memory)."),
+    journal: Optional[Path] = typer.Option(None, "--journal", help="Progress journal folder "
+                                           "(default OUTPUT.journal, or distsnn-HASH.journal "
+                                           "here); a rerun resumes from it."),
+    resume: bool = typer.Option(False, "--resume", help="Require a journal to resume from "
+                                "(a rerun resumes from one anyway)."),
 ) -> None:
     """Evaluate a converted network (or convert a Keras model first) on a dataset, with every
     MPI rank reading and simulating its own shard."""
+    from distsnn.signals import stop_on_signals
+
+    with stop_on_signals() as stop:
+        _evaluate(model, data, timesteps, batch_size, backend, output, plot, method, norm_data,
+                  k, input_kind, signed_input, percentile, reset, seed, build_dir, x_name,
+                  y_name, progress, scale, mean, std, chunk_size, journal, resume, stop)
+
+
+def _evaluate(model, data, timesteps, batch_size, backend, output, plot, method, norm_data, k,
+              input_kind, signed_input, percentile, reset, seed, build_dir, x_name, y_name,
+              progress, scale, mean, std, chunk_size, journal, resume, stop) -> None:
     import json
 
     from distsnn.communicator import MPICommunicator
+    from distsnn.errors import on_root
     from distsnn.evaluation import Timings, evaluate_file, load_or_convert
+    from distsnn.inputs import InputScaling, parse_channels, parse_scale
+    from distsnn.jobs import JobOptions, check_chunk_size
+    from distsnn.journal import default_journal_path
+    from distsnn.outputs import atomic_path, check_writable, write_text
     from distsnn.report import plot_results, results_table
 
     steps = _parse_timesteps(timesteps)
+    scaling = InputScaling(parse_scale(scale), parse_channels(mean, "--mean"),
+                           parse_channels(std, "--std"))
+    check_chunk_size(chunk_size)
     comm = MPICommunicator()
+    on_root(comm, lambda: [check_writable(p, o) for p, o in ((output, "--output"),
+                                                             (plot, "--plot")) if p is not None])
+    resolved = _check_backend(comm, backend.value, batch_size)
     timings = Timings()
     options = _conversion(method, norm_data, max(steps), k, input_kind, signed_input,
                           percentile, reset, seed, build_dir, x_name)
     network = load_or_convert(str(model), options, comm, timings)
+    job = JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, stop=stop)
+    job.journal = journal or default_journal_path(output, {
+        "model": str(Path(model).resolve()), "data": str(Path(data).resolve()),
+        "timesteps": steps, "seed": seed, "inputs": scaling.describe()})
     results = evaluate_file(network, str(data), comm, timings, x_name=x_name, y_name=y_name,
-                            timesteps=steps, batch_size=batch_size, backend=backend.value,
-                            seed=seed, build_dir=options.build_dir, progress=progress)
+                            timesteps=steps, batch_size=batch_size, backend=resolved,
+                            seed=seed, build_dir=options.build_dir, progress=progress, job=job)
     if comm.rank == 0:
         typer.echo(results_table(results))
         if output is not None:
-            output.write_text(json.dumps(results, indent=2, default=str))
+            write_text(output, json.dumps(results, indent=2, default=str), "results")
         if plot is not None:
-            plot_results(results, plot)
+            with atomic_path(plot, "plot") as tmp:
+                plot_results(results, tmp)
+        import shutil
+        shutil.rmtree(job.journal, ignore_errors=True)  # the results are safe now
+
+
+def _check_backend(comm, backend: str, batch_size: int) -> str:
+    """The backend to use, checked on every rank before any work."""
+    from distsnn.errors import UserError, agree
+
+    def check() -> str:
+        from distsnn.compile import resolve_backend
+        from distsnn.devices import visible_gpus
+        try:
+            resolved = resolve_backend(backend, bool(visible_gpus()))
+        except (ValueError, RuntimeError) as err:
+            raise UserError(f"--backend {backend}: {err}") from None
+        if resolved == "cpu" and batch_size != 1:
+            raise UserError(f"--batch-size {batch_size}: the CPU backend runs one example per "
+                            f"rank at a time; use -b 1 (or --backend cuda on a GPU)")
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+        return resolved
+    return agree(comm, check)
 
 
 @app.command()
@@ -227,32 +294,35 @@ def demo(
     raise typer.Exit(run_demo(output_dir, ranks, seed))
 
 
-def _launcher_rank() -> int:
-    """This process's MPI rank from the launcher's variables (before MPI is initialised)."""
-    import os
-    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
-
-
 def main() -> None:
-    """Console entry point: user errors become one line from rank 0 and exit code 2."""
-    from distsnn.errors import user_error_types
+    """Console entry point: user errors become one line and exit code 2 (from rank 0 when
+    every rank has it, else from the rank that found it, which then ends the job)."""
+    from distsnn.errors import SharedUserError, user_error_types
+    from distsnn.signals import Interrupted
     try:
         app(standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except typer.Abort:
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130, shared=True)
+    except Interrupted as stopped:
+        _fail(str(stopped), stopped.exit_code, shared=True)
     except typer.TyperException as err:  # usage errors: bad or missing options
-        if _launcher_rank() == 0 and err.format_message():  # empty: help was shown
-            sys.stderr.write(f"distsnn: error: {err.format_message()}\n")
-        sys.exit(err.exit_code)
+        _fail(err.format_message(), err.exit_code, shared=True)  # empty: help was shown
     except user_error_types() as err:
-        if _launcher_rank() == 0:
-            sys.stderr.write(f"distsnn: error: {err}\n")
-        sys.exit(2)
+        _fail(str(err), 2, shared=isinstance(err, SharedUserError))
+
+
+def _fail(message: str, code: int, shared: bool) -> None:
+    """One ``distsnn: error:`` line, then exit ``code`` on every rank."""
+    from distsnn.communicator import _WORLD, _launcher_rank, end_job
+    rank = _WORLD.rank if _WORLD is not None else _launcher_rank()
+    if message and (rank == 0 or not shared):
+        where = f"rank {rank}: " if not shared and _WORLD is not None and _WORLD.size > 1 else ""
+        sys.stderr.write(f"distsnn: error: {where}{message}\n")
+        sys.stderr.flush()
+    end_job(code, all_ranks_failed=shared)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # python -m distsnn.cli

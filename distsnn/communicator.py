@@ -87,6 +87,11 @@ class Communicator(ABC):
     def abort(self, code: int = 1) -> None:
         """End every process of the job now."""
 
+    def all_arrive(self, timeout: float) -> bool:
+        """Whether every rank calls this within ``timeout`` seconds (a barrier that gives up,
+        on its own channel, so ranks still inside other collectives cannot be confused)."""
+        return True
+
     # mlGeNN compatibility ---------------------------------------------------------------
     def broadcast(self, data: np.ndarray, root: int = 0) -> None:
         """In-place broadcast of a numpy buffer (mlGeNN's ``Communicator.broadcast``)."""
@@ -153,6 +158,9 @@ class MPICommunicator(Communicator):
         self._mpi = _MPI
         self._comm = _MPI.COMM_WORLD
         self._local = self._comm.Split_type(_MPI.COMM_TYPE_SHARED)
+        self._side = self._comm.Dup()
+        global _WORLD
+        _WORLD = self
         if abort_on_exception and self._comm.Get_size() > 1:
             _install_abort_hook(self)
 
@@ -235,6 +243,50 @@ class MPICommunicator(Communicator):
         sys.stdout.flush()
         sys.stderr.flush()
         self._comm.Abort(code)
+
+    def all_arrive(self, timeout):
+        import time
+        request = self._side.Ibarrier()
+        deadline = time.monotonic() + timeout
+        while not request.Test():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+
+#: The job's MPI communicator once one exists (for ending the job from the command line).
+_WORLD: Optional[MPICommunicator] = None
+
+
+def end_job(code: int, all_ranks_failed: bool, wait: float = 10.0) -> bool:
+    """Before exiting with ``code``: when every rank fails alike, wait for them all so that
+    rank 0's message is printed before the launcher tears the job down (True); when only
+    this rank failed, or the others do not arrive within ``wait`` s, abort them all (False)."""
+    world = _WORLD
+    if world is None or world.size == 1:
+        if not all_ranks_failed or world is not None:
+            return True
+        import os
+        import time
+        size = next((int(os.environ[v]) for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
+                                                  "SLURM_NTASKS") if os.environ.get(v, "").isdigit()), 1)
+        if size > 1 and _launcher_rank() != 0:
+            time.sleep(1.0)  # MPI is not initialised: give rank 0 time to print
+        return True
+    if all_ranks_failed and world.all_arrive(wait):
+        return True
+    world.abort(code)
+    return False
+
+
+def _launcher_rank() -> int:
+    """This process's MPI rank from the launcher's variables (before MPI is initialised)."""
+    import os
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
 
 
 def _install_abort_hook(comm: MPICommunicator) -> None:
