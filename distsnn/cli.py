@@ -258,6 +258,8 @@ def _check_backend(comm, backend: str, batch_size: int) -> str:
     def check() -> str:
         from distsnn.compile import resolve_backend
         from distsnn.devices import visible_gpus
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, not {batch_size}")
         try:
             resolved = resolve_backend(backend, bool(visible_gpus()))
         except (ValueError, RuntimeError) as err:
@@ -265,8 +267,6 @@ def _check_backend(comm, backend: str, batch_size: int) -> str:
         if resolved == "cpu" and batch_size != 1:
             raise UserError(f"--batch-size {batch_size}: the CPU backend runs one example per "
                             f"rank at a time; use -b 1 (or --backend cuda on a GPU)")
-        if batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, not {batch_size}")
         return resolved
     return agree(comm, check)
 
@@ -300,7 +300,9 @@ def main() -> None:
     from distsnn.errors import SharedUserError, user_error_types
     from distsnn.signals import Interrupted
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a command's typer.Exit code
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except (typer.Abort, KeyboardInterrupt):
@@ -314,14 +316,20 @@ def main() -> None:
 
 
 def _fail(message: str, code: int, shared: bool) -> None:
-    """One ``distsnn: error:`` line, then exit ``code`` on every rank."""
+    """Exactly one ``distsnn: error:`` line for the job, then exit ``code`` on every rank.
+
+    ``shared``: every rank has the same error (rank 0 prints it). Otherwise this rank found
+    it alone: when all ranks fail within seconds rank 0 prints its own, else this rank prints
+    and aborts the others, which may be waiting for it."""
     from distsnn.communicator import _WORLD, _launcher_rank, end_job
-    rank = _WORLD.rank if _WORLD is not None else _launcher_rank()
-    if message and (rank == 0 or not shared):
-        where = f"rank {rank}: " if not shared and _WORLD is not None and _WORLD.size > 1 else ""
-        sys.stderr.write(f"distsnn: error: {where}{message}\n")
+    rank, size = (_WORLD.rank, _WORLD.size) if _WORLD is not None else (_launcher_rank(), 1)
+    together = end_job(shared)
+    if message and (rank == 0 if together else (not shared or rank == 0)):
+        prefix = f"rank {rank}: " if not together and size > 1 else ""
+        sys.stderr.write(f"distsnn: error: {prefix}{message}\n")
         sys.stderr.flush()
-    end_job(code, all_ranks_failed=shared)
+    if not together:
+        _WORLD.abort(code)
     sys.exit(code)
 
 

@@ -259,25 +259,23 @@ class MPICommunicator(Communicator):
 _WORLD: Optional[MPICommunicator] = None
 
 
-def end_job(code: int, all_ranks_failed: bool, wait: float = 10.0) -> bool:
-    """Before exiting with ``code``: when every rank fails alike, wait for them all so that
-    rank 0's message is printed before the launcher tears the job down (True); when only
-    this rank failed, or the others do not arrive within ``wait`` s, abort them all (False)."""
+def end_job(shared: bool) -> bool:
+    """Whether every rank of the job is failing too (then all can exit normally).
+
+    ``shared``: every rank raised the same error, so wait up to 10 s for all; otherwise wait
+    3 s in case the others fail as well. Before MPI is initialised (a bad option) only
+    ``shared`` errors occur; ranks other than 0 pause so that the launcher does not end the
+    job before rank 0 has printed."""
     world = _WORLD
-    if world is None or world.size == 1:
-        if not all_ranks_failed or world is not None:
-            return True
+    if world is None:
         import os
         import time
-        size = next((int(os.environ[v]) for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE",
-                                                  "SLURM_NTASKS") if os.environ.get(v, "").isdigit()), 1)
-        if size > 1 and _launcher_rank() != 0:
-            time.sleep(1.0)  # MPI is not initialised: give rank 0 time to print
+        if shared and _launcher_rank() != 0 and any(
+                os.environ.get(v, "1") not in ("", "1")
+                for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS")):
+            time.sleep(1.0)
         return True
-    if all_ranks_failed and world.all_arrive(wait):
-        return True
-    world.abort(code)
-    return False
+    return world.size == 1 or world.all_arrive(10.0 if shared else 3.0)
 
 
 def _launcher_rank() -> int:

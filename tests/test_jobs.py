@@ -221,3 +221,105 @@ def test_peak_memory_of_ten_chunks_stays_within_one_chunk_of_one(tmp_path, build
         assert rc == "0", proc.stderr
         peaks[n_chunks] = int(kib) * 1024
     assert peaks[10] - peaks[1] < 2 * chunk_bytes, (peaks, chunk_bytes)
+
+
+def test_batch_iter_pipelines_give_each_rank_only_its_batches(tmp_path, build_dir):
+    from conftest import REPO
+    out = tmp_path / "iter.json"
+    proc = run_mpi(2, [sys.executable, str(REPO / "tests" / "mpi_scripts" /
+                                          "batch_iter_shards.py"), str(out), str(build_dir)])
+    assert proc.returncode == 0, proc.stderr
+    ranks = [json.loads((tmp_path / f"iter.json.rank{r}").read_text()) for r in (0, 1)]
+    for rank, data in enumerate(ranks):
+        assert data["produced"]["callable"] == data["produced"]["shard"] == [rank, rank + 2,
+                                                                           rank + 4]
+        reference, by_callable, by_shard = data["counts"]
+        assert reference[1] == 23 * 5
+        assert by_callable == pytest.approx(reference, rel=1e-12)
+        assert by_shard == pytest.approx(reference, rel=1e-12)
+
+
+# --- build directory: concurrent jobs, read-only --------------------------------------------
+
+
+def _small_eval(files, build_dir, *extra):
+    return [DISTSNN, "evaluate", str(files["net"]), "--data", str(files["data"]), "-t", "5,9",
+            "--build-dir", str(build_dir), "--no-progress", *map(str, extra)]
+
+
+def test_five_concurrent_jobs_share_a_fresh_build_dir_then_it_works_read_only(small_files,
+                                                                              tmp_path):
+    build = tmp_path / "fresh-build"
+    outs = [tmp_path / f"job{i}.json" for i in range(5)]
+    cmds = [([MPIEXEC, "-n", "2"] if i == 0 else []) + _small_eval(small_files, build, "-o", out)
+            for i, out in enumerate(outs)]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c in cmds]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    for rc, stderr in results:
+        assert rc == 0, stderr
+    metrics = [json.loads(o.read_text())["metrics"] for o in outs]
+    assert all(m == metrics[0] for m in metrics)
+    assert sum(json.loads(o.read_text())["build_reused"] == [False] for o in outs[1:]) <= 1
+    # the complete build, read-only: a bind mount as root, else file permissions
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        f"mount --bind {build} {readonly} && mount -o remount,ro,bind {readonly}",
+        shell=True).returncode == 0
+    if not mounted:
+        readonly.rmdir()
+        build.chmod(0o555)
+        readonly = build
+    try:
+        out = tmp_path / "ro.json"
+        proc = run_mpi(2, _small_eval(small_files, readonly, "-o", out))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(out.read_text())["metrics"] == metrics[0]
+        other = run(_small_eval(small_files, readonly, "-t", "7"))  # another model: not built
+        assert other.returncode == 2 and "read-only" in other.stderr, other.stderr
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(readonly)])
+        else:
+            build.chmod(0o755)
+
+
+# --- outputs: checked first, written whole ---------------------------------------------------
+
+
+def test_unwritable_outputs_fail_before_any_work(small_files, tmp_path, build_dir):
+    for option, path in (("-o", tmp_path / "missing" / "r.json"),
+                         ("--plot", tmp_path / "nofolder" / "p.png")):
+        start = time.monotonic()
+        proc = run_mpi(2, _small_eval(small_files, build_dir, option, path))
+        assert proc.returncode == 2
+        lines = [l for l in proc.stderr.splitlines() if l.startswith("distsnn: error:")]
+        assert len(lines) == 1 and "does not exist" in lines[0] and option in lines[0]
+        assert "timesteps" not in proc.stdout  # nothing was evaluated
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (needs root, as on CI runners' containers)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
+                                            str(mount)]).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", str(mount)])
+
+
+def test_a_full_disk_leaves_the_previous_file_and_no_half_file(small_files, tmp_path,
+                                                               build_dir, tiny_tmpfs):
+    out = tiny_tmpfs / "r.json"
+    out.write_text("previous")
+    (tiny_tmpfs / "filler").write_bytes(b"\0" * (60 << 10))  # leaves a few KiB: the JSON is larger
+    proc = run(_small_eval(small_files, build_dir, "-o", out, "--journal", tmp_path / "j"))
+    assert proc.returncode == 2, proc.stderr
+    assert "No space left" in proc.stderr and "previous file is unchanged" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["filler", "r.json"]
+    assert out.read_text() == "previous"
+    assert (tmp_path / "j" / "header.json").exists()  # the journal stays for a rerun

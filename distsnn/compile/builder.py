@@ -256,26 +256,16 @@ class GeNNNetwork:
     # build and load ------------------------------------------------------------------
     def build_and_load(self, build_dir: str | Path, comm: Optional[Communicator] = None,
                        num_recording_timesteps: Optional[int] = None) -> BuildInfo:
-        """Generate and compile code once per node, then load on every rank.
+        """Generate and compile code once, then load on every rank.
 
-        The node's first rank builds under a file lock (safe on a shared file system; GeNN
-        skips code generation and compilation when ``model.sha`` matches); the other ranks of
-        the node wait for it and only load.
+        Only the holder of the model's build lock writes (see :mod:`.build_dir`): safe for
+        concurrent jobs sharing a build directory, and a complete build loads read-only.
         """
+        from .build_dir import build_shared
         comm = comm or SerialCommunicator()
         build_dir = Path(build_dir).expanduser()
-        build_dir.mkdir(parents=True, exist_ok=True)
-        sha = build_dir / f"{self.model_name}_CODE" / "model.sha"
         start = time.perf_counter()
-        reused = True
-        if comm.local_rank == 0:
-            with _file_lock(build_dir / f"{self.model_name}.lock"):
-                before = sha.stat().st_mtime_ns if sha.exists() else None
-                self._model.build(str(build_dir))
-                reused = before is not None and sha.stat().st_mtime_ns == before
-        comm.local_barrier()
-        if comm.local_rank != 0:
-            self._model.build(str(build_dir), never_rebuild=True)
+        reused = build_shared(self._model, build_dir, self.model_name, comm)
         build_s = time.perf_counter() - start
         code_dir = str((build_dir / f"{self.model_name}_CODE").resolve())
         if code_dir in _LOADED:
