@@ -166,7 +166,8 @@ def convert(
 def evaluate(
     model: Path = typer.Argument(..., help="Keras model (.keras/.h5) or distsnn network file."),
     data: Path = typer.Option(..., "--data", "-d", help="Test set (.npz/.npy/.h5) with inputs "
-                              "and integer labels."),
+                              "and integer labels, or a folder of class subfolders of "
+                              "JPEG/PNG images."),
     timesteps: str = typer.Option("500", "--timesteps", "-t",
                                   help="Rate-coded: comma-separated readout timesteps, e.g. "
                                        "100,200,500 (one run of the longest)."),
@@ -196,6 +197,13 @@ def evaluate(
                                            "here); a rerun resumes from it."),
     resume: bool = typer.Option(False, "--resume", help="Require a journal to resume from "
                                 "(a rerun resumes from one anyway)."),
+    resize: Optional[int] = typer.Option(None, "--resize", help="Image folders: resize so the "
+                                         "shorter side has this many pixels."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Image folders: centre crop to "
+                                       "this many pixels square."),
+    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Image folders: "
+                                               "class order, one subfolder name per line "
+                                               "(default: sorted names)."),
 ) -> None:
     """Evaluate a converted network (or convert a Keras model first) on a dataset, with every
     MPI rank reading and simulating its own shard."""
@@ -204,12 +212,13 @@ def evaluate(
     with stop_on_signals() as stop:
         _evaluate(model, data, timesteps, batch_size, backend, output, plot, method, norm_data,
                   k, input_kind, signed_input, percentile, reset, seed, build_dir, x_name,
-                  y_name, progress, scale, mean, std, chunk_size, journal, resume, stop)
+                  y_name, progress, scale, mean, std, chunk_size, journal, resume, stop,
+                  {"resize": resize, "crop": crop, "class_names": class_names})
 
 
 def _evaluate(model, data, timesteps, batch_size, backend, output, plot, method, norm_data, k,
               input_kind, signed_input, percentile, reset, seed, build_dir, x_name, y_name,
-              progress, scale, mean, std, chunk_size, journal, resume, stop) -> None:
+              progress, scale, mean, std, chunk_size, journal, resume, stop, images) -> None:
     import json
 
     from distsnn.communicator import MPICommunicator
@@ -233,7 +242,8 @@ def _evaluate(model, data, timesteps, batch_size, backend, output, plot, method,
     options = _conversion(method, norm_data, max(steps), k, input_kind, signed_input,
                           percentile, reset, seed, build_dir, x_name)
     network = load_or_convert(str(model), options, comm, timings)
-    job = JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, stop=stop)
+    job = JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, stop=stop,
+                     images=images)
     job.journal = journal or default_journal_path(output, {
         "model": str(Path(model).resolve()), "data": str(Path(data).resolve()),
         "timesteps": steps, "seed": seed, "inputs": scaling.describe()})

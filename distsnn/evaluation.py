@@ -144,7 +144,13 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
         raise UserError("the command line evaluates networks with one input and one output; "
                         "use the library API for more")
     inp, out = network.inputs[0], network.outputs[0]
-    info = on_root(comm, lambda: _check_dataset(data, x_name, y_name, network, job.scaling))
+    if Path(data).is_dir():  # an image folder: rank 0 lists it, each rank decodes its shard
+        folder, info, identity = on_root(comm, lambda: _scan_images(data, network, job))
+        read = folder.iter_rows
+    else:
+        info = on_root(comm, lambda: _check_dataset(data, x_name, y_name, network, job.scaling))
+        identity = on_root(comm, lambda: _dataset_identity(info))
+        read = lambda ranges, chunk: iter_rows(data, ranges, chunk, x_name, y_name, True)  # noqa: E731
     agree(comm, lambda: shard_bounds(info.n_examples, comm.rank, comm.size))
     num_classes = out.size
     few_spike = isinstance(inp.neuron, FewSpikeReluInput)
@@ -165,13 +171,12 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
         comm.barrier()
         callbacks = [BatchProgressBar()] if progress else []
         job.fingerprint = {**job.fingerprint, "network": network.content_hash(),
-                           "dataset": _dataset_identity(info), "seed": compiled.base_seed,
+                           "dataset": identity, "seed": compiled.base_seed,
                            "schedule": ["few-spike", inp.neuron.k] if few_spike
                            else ["rate", sorted(set(timesteps))], "metrics": metrics,
                            "inputs": job.scaling.describe()}
         outcome = evaluate_job(
-            compiled, lambda ranges, chunk: iter_rows(data, ranges, chunk, x_name, y_name, True),
-            info.n_examples, f"{data}", lambda y, first: _check_labels(y, num_classes, data,
+            compiled, read, info.n_examples, f"{data}", lambda y, first: _check_labels(y, num_classes, data,
                                                                        first),
             metrics, callbacks, comm, job)
         report = compiled.last_report
@@ -216,6 +221,16 @@ def _check_dataset(path: str, x_name: str, y_name: str, network: Network,
     check_channels(scaling.mean, info.x_shape, "--mean")
     check_channels(scaling.std, info.x_shape, "--std")
     return info
+
+
+def _scan_images(path: str, network: Network, job: JobOptions):
+    from .images import ImageFolder
+    folder = ImageFolder.scan(path, network.inputs[0].shape[-1], **job.images)
+    info = folder.info()
+    _check_shape(tuple(info.x_shape), network, path, "images")
+    check_dtype(info.x_dtype, job.scaling, path)
+    return folder, info, {"images": folder.identity(), "examples": info.n_examples,
+                          "x": list(info.x_shape)}
 
 
 def _dataset_identity(info) -> dict:

@@ -36,6 +36,8 @@ class JobOptions:
     stop: Optional[StopRequest] = None
     fingerprint: dict = field(default_factory=dict)
     resume_command: str = "rerun the same command"
+    #: image folders: ``resize``, ``crop``, ``class_names`` (see :mod:`distsnn.images`)
+    images: dict = field(default_factory=dict)
 
 
 @dataclass

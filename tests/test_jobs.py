@@ -323,3 +323,49 @@ def test_a_full_disk_leaves_the_previous_file_and_no_half_file(small_files, tmp_
     assert sorted(p.name for p in tiny_tmpfs.iterdir()) == ["filler", "r.json"]
     assert out.read_text() == "previous"
     assert (tmp_path / "j" / "header.json").exists()  # the journal stays for a rerun
+
+
+# --- image folders ------------------------------------------------------------------------------
+
+
+def _image_folder(root):
+    """3 classes of 8x8 grey PNGs and the same data, centre-cropped to 6x6, as uint8 arrays."""
+    from PIL import Image
+    rng = np.random.default_rng(8)
+    xs, ys = [], []
+    for label, name in enumerate(("ants", "bees", "cats")):
+        (root / name).mkdir(parents=True)
+        for i in range(5 + label):
+            pixels = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(pixels, "L").save(root / name / f"img{i:02d}.png")
+            xs.append(pixels[1:7, 1:7, None])
+            ys.append(label)
+    return np.stack(xs), np.array(ys)
+
+
+def test_image_folder_ranks_decode_disjoint_shards_matching_the_npz(small_files, tmp_path,
+                                                                    build_dir, monkeypatch):
+    from distsnn.images import ImageFolder
+    from distsnn.journal import split_ranges
+    x, y = _image_folder(tmp_path / "images")
+    np.savez(tmp_path / "same.npz", x=x, y=y)
+    folder = ImageFolder.scan(tmp_path / "images", channels=1, crop=6)
+    decoded, original = {0: [], 1: []}, folder.decode
+    for rank in (0, 1):
+        monkeypatch.setattr(folder, "decode", lambda i, r=rank: decoded[r].append(i)
+                            or original(i))
+        rows = list(folder.iter_rows(split_ranges([(0, len(y))], rank, 2), chunk=4))
+        got = np.concatenate([r[1] for r in rows])
+        first = rows[0][0]
+        assert np.array_equal(got, x[first:first + len(got)])
+        assert np.array_equal(np.concatenate([r[2] for r in rows]), y[first:first + len(got)])
+    assert sorted(decoded[0] + decoded[1]) == list(range(len(y)))  # each decoded exactly once
+    results = []
+    for data in (tmp_path / "images", tmp_path / "same.npz"):
+        out = tmp_path / f"{data.name}.json"
+        proc = run_mpi(2, _small_eval(small_files, build_dir, "--data", data, "--crop", 6,
+                                      "--scale", "1/255", "-o", out, "--chunk-size", 3))
+        assert proc.returncode == 0, proc.stderr
+        results.append(_results(out)[:2])
+    assert results[0] == results[1]
+    assert results[0][0]["9"]["sparse_categorical_accuracy"]["total"] == len(y)
