@@ -73,14 +73,20 @@ def _start_and_signal(ranks, argv, out, sig, min_lines=2, kill_one_rank=False):
 
 
 def _rank_pid(launcher_pid, rank):
-    """The pid of one rank: the launcher's descendant whose environment says PMI_RANK=rank."""
+    """The pid of one rank: a descendant of our launcher whose environment has PMI_RANK=rank."""
+    def parent(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+
     for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
         try:
             env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
-        except OSError:
+            ancestor = pid
+            while ancestor not in (0, 1, launcher_pid):
+                ancestor = parent(ancestor)
+        except (OSError, ValueError, IndexError):
             continue
-        if f"PMI_RANK={rank}".encode() in env and b"distsnn" in cmdline:
+        if ancestor == launcher_pid and f"PMI_RANK={rank}".encode() in env:
             return pid
     raise AssertionError("rank process not found")
 
