@@ -52,7 +52,9 @@ class HandWritten:
         from pygenn import (GeNNModel, VarAccess, VarAccessMode, create_custom_update_model,
                             create_neuron_model, create_postsynaptic_model, create_var_ref,
                             init_postsynaptic, init_weight_update)
-        from distsnn.connectivity import AvgPoolDense2D, Dense
+        from distsnn.compile.toeplitz import toeplitz_connectivity
+        from distsnn.connectivity import Dense
+        from distsnn.lowering import kernel_geometry, kernel_values
         from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput, IntegrateFire, IntegrateFireInput
         self.net, self.mode, self.T = net, mode, timesteps
         model = GeNNModel("float", f"hand_{mode}_{net.content_hash()[:12]}",
@@ -146,10 +148,16 @@ class HandWritten:
                 delay += (depth[c.target.name] - depth[c.source.name] - 1) * timesteps
                 psm = init_postsynaptic("DeltaCurr")
             src, trg = self.pops[c.source.name], self.pops[c.target.name]
-            if isinstance(c.connectivity, (Dense, AvgPoolDense2D)):
+            geometry = kernel_geometry(c.connectivity, c.source.shape)
+            if isinstance(c.connectivity, Dense):
                 w = c.connectivity.dense_weight(c.source.shape).reshape(-1)
                 sg = model.add_synapse_population(c.name, "DENSE", src, trg,
                                                   init_weight_update("StaticPulse", {}, {"g": w}), psm)
+            elif geometry is not None:  # distsnn's Toeplitz lowering, as distsnn builds it
+                w = kernel_values(c.connectivity, c.source.shape)
+                sg = model.add_synapse_population(c.name, "TOEPLITZ", src, trg,
+                                                  init_weight_update("StaticPulse", {}, {"g": w}), psm,
+                                                  toeplitz_connectivity(geometry, "cpu"))
             else:
                 pre, post, w = c.connectivity.synapses(c.source.shape)
                 sg = model.add_synapse_population(c.name, "SPARSE", src, trg,

@@ -157,15 +157,19 @@ def convert(
     threshold search uses every rank)."""
     from distsnn.communicator import MPICommunicator
     from distsnn.evaluation import Timings, load_or_convert
+    from distsnn.errors import on_root
     from distsnn.netfile import save_network
+    from distsnn.outputs import atomic_path, check_writable
 
     comm = MPICommunicator()
+    on_root(comm, lambda: check_writable(output, "--output"))
     options = _conversion(method, norm_data, timesteps, k, input_kind, signed_input,
                           percentile, reset, seed, build_dir, x_name)
     timings = Timings()
     network = load_or_convert(str(model), options, comm, timings)
     if comm.rank == 0:
-        save_network(network, output)
+        with atomic_path(output, "network file") as tmp:
+            save_network(network, tmp)
         typer.echo(f"wrote {output}: {len(network.populations)} populations, "
                    f"{len(network.connections)} connections, method {method.value} "
                    f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.values.items())})")
@@ -175,7 +179,8 @@ def convert(
 def evaluate(
     model: Path = typer.Argument(..., help="Keras model (.keras/.h5) or distsnn network file."),
     data: Path = typer.Option(..., "--data", "-d", help="Test set (.npz/.npy/.h5) with inputs "
-                              "and integer labels."),
+                              "and integer labels, or a folder of class subfolders of "
+                              "JPEG/PNG images."),
     timesteps: str = typer.Option("500", "--timesteps", "-t",
                                   help="Rate-coded: comma-separated readout timesteps, e.g. "
                                        "100,200,500 (one run of the longest)."),
@@ -192,31 +197,105 @@ def evaluate(
     y_name: str = typer.Option("y", "--y-name", help="Name of the label array."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     connectivity: Lowering = CONNECTIVITY, memory_budget: Optional[str] = MEMORY_BUDGET,
+    scale: Optional[str] = typer.Option(None, "--scale", help="Multiply the inputs by this "
+                                        "(e.g. 1/255 for uint8 images); required for integer "
+                                        "inputs."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Subtract after scaling: one value "
+                                       "or one per channel (0.485,0.456,0.406)."),
+    std: Optional[str] = typer.Option(None, "--std", help="Then divide: one value or one per "
+                                      "channel."),
+    chunk_size: int = typer.Option(1024, "--chunk-size", help="Examples per rank read and "
+                                   "journaled at a time (bounds memory)."),
+    journal: Optional[Path] = typer.Option(None, "--journal", help="Progress journal folder "
+                                           "(default OUTPUT.journal, or distsnn-HASH.journal "
+                                           "here); a rerun resumes from it."),
+    resume: bool = typer.Option(False, "--resume", help="Require a journal to resume from "
+                                "(a rerun resumes from one anyway)."),
+    resize: Optional[int] = typer.Option(None, "--resize", help="Image folders: resize so the "
+                                         "shorter side has this many pixels."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Image folders: centre crop to "
+                                       "this many pixels square."),
+    class_names: Optional[Path] = typer.Option(None, "--class-names", help="Image folders: "
+                                               "class order, one subfolder name per line "
+                                               "(default: sorted names)."),
 ) -> None:
     """Evaluate a converted network (or convert a Keras model first) on a dataset, with every
     MPI rank reading and simulating its own shard."""
+    from distsnn.signals import stop_on_signals
+
+    with stop_on_signals() as stop:
+        _evaluate(model, data, timesteps, batch_size, backend, output, plot, method, norm_data,
+                  k, input_kind, signed_input, percentile, reset, seed, build_dir, x_name,
+                  y_name, progress, scale, mean, std, chunk_size, journal, resume, stop,
+                  {"resize": resize, "crop": crop, "class_names": class_names},
+                  {"connectivity": connectivity.value, "memory_budget": memory_budget})
+
+
+def _evaluate(model, data, timesteps, batch_size, backend, output, plot, method, norm_data, k,
+              input_kind, signed_input, percentile, reset, seed, build_dir, x_name, y_name,
+              progress, scale, mean, std, chunk_size, journal, resume, stop, images,
+              lowering) -> None:
     import json
 
     from distsnn.communicator import MPICommunicator
+    from distsnn.errors import on_root
     from distsnn.evaluation import Timings, evaluate_file, load_or_convert
+    from distsnn.inputs import InputScaling, parse_channels, parse_scale
+    from distsnn.jobs import JobOptions, check_chunk_size
+    from distsnn.journal import default_journal_path
+    from distsnn.outputs import atomic_path, check_writable, write_text
     from distsnn.report import plot_results, results_table
 
     steps = _parse_timesteps(timesteps)
+    scaling = InputScaling(parse_scale(scale), parse_channels(mean, "--mean"),
+                           parse_channels(std, "--std"))
+    check_chunk_size(chunk_size)
     comm = MPICommunicator()
+    on_root(comm, lambda: [check_writable(p, o) for p, o in ((output, "--output"),
+                                                             (plot, "--plot")) if p is not None])
+    resolved = _check_backend(comm, backend.value, batch_size)
     timings = Timings()
     options = _conversion(method, norm_data, max(steps), k, input_kind, signed_input,
                           percentile, reset, seed, build_dir, x_name)
     network = load_or_convert(str(model), options, comm, timings)
+    job = JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, stop=stop,
+                     images=images)
+    job.journal = journal or default_journal_path(output, {
+        "model": str(Path(model).resolve()), "data": str(Path(data).resolve()),
+        "timesteps": steps, "seed": seed, "inputs": scaling.describe()})
     results = evaluate_file(network, str(data), comm, timings, x_name=x_name, y_name=y_name,
-                            timesteps=steps, batch_size=batch_size, backend=backend.value,
-                            seed=seed, build_dir=options.build_dir, progress=progress,
-                            connectivity=connectivity.value, memory_budget=memory_budget)
+                            timesteps=steps, batch_size=batch_size, backend=resolved,
+                            seed=seed, build_dir=options.build_dir, progress=progress, job=job,
+                            **lowering)
     if comm.rank == 0:
         typer.echo(results_table(results))
         if output is not None:
-            output.write_text(json.dumps(results, indent=2, default=str))
+            write_text(output, json.dumps(results, indent=2, default=str), "results")
         if plot is not None:
-            plot_results(results, plot)
+            with atomic_path(plot, "plot") as tmp:
+                plot_results(results, tmp)
+        import shutil
+        shutil.rmtree(job.journal, ignore_errors=True)  # the results are safe now
+
+
+def _check_backend(comm, backend: str, batch_size: int) -> str:
+    """The backend to use, checked on every rank before any work."""
+    from distsnn.errors import UserError, agree
+
+    def check() -> str:
+        from distsnn.compile import resolve_backend
+        from distsnn.devices import visible_gpus
+        if batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, not {batch_size}")
+        try:
+            resolved = resolve_backend(backend, bool(visible_gpus()))
+        except (ValueError, RuntimeError) as err:
+            raise UserError(f"--backend {backend}: {err}") from None
+        if resolved == "cpu" and batch_size != 1:
+            raise UserError(f"--batch-size {batch_size}: the CPU backend runs one example per "
+                            f"rank at a time; use -b 1 (or --backend cuda on a GPU)")
+        return resolved
+    return agree(comm, check)
 
 
 @app.command()
@@ -253,32 +332,43 @@ def demo(
     raise typer.Exit(run_demo(output_dir, ranks, seed))
 
 
-def _launcher_rank() -> int:
-    """This process's MPI rank from the launcher's variables (before MPI is initialised)."""
-    import os
-    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
-
-
 def main() -> None:
-    """Console entry point: user errors become one line from rank 0 and exit code 2."""
-    from distsnn.errors import user_error_types
+    """Console entry point: user errors become one line and exit code 2 (from rank 0 when
+    every rank has it, else from the rank that found it, which then ends the job)."""
+    from distsnn.errors import SharedUserError, user_error_types
+    from distsnn.signals import Interrupted
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a command's typer.Exit code
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except typer.Abort:
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130, shared=True)
+    except Interrupted as stopped:
+        _fail(str(stopped), stopped.exit_code, shared=True)
     except typer.TyperException as err:  # usage errors: bad or missing options
-        if _launcher_rank() == 0 and err.format_message():  # empty: help was shown
-            sys.stderr.write(f"distsnn: error: {err.format_message()}\n")
-        sys.exit(err.exit_code)
+        _fail(err.format_message(), err.exit_code, shared=True)  # empty: help was shown
     except user_error_types() as err:
-        if _launcher_rank() == 0:
-            sys.stderr.write(f"distsnn: error: {err}\n")
-        sys.exit(2)
+        _fail(str(err), 2, shared=isinstance(err, SharedUserError))
+
+
+def _fail(message: str, code: int, shared: bool) -> None:
+    """Exactly one ``distsnn: error:`` line for the job, then exit ``code`` on every rank.
+
+    ``shared``: every rank has the same error (rank 0 prints it). Otherwise this rank found
+    it alone: when all ranks fail within seconds rank 0 prints its own, else this rank prints
+    and aborts the others, which may be waiting for it."""
+    from distsnn.communicator import _WORLD, _launcher_rank, end_job
+    rank, size = (_WORLD.rank, _WORLD.size) if _WORLD is not None else (_launcher_rank(), 1)
+    together = end_job(shared)
+    if message and (rank == 0 if together else (not shared or rank == 0)):
+        prefix = f"rank {rank}: " if not together and size > 1 else ""
+        sys.stderr.write(f"distsnn: error: {prefix}{message}\n")
+        sys.stderr.flush()
+    if not together:
+        _WORLD.abort(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # python -m distsnn.cli

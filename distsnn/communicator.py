@@ -87,6 +87,11 @@ class Communicator(ABC):
     def abort(self, code: int = 1) -> None:
         """End every process of the job now."""
 
+    def all_arrive(self, timeout: float) -> bool:
+        """Whether every rank calls this within ``timeout`` seconds (a barrier that gives up,
+        on its own channel, so ranks still inside other collectives cannot be confused)."""
+        return True
+
     # mlGeNN compatibility ---------------------------------------------------------------
     def broadcast(self, data: np.ndarray, root: int = 0) -> None:
         """In-place broadcast of a numpy buffer (mlGeNN's ``Communicator.broadcast``)."""
@@ -153,6 +158,9 @@ class MPICommunicator(Communicator):
         self._mpi = _MPI
         self._comm = _MPI.COMM_WORLD
         self._local = self._comm.Split_type(_MPI.COMM_TYPE_SHARED)
+        self._side = self._comm.Dup()
+        global _WORLD
+        _WORLD = self
         if abort_on_exception and self._comm.Get_size() > 1:
             _install_abort_hook(self)
 
@@ -235,6 +243,48 @@ class MPICommunicator(Communicator):
         sys.stdout.flush()
         sys.stderr.flush()
         self._comm.Abort(code)
+
+    def all_arrive(self, timeout):
+        import time
+        request = self._side.Ibarrier()
+        deadline = time.monotonic() + timeout
+        while not request.Test():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+
+#: The job's MPI communicator once one exists (for ending the job from the command line).
+_WORLD: Optional[MPICommunicator] = None
+
+
+def end_job(shared: bool) -> bool:
+    """Whether every rank of the job is failing too (then all can exit normally).
+
+    ``shared``: every rank raised the same error, so wait up to 10 s for all; otherwise wait
+    3 s in case the others fail as well. Before MPI is initialised (a bad option) only
+    ``shared`` errors occur; ranks other than 0 pause so that the launcher does not end the
+    job before rank 0 has printed."""
+    world = _WORLD
+    if world is None:
+        import os
+        import time
+        if shared and _launcher_rank() != 0 and any(
+                os.environ.get(v, "1") not in ("", "1")
+                for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS")):
+            time.sleep(1.0)
+        return True
+    return world.size == 1 or world.all_arrive(10.0 if shared else 3.0)
+
+
+def _launcher_rank() -> int:
+    """This process's MPI rank from the launcher's variables (before MPI is initialised)."""
+    import os
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
 
 
 def _install_abort_hook(comm: MPICommunicator) -> None:

@@ -6,12 +6,13 @@ and every rank gets the global metrics, predictions and recordings.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -279,23 +280,54 @@ class CompiledInferenceNetwork:
         """Evaluate metrics over an iterator of ``(batch_x, batch_y)`` (e.g. a tf.data set).
 
         Several inputs/outputs: ``batch_x``/``batch_y`` are sequences in the same order.
-        With a communicator, rank r takes batches r, r + N, r + 2N, ... of the iterator.
+        With a communicator rank r evaluates batches r, r + N, r + 2N, ... of the global
+        sequence of N ranks, and reads only those when ``data`` is a per-rank pipeline:
+
+        * an object with ``shard(num_shards, index)`` (a ``tf.data.Dataset``): each rank
+          iterates ``data.shard(N, r)``, so it decodes only its own batches;
+        * a callable ``data(rank, num_ranks)`` returning rank r's batches r, r + N, ...;
+        * any other iterable: every rank iterates all of it and skips the others' batches.
+
+        Example indices (which seed the Poisson streams) count from the first example of
+        batch 0, so every batch but the last must hold the same number of examples.
         """
         inputs = _populations(self.network, _as_list(inputs), self.inputs, "inputs")
         outputs = _populations(self.network, _as_list(outputs), self.outputs, "outputs")
         comm = self.communicator
 
-        def batches():
+        def split(batch):
+            bx, by = batch
+            arrays = {**_split(bx, inputs), **_split(by, outputs)}
+            return arrays, _common_length(arrays)
+
+        def every_batch():
             offset = 0
-            for i, (bx, by) in enumerate(data):
-                bx = _split(bx, inputs)
-                by = _split(by, outputs)
-                size = _common_length({**bx, **by})
+            for i, batch in enumerate(data):
+                arrays, size = split(batch)
                 if i % comm.size == comm.rank:
-                    yield from self._slices({**bx, **by}, 0, size, index_offset=offset)
+                    yield from self._slices(arrays, 0, size, index_offset=offset)
                 offset += size
+
+        def own_batches(source):
+            iterator = iter(source)
+            first = next(iterator, None)
+            first_size = 0 if first is None else split(first)[1]
+            # the global batch size, from the ranks' first batches (rank 0 has a full one)
+            size = int(comm.allreduce_max(np.array([first_size], np.int64))[0])
+            for k, batch in enumerate([] if first is None
+                                                else itertools.chain([first], iterator)):
+                arrays, n = split(batch)
+                yield from self._slices(arrays, 0, n, index_offset=(k * comm.size + comm.rank)
+                                        * size)
+
+        if comm.size > 1 and hasattr(data, "shard"):
+            batches = own_batches(data.shard(comm.size, comm.rank))
+        elif callable(data):
+            batches = own_batches(data(comm.rank, comm.size))
+        else:
+            batches = every_batch()
         total = None if num_batches is None else num_batches * self.compiler.batch_size
-        return self._evaluate(batches(), total, outputs, metrics, callbacks)
+        return self._evaluate(batches, total, outputs, metrics, callbacks)
 
     def predict(self, x: dict, outputs: Optional[Sequence] = None,
                 callbacks: Optional[Sequence] = None, *, sharded: bool = False
@@ -347,44 +379,131 @@ class CompiledInferenceNetwork:
 
     def _run(self, batches, total, outputs, sink, callbacks, metrics=None,
              per_checkpoint=None) -> dict:
-        genn = self._require()
+        cb = self._callback_list(callbacks, total, metrics)
+        cb.on_test_begin()
+        start = time.perf_counter()
+        stats = self._run_local(batches, outputs, sink, cb)
+        seconds = time.perf_counter() - start
+        reduce_start = time.perf_counter()
+        report = EvaluationReport(seconds=seconds)
+        self._reduce_metrics(report, per_checkpoint or {})
+        report.spikes = _reduce_spikes(stats, self.network, self.communicator)
+        report.examples = report.spikes["examples"]
+        report.reduce_seconds = time.perf_counter() - reduce_start
+        self.last_report = report
+        cb.on_test_end(metrics or {})
+        return cb.get_data()
+
+    def _callback_list(self, callbacks, total, metrics) -> CallbackList:
         comm = self.communicator
         info = BatchInfo(total_examples=total or 0, ranks=comm.size)
         cb = CallbackList([BatchProgressBar()] if callbacks is None else callbacks,
                           compiled_network=self, batch_info=info, num_batches=None,
                           communicator=comm)
         cb.metrics = metrics or {}
+        cb.batch_info = info
+        return cb
+
+    def _run_local(self, batches, outputs, sink, cb: CallbackList,
+                   stop: Optional[Callable[[], bool]] = None) -> SpikeStats:
+        """Simulate this rank's batches (no communication); ``stop()`` ends the feed early."""
+        genn = self._require()
         pending: dict[int, tuple] = {}
 
         def feed() -> Iterator[dict]:
             for index, (indices, arrays) in enumerate(batches):
                 pending[index] = (indices, {o: arrays[o] for o in outputs if o in arrays})
-                info.example_indices = indices
+                cb.batch_info.example_indices = indices
                 genn.set_examples(indices)
                 yield {p: arrays[p] for p in self.inputs}
+                if stop is not None and stop():
+                    return
 
         def on_result(batch, checkpoint, pop, value):
             indices, labels = pending[batch]
             sink(indices, checkpoint, pop, value, labels)
 
-        start = time.perf_counter()
+        return self._schedule(genn, feed(), outputs, on_result, cb)
+
+    def _reduce_metrics(self, report: "EvaluationReport", per_checkpoint: dict) -> None:
+        for checkpoint, by_output in per_checkpoint.items():
+            for metrics_of_output in by_output.values():
+                for metric in metrics_of_output:
+                    metric.reduce(self.communicator)
+            report.metrics[checkpoint] = {o.name: {m.name: m.as_dict() for m in ms}
+                                          for o, ms in by_output.items()}
+
+    def evaluate_stream(self, chunks: Iterable[tuple[np.ndarray, dict, dict]],
+                        total: Optional[int] = None,
+                        metrics: Union[MetricSpec, dict, None] = None,
+                        callbacks: Optional[Sequence] = None, *,
+                        on_chunk: Optional[Callable[["ChunkResult"], None]] = None,
+                        stop: Optional[Callable[[], bool]] = None,
+                        initial: Optional["ChunkResult"] = None) -> "MetricsResult":
+        """Evaluate this rank's data one chunk at a time; memory is bounded by one chunk.
+
+        ``chunks`` yields ``(indices, x, y)``: the global example indices of a chunk and dicts
+        mapping input/output populations to its arrays. After each chunk ``on_chunk`` gets
+        that chunk's local counts (a :class:`ChunkResult`, e.g. for a journal). ``stop()`` is
+        asked after each batch: when true the chunk ends early, ``on_chunk`` gets the part
+        done and :class:`EvaluationStopped` is raised before any communication. ``initial``:
+        counts already done (pass them on one rank only). Metrics are reduced once, at the end.
+        """
+        outputs = list(self.outputs)
+        if metrics is None:
+            metrics = self.compiler.metrics or "sparse_categorical_accuracy"
+        specs = _metric_specs(metrics, outputs)
+        checkpoints = sorted(set(self._checkpoints()) | {self.compiler.timesteps})
+        names = [p.name for p in self.network.populations]
+        totals = initial or ChunkResult.empty(names)
+        accumulated = {c: {o: [make_metric(s) for s in specs[o]] for o in outputs}
+                       for c in checkpoints}
+        for checkpoint, by_output in accumulated.items():
+            for o, ms in by_output.items():
+                for m in ms:
+                    known = totals.metrics.get(checkpoint, {}).get(o.name, {}).get(m.name)
+                    if known is not None:
+                        m.set_counts(np.asarray(known))
+        cb = self._callback_list(callbacks, total, None)
         cb.on_test_begin()
-        stats = self._schedule(genn, feed(), outputs, on_result, cb)
+        start = time.perf_counter()
+        for indices, x, y in chunks:
+            fresh = {c: {o: [make_metric(s) for s in specs[o]] for o in outputs}
+                     for c in checkpoints}
+            done: list[np.ndarray] = []
+
+            def sink(batch_indices, checkpoint, pop, value, labels, fresh=fresh, done=done):
+                if checkpoint == self.compiler.timesteps and pop is outputs[0]:
+                    done.append(batch_indices)
+                if labels is not None and pop in labels:
+                    for metric in fresh[checkpoint][pop]:
+                        metric.update(labels[pop], value)
+            stats = self._run_local(self._slices({**x, **y}, 0, len(indices), indices=indices),
+                                    outputs, sink, cb, stop)
+            result = ChunkResult.of(np.concatenate(done) if done else np.zeros(0, np.int64),
+                                    fresh, stats, self.network)
+            for checkpoint, by_output in fresh.items():
+                for o, ms in by_output.items():
+                    for into, m in zip(accumulated[checkpoint][o], ms):
+                        into.set_counts(_add_counts(into.counts(), m.counts()))
+            totals = totals.plus(result)
+            if on_chunk is not None:
+                on_chunk(result)
+            if stop is not None and stop():
+                raise EvaluationStopped(totals.examples)
         seconds = time.perf_counter() - start
         reduce_start = time.perf_counter()
         report = EvaluationReport(seconds=seconds)
-        for checkpoint, by_output in (per_checkpoint or {}).items():
-            for metrics_of_output in by_output.values():
-                for metric in metrics_of_output:
-                    metric.reduce(comm)
-            report.metrics[checkpoint] = {o.name: {m.name: m.as_dict() for m in ms}
-                                          for o, ms in by_output.items()}
-        report.spikes = _reduce_spikes(stats, self.network, comm)
+        self._reduce_metrics(report, accumulated)
+        report.spikes = _spike_report(self.network, totals.spike_vector(names), names,
+                                      self.compiler.timesteps, self.communicator)
         report.examples = report.spikes["examples"]
         report.reduce_seconds = time.perf_counter() - reduce_start
         self.last_report = report
-        cb.on_test_end(metrics or {})
-        return cb.get_data()
+        final = MetricsResult({o: ms[0] if len(ms) == 1 else {m.name: m for m in ms}
+                               for o, ms in accumulated[self.compiler.timesteps].items()})
+        cb.on_test_end(final)
+        return final
 
     def _schedule(self, genn, batches, outputs, on_result, cb) -> SpikeStats:
         c = self.compiler
@@ -400,14 +519,16 @@ class CompiledInferenceNetwork:
         start, stop = shard_bounds(n, comm.rank, comm.size)
         return start, stop, n
 
-    def _slices(self, arrays: dict, start: int, stop: int, index_offset: int = 0
-                ) -> Iterator[tuple[np.ndarray, dict]]:
-        """Batches of rows [start, stop), tagged with global example indices (row + offset)."""
+    def _slices(self, arrays: dict, start: int, stop: int, index_offset: int = 0,
+                indices: Optional[np.ndarray] = None) -> Iterator[tuple[np.ndarray, dict]]:
+        """Batches of rows [start, stop), tagged with global example indices (row + offset,
+        or ``indices[row]``)."""
         b = self._require().batch_size
         for s in range(start, stop, b):
             e = min(s + b, stop)
-            yield (np.arange(s, e, dtype=np.int64) + index_offset,
-                   {p: np.asarray(v[s:e]) for p, v in arrays.items()})
+            tags = (np.arange(s, e, dtype=np.int64) + index_offset if indices is None
+                    else np.asarray(indices[s:e], np.int64))
+            yield tags, {p: np.asarray(v[s:e]) for p, v in arrays.items()}
 
     def _by_population(self, data: dict, expected: list[Population], what: str) -> dict:
         if not isinstance(data, dict):
@@ -508,6 +629,99 @@ def _reduce_spikes(stats: SpikeStats, network: Network, comm: Communicator) -> d
     names = list(totals)
     local = np.array([stats.examples, stats.synaptic_operations(network)]
                      + [totals[n] for n in names], np.int64)
-    reduced = comm.allreduce_sum(local)
-    return spike_report(network, int(reduced[0]), stats.timesteps,
+    return _spike_report(network, local, names, stats.timesteps, comm)
+
+
+def _spike_report(network: Network, local: np.ndarray, names: list[str], timesteps: int,
+                  comm: Communicator) -> dict:
+    """Spike report from each rank's [examples, synaptic operations, spikes per population]."""
+    reduced = comm.allreduce_sum(np.asarray(local, np.int64))
+    return spike_report(network, int(reduced[0]), timesteps,
                         dict(zip(names, (int(v) for v in reduced[2:]))), int(reduced[1]))
+
+
+def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sum of two metric count arrays (an empty confusion matrix takes the other's shape)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.size == 0:
+        return b.copy()
+    return a if b.size == 0 else a + b
+
+
+class EvaluationStopped(Exception):
+    """``evaluate_stream`` stopped early on request; ``examples`` were done on this rank."""
+
+    def __init__(self, examples: int):
+        super().__init__(f"stopped after {examples} examples")
+        self.examples = examples
+
+
+@dataclass
+class ChunkResult:
+    """One rank's local counts over some examples: what a journal records per chunk.
+
+    ``ranges``: the examples done, as sorted ``[start, stop)`` runs of global indices;
+    ``metrics``: checkpoint -> output name -> metric name -> count array; ``spikes``:
+    population -> spikes; ``synaptic_operations``.
+    """
+
+    ranges: list[tuple[int, int]]
+    metrics: dict[int, dict[str, dict[str, np.ndarray]]]
+    spikes: dict[str, int]
+    synaptic_operations: int = 0
+
+    @classmethod
+    def empty(cls, names: list[str]) -> "ChunkResult":
+        return cls([], {}, {n: 0 for n in names})
+
+    @classmethod
+    def of(cls, indices: np.ndarray, metrics: dict, stats: SpikeStats,
+           network: Network) -> "ChunkResult":
+        counts = {c: {o.name: {m.name: m.counts() for m in ms} for o, ms in by_output.items()}
+                  for c, by_output in metrics.items()}
+        return cls(index_ranges(indices), counts, stats.totals(),
+                   stats.synaptic_operations(network))
+
+    def plus(self, other: "ChunkResult") -> "ChunkResult":
+        metrics = {c: {o: dict(ms) for o, ms in by_output.items()}
+                   for c, by_output in self.metrics.items()}
+        for c, by_output in other.metrics.items():
+            for o, ms in by_output.items():
+                into = metrics.setdefault(c, {}).setdefault(o, {})
+                for name, counts in ms.items():
+                    into[name] = _add_counts(into.get(name, np.zeros(0)), counts)
+        spikes = {n: self.spikes.get(n, 0) + other.spikes.get(n, 0)
+                  for n in {**self.spikes, **other.spikes}}
+        return ChunkResult(merge_ranges(self.ranges + other.ranges), metrics, spikes,
+                           self.synaptic_operations + other.synaptic_operations)
+
+    @property
+    def examples(self) -> int:
+        return sum(b - a for a, b in self.ranges)
+
+    def spike_vector(self, names: list[str]) -> np.ndarray:
+        """[examples, synaptic operations, spikes of each named population]."""
+        return np.array([self.examples, self.synaptic_operations]
+                        + [self.spikes.get(n, 0) for n in names], np.int64)
+
+
+def index_ranges(indices: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted global indices as ``[start, stop)`` runs of consecutive values."""
+    indices = np.sort(np.asarray(indices, np.int64))
+    if indices.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [indices.size]])
+    return [(int(indices[a]), int(indices[b - 1]) + 1) for a, b in zip(starts, stops)]
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping ranges with touching ones joined."""
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged

@@ -15,6 +15,8 @@ when present, holds one integer class label per example (shape ``(n,)`` or ``(n,
 memory map); a stored ``.npz`` member by seeking straight to the rows inside the zip file; a
 compressed member by decompressing it as a stream and dropping everything before the first
 row, so memory stays bounded by the shard plus a fixed-size buffer, never the whole array.
+:func:`iter_rows` reads rows in chunks of a fixed number of examples, keeping each file (and
+a compressed member's stream) open between chunks, so memory is bounded by one chunk.
 """
 from __future__ import annotations
 
@@ -23,13 +25,13 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Iterator, Optional, Union
 
 import numpy as np
 from numpy.lib import format as npy_format
 
 __all__ = ["DataError", "DatasetInfo", "shard_bounds", "inspect_dataset", "read_shard",
-           "SUPPORTED_EXTENSIONS"]
+           "iter_rows", "SUPPORTED_EXTENSIONS"]
 
 PathLike = Union[str, Path]
 SUPPORTED_EXTENSIONS = (".npz", ".npy", ".h5", ".hdf5")
@@ -425,3 +427,60 @@ def read_shard(path: PathLike, start: int, stop: int, x_name: str = "x",
     if y is not None:
         y = y.reshape(-1)
     return x, y
+
+
+def iter_rows(path: PathLike, ranges: list[tuple[int, int]], chunk: int, x_name: str = "x",
+              y_name: Optional[str] = "y", require_labels: bool = False
+              ) -> Iterator[tuple[int, np.ndarray, Optional[np.ndarray]]]:
+    """``(first_row, x, y)`` for the rows of ``ranges`` (sorted ``[start, stop)`` pairs), at
+    most ``chunk`` rows at a time; only those rows are read. Names and errors as for
+    :func:`read_shard`."""
+    info, x_header, y_header = _inspect(path, x_name, y_name, require_labels)
+    for start, stop in ranges:
+        if not (0 <= start <= stop <= info.n_examples):
+            raise DataError(f"{info.path}: rows [{start}, {stop}) are outside the "
+                            f"{info.n_examples} examples of {info.x_name!r}")
+    readers = [_row_reader(info, name, header, ranges, chunk)
+               for name, header in ((info.x_name, x_header), (info.y_name, y_header))
+               if name is not None]
+    for start, stop in ranges:
+        for a in range(start, stop, chunk):
+            arrays = [next(reader) for reader in readers]
+            y = arrays[1].reshape(-1) if len(arrays) > 1 else None
+            yield a, arrays[0], y
+
+
+def _row_reader(info: DatasetInfo, name: str, header: _ArrayHeader,
+                ranges: list[tuple[int, int]], chunk: int) -> Iterator[np.ndarray]:
+    """Chunks of one array's rows, in the order :func:`iter_rows` asks for them."""
+    pieces = [(a, min(a + chunk, stop)) for start, stop in ranges for a in range(start, stop, chunk)]
+    if info.format == "hdf5":
+        with _h5_open(info.path) as f:
+            for a, b in pieces:
+                yield np.ascontiguousarray(f[name][a:b])
+    elif info.format == "npy":
+        data = np.load(info.path, mmap_mode="r", allow_pickle=False)
+        for a, b in pieces:
+            yield np.ascontiguousarray(data[a:b])
+    else:
+        yield from _npz_row_reader(info.path, name, header, pieces)
+
+
+def _npz_row_reader(path: Path, name: str, header: _ArrayHeader,
+                    pieces: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+    with _open_zip(path) as zf:
+        info = _npz_member(zf, name)
+        streamed = (info.compress_type != zipfile.ZIP_STORED
+                    and not (header.fortran_order and len(header.shape) > 1))
+    if not streamed:  # stored members seek to each chunk; Fortran order re-reads (rare)
+        for a, b in pieces:
+            yield _npz_rows(path, name, header, a, b)
+        return
+    where = f"{path}[{name}]"
+    with _open_zip(path) as zf, zf.open(_npz_member(zf, name)) as member:
+        _read_npy_header(member, where)
+        position = 0
+        for a, b in pieces:  # one decompression pass: skip forward to each chunk
+            yield _rows_c_order(member, header, a - position, b - position, where,
+                                seekable=False)
+            position = b

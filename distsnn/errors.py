@@ -12,6 +12,10 @@ class UserError(Exception):
     """A problem with the user's input; the command line prints its message as one line."""
 
 
+class SharedUserError(UserError):
+    """A user error raised on every rank alike (rank 0 alone reports it)."""
+
+
 #: Exceptions that mean "fix your input", not "distsnn has a bug".
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 
@@ -37,7 +41,7 @@ def on_root(comm: Communicator, fn: Callable[[], T], broadcast: bool = True) -> 
             error = str(err)
     error = comm.broadcast_object(error)
     if error is not None:
-        raise UserError(error)
+        raise SharedUserError(error)
     return comm.broadcast_object(result) if broadcast else result
 
 
@@ -52,5 +56,5 @@ def agree(comm: Communicator, fn: Callable[[], T]) -> T:
     errors = comm.broadcast_object(comm.gather_object(error))
     for rank, message in enumerate(errors):
         if message is not None:
-            raise UserError(message if comm.size == 1 else f"rank {rank}: {message}")
+            raise SharedUserError(message if comm.size == 1 else f"rank {rank}: {message}")
     return result

@@ -20,8 +20,10 @@ import numpy as np
 from . import __version__
 from .communicator import Communicator
 from .compilers import FewSpikeCompiler, InferenceCompiler
-from .data import inspect_dataset, read_shard, shard_bounds
+from .data import inspect_dataset, iter_rows, read_shard, shard_bounds
 from .errors import UserError, agree, on_root
+from .inputs import InputScaling, check_channels, check_dtype
+from .jobs import JobOptions, evaluate_job
 from .netfile import FORMAT_NAME, load_network, network_to_bytes
 from .network import Network
 from .neurons import FewSpikeReluInput
@@ -133,20 +135,25 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
                   x_name: str = "x", y_name: str = "y", timesteps: list[int] = (500,),
                   batch_size: int = 1, backend: str = "auto", seed: int = 1,
                   build_dir: Optional[str] = None, top_k: int = 5,
-                  progress: bool = True, connectivity: str = "auto",
-                  memory_budget: Optional[str] = None) -> dict:
-    """Evaluate ``network`` on a dataset file with every rank reading only its shard."""
+                  progress: bool = True, job: Optional[JobOptions] = None,
+                  connectivity: str = "auto", memory_budget: Optional[str] = None) -> dict:
+    """Evaluate ``network`` on a dataset file, every rank streaming its own examples in
+    chunks (see :mod:`distsnn.jobs` for the journal and resuming)."""
     from .callbacks import BatchProgressBar
+    job = job or JobOptions()
     if len(network.inputs) != 1 or len(network.outputs) != 1:
         raise UserError("the command line evaluates networks with one input and one output; "
                         "use the library API for more")
     inp, out = network.inputs[0], network.outputs[0]
-    info = on_root(comm, lambda: _check_dataset(data, x_name, y_name, network))
-    start, stop = agree(comm, lambda: shard_bounds(info.n_examples, comm.rank, comm.size))
-    with timings.measure("data_read"):
-        x, y = agree(comm, lambda: read_shard(data, start, stop, x_name, y_name, True))
+    if Path(data).is_dir():  # an image folder: rank 0 lists it, each rank decodes its shard
+        folder, info, identity = on_root(comm, lambda: _scan_images(data, network, job))
+        read = folder.iter_rows
+    else:
+        info = on_root(comm, lambda: _check_dataset(data, x_name, y_name, network, job.scaling))
+        identity = on_root(comm, lambda: _dataset_identity(info))
+        read = lambda ranges, chunk: iter_rows(data, ranges, chunk, x_name, y_name, True)  # noqa: E731
+    agree(comm, lambda: shard_bounds(info.n_examples, comm.rank, comm.size))
     num_classes = out.size
-    agree(comm, lambda: _check_labels(y, num_classes, data, start))
     few_spike = isinstance(inp.neuron, FewSpikeReluInput)
     metrics = ["sparse_categorical_accuracy", f"top_{min(top_k, num_classes)}_accuracy",
                "confusion_matrix"]
@@ -165,8 +172,15 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
         timings.values["load"] = compiled.build_info.load_s
         comm.barrier()
         callbacks = [BatchProgressBar()] if progress else []
-        compiled.evaluate({inp: _as_input(x, network, data, x_name)}, {out: y}, metrics,
-                          callbacks, sharded=True)
+        job.fingerprint = {**job.fingerprint, "network": network.content_hash(),
+                           "dataset": identity, "seed": compiled.base_seed,
+                           "schedule": ["few-spike", inp.neuron.k] if few_spike
+                           else ["rate", sorted(set(timesteps))], "metrics": metrics,
+                           "inputs": job.scaling.describe()}
+        outcome = evaluate_job(
+            compiled, read, info.n_examples, f"{data}", lambda y, first: _check_labels(y, num_classes, data,
+                                                                       first),
+            metrics, callbacks, comm, job)
         report = compiled.last_report
         timings.values["evaluation"] = report.seconds
         timings.values["reduction"] = report.reduce_seconds
@@ -193,15 +207,46 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
         "metrics": {str(c): m[out.name] for c, m in sorted(report.metrics.items())},
         "spikes": report.spikes,
         "timings_s": dict(timings.values),
-        "examples_per_second": report.examples / slowest if slowest else None,
+        "examples_per_second": ((report.examples - outcome.resumed_examples) / slowest
+                                if slowest else None),
+        "journal": {"path": None if job.journal is None else str(job.journal),
+                    "resumed_examples": outcome.resumed_examples},
         "versions": _versions(),
     }
 
 
-def _check_dataset(path: str, x_name: str, y_name: str, network: Network):
+def _check_dataset(path: str, x_name: str, y_name: str, network: Network,
+                   scaling: InputScaling):
     info = inspect_dataset(path, x_name, y_name, require_labels=True)
     _check_shape(tuple(info.x_shape), network, path, x_name)
+    check_dtype(info.x_dtype, scaling, f"{path}[{info.x_name}]")
+    check_channels(scaling.mean, info.x_shape, "--mean")
+    check_channels(scaling.std, info.x_shape, "--std")
     return info
+
+
+def _scan_images(path: str, network: Network, job: JobOptions):
+    from .images import ImageFolder
+    folder = ImageFolder.scan(path, network.inputs[0].shape[-1], **job.images)
+    info = folder.info()
+    _check_shape(tuple(info.x_shape), network, path, "images")
+    check_dtype(info.x_dtype, job.scaling, path)
+    return folder, info, {"images": folder.identity(), "examples": info.n_examples,
+                          "x": list(info.x_shape)}
+
+
+def _dataset_identity(info) -> dict:
+    """What identifies a dataset for a journal: size, shape and a hash of its first and last
+    MiB (so a copy elsewhere, e.g. on node-local disk, is the same dataset)."""
+    import hashlib
+    digest = hashlib.sha256()
+    size = Path(info.path).stat().st_size
+    with open(info.path, "rb") as f:
+        digest.update(f.read(1 << 20))
+        f.seek(max(size - (1 << 20), 0))
+        digest.update(f.read(1 << 20))
+    return {"bytes": size, "sha256_ends": digest.hexdigest()[:16], "examples": info.n_examples,
+            "x": [info.x_name, list(info.x_shape), str(info.x_dtype)], "y": info.y_name}
 
 
 def _check_labels(y: np.ndarray, num_classes: int, path: str, start: int) -> None:

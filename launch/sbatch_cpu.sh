@@ -22,6 +22,13 @@
 #SBATCH --ntasks=2
 #SBATCH --cpus-per-task=1
 #SBATCH --output=distsnn-%j.out
+#SBATCH --open-mode=append
+# Long evaluations resume themselves: 120 s before the time limit every task gets SIGUSR1,
+# distsnn finishes its batch, saves its journal (OUTPUT.journal) and exits 138; pre-emption
+# sends SIGTERM (exit 143). Either way this script requeues the job, and the rerun of the same
+# command continues from the journal. DISTSNN_REQUEUE=0 turns the requeue off.
+#SBATCH --requeue
+#SBATCH --signal=USR1@120
 set -euo pipefail
 
 if [ -n "${DISTSNN_VENV:-}" ]; then
@@ -33,4 +40,11 @@ export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
 
 read -r -a DISTSNN_CMD_WORDS <<< "${DISTSNN_CMD:-distsnn}"
 echo "sbatch_cpu.sh: job ${SLURM_JOB_ID:-?}: ${SLURM_NTASKS:-?} task(s) on ${SLURM_JOB_NODELIST:-?}: srun --mpi=${DISTSNN_SRUN_MPI:-pmi2} ${DISTSNN_CMD_WORDS[*]} $*" >&2
-srun --mpi="${DISTSNN_SRUN_MPI:-pmi2}" "${DISTSNN_CMD_WORDS[@]}" "$@"
+rc=0
+srun --mpi="${DISTSNN_SRUN_MPI:-pmi2}" "${DISTSNN_CMD_WORDS[@]}" "$@" || rc=$?
+if { [ "$rc" -eq 138 ] || [ "$rc" -eq 143 ]; } && [ "${DISTSNN_REQUEUE:-1}" != 0 ] \
+        && [ -n "${SLURM_JOB_ID:-}" ]; then
+    echo "sbatch_cpu.sh: stopped by a signal (exit $rc); requeueing job $SLURM_JOB_ID to resume" >&2
+    scontrol requeue "$SLURM_JOB_ID"
+fi
+exit "$rc"

@@ -15,7 +15,7 @@ from distsnn.connectivity import Conv2D, Dense, OneToOne
 from distsnn.network import Network
 from distsnn.neurons import BinarySpikeInput, IntegrateFire, PoissonInput
 from distsnn.simulation import run_few_spike, run_rate
-from distsnn.statistics import SpikeStats, fan_out
+from distsnn.statistics import SpikeStats
 
 NEVER = 1e30
 

@@ -1,7 +1,6 @@
 """The lowering plan: memory model against measured RSS, the budget, ``distsnn inspect``."""
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np

@@ -9,14 +9,12 @@ estimate is checked against the per-rank budget before anything large is allocat
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import numpy as np
 from pygenn import GeNNModel, create_var_ref, init_postsynaptic, init_weight_update
@@ -254,26 +252,16 @@ class GeNNNetwork:
     # build and load ------------------------------------------------------------------
     def build_and_load(self, build_dir: str | Path, comm: Optional[Communicator] = None,
                        num_recording_timesteps: Optional[int] = None) -> BuildInfo:
-        """Generate and compile code once per node, then load on every rank.
+        """Generate and compile code once, then load on every rank.
 
-        The node's first rank builds under a file lock (safe on a shared file system; GeNN
-        skips code generation and compilation when ``model.sha`` matches); the other ranks of
-        the node wait for it and only load.
+        Only the holder of the model's build lock writes (see :mod:`.build_dir`): safe for
+        concurrent jobs sharing a build directory, and a complete build loads read-only.
         """
+        from .build_dir import build_shared
         comm = comm or SerialCommunicator()
         build_dir = Path(build_dir).expanduser()
-        build_dir.mkdir(parents=True, exist_ok=True)
-        sha = build_dir / f"{self.model_name}_CODE" / "model.sha"
         start = time.perf_counter()
-        reused = True
-        if comm.local_rank == 0:
-            with _file_lock(build_dir / f"{self.model_name}.lock"):
-                before = sha.stat().st_mtime_ns if sha.exists() else None
-                self._model.build(str(build_dir))
-                reused = before is not None and sha.stat().st_mtime_ns == before
-        comm.local_barrier()
-        if comm.local_rank != 0:
-            self._model.build(str(build_dir), never_rebuild=True)
+        reused = build_shared(self._model, build_dir, self.model_name, comm)
         build_s = time.perf_counter() - start
         code_dir = str((build_dir / f"{self.model_name}_CODE").resolve())
         if code_dir in _LOADED:
@@ -428,16 +416,6 @@ def few_spike_source(network: Network, pop: Population) -> tuple[float, bool]:
                          f"signedness (got alphas {sorted(alphas)}, signed {sorted(signs)}); the "
                          f"few-spike converter equalises them")
     return alphas.pop(), signs.pop()
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def default_build_dir() -> Path:

@@ -1,0 +1,109 @@
+"""A GeNN build directory shared by any number of concurrent jobs and ranks.
+
+Per model, the process holding ``<model>.lock`` (an exclusive ``flock``, one per node per
+job, taken in turn by concurrent jobs) is the only one that writes: GeNN generates and
+compiles the code (skipping both when ``model.sha`` matches) and a completion marker is
+written last. Every other process only loads: it generates the code in memory with a private
+scratch directory for GeNN's Makefile and loads the compiled library from the build
+directory, so it never touches a file another job may be building. A build directory that
+is not writable (read-only mount, another user's cache) is used as it is when it holds a
+complete build of the model.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from ..communicator import Communicator
+from ..errors import UserError
+
+MARKER = ".distsnn-complete"
+
+
+class BuildDirError(UserError):
+    """A build directory that cannot be used (missing build, read-only, full)."""
+
+
+def build_shared(model, build_dir: Path, name: str, comm: Communicator) -> bool:
+    """Build ``model`` once into ``build_dir`` and prepare it for loading on every rank;
+    returns whether an existing build was reused."""
+    writable = _prepare(build_dir)
+    code_dir = build_dir / f"{name}_CODE"
+    builder = comm.local_rank == 0 and writable
+    reused = True
+    if builder:
+        with _file_lock(build_dir / f"{name}.lock"):
+            sha = code_dir / "model.sha"
+            before = sha.stat().st_mtime_ns if sha.exists() else None
+            try:
+                model.build(str(build_dir))
+                _write_marker(code_dir, model)
+            except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
+                raise _build_failure(build_dir, err) from err
+            reused = before is not None and sha.stat().st_mtime_ns == before
+    comm.local_barrier()
+    if not builder:
+        if not (code_dir / MARKER).exists():
+            raise BuildDirError(f"the build directory {build_dir} is read-only and holds no "
+                                f"complete build of this network ({code_dir.name}); build it "
+                                f"once where it is writable, or pass a writable --build-dir")
+        _generate_only(model, build_dir)
+    return reused
+
+
+def _prepare(build_dir: Path) -> bool:
+    """Create the directory if needed; whether this process may write in it."""
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if not build_dir.is_dir():
+            raise BuildDirError(f"cannot create the build directory {build_dir} "
+                                f"({err.strerror or err}); pass a writable --build-dir") from err
+    return os.access(build_dir, os.W_OK | os.X_OK)
+
+
+def _generate_only(model, build_dir: Path) -> None:
+    """Prepare ``model`` for ``load()`` from ``build_dir`` without writing there: GeNN
+    regenerates its in-memory model and writes its Makefile into a private scratch folder."""
+    scratch = tempfile.mkdtemp(prefix="distsnn-genn-")
+    try:
+        model.build(scratch, never_rebuild=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    model._path_to_model = str(build_dir)  # where load() finds the compiled library
+
+
+def _write_marker(code_dir: Path, model) -> None:
+    tmp = code_dir / f"{MARKER}.tmp"
+    tmp.write_text(f"{model.name}\n")
+    os.replace(tmp, code_dir / MARKER)
+
+
+def _build_failure(build_dir: Path, err: BaseException) -> Exception:
+    free = shutil.disk_usage(build_dir).free
+    if getattr(err, "errno", None) == errno.ENOSPC or free < 64 << 20:
+        return BuildDirError(f"the build directory {build_dir} is full ({free >> 20} MiB free): "
+                             f"GeNN could not write or compile its code; free space there or "
+                             f"pass another --build-dir")
+    return err if isinstance(err, Exception) else RuntimeError(str(err))
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    try:
+        f = open(path, "a")
+    except OSError as err:
+        raise _build_failure(path.parent, err) from err
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
