@@ -209,7 +209,8 @@ class _Walker(Planner):
         graph = frontend.inferred.graph
         self.graph = graph
         self.constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        self.shapes = {vi.name: vi for vi in (*graph.input, *graph.value_info, *graph.output)}
+        self.shapes = {vi.name: vi for vi in (*graph.output, *graph.input, *graph.value_info)
+                       if vi.type.tensor_type.HasField("shape")}
         self.values: dict[str, Value] = {}
         self.perms: dict[str, Optional[np.ndarray]] = {}  # vectors flattened from NCHW
         self.consumers: dict[str, list] = {}
@@ -275,9 +276,10 @@ class _Walker(Planner):
             self.perms[info.name] = None
         if len(inputs) > 1:
             self.frontend.channels_first = False  # layouts of several inputs are not recorded
+        used = self._reaching_outputs()
         for index, proto in enumerate(self.graph.node):
-            node = Node(proto.name or f"{proto.op_type}_{index}", proto.op_type, proto)
-            self._node(node)
+            if index in used:
+                self._node(Node(proto.name or f"{proto.op_type}_{index}", proto.op_type, proto))
         outputs = []
         for name in self.outputs:
             if name not in self.values:
@@ -294,6 +296,17 @@ class _Walker(Planner):
         self.check_populations()
         return ConversionGraph(self.frontend.model, self.populations, inputs, outputs,
                                self.layer_pops)
+
+    def _reaching_outputs(self) -> set:
+        """Indices of the nodes that the model's outputs depend on."""
+        producer = {name: i for i, p in enumerate(self.graph.node) for name in p.output}
+        used, stack = set(), list(self.outputs)
+        while stack:
+            i = producer.get(stack.pop())
+            if i is not None and i not in used:
+                used.add(i)
+                stack.extend(self.graph.node[i].input)
+        return used
 
     def _node(self, node: Node) -> None:
         proto = node.proto
