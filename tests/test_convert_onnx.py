@@ -382,17 +382,24 @@ def test_residual_cnn_onnx_and_keras_give_the_same_network(residual):
     assert [p.name for p in from_onnx.populations] == [p.name for p in from_keras.populations]
     for a, b in zip(from_onnx.populations, from_keras.populations):
         assert a.shape == b.shape and type(a.neuron) is type(b.neuron), a.name
-        for key, value in b.neuron.params().items():
-            np.testing.assert_allclose(a.neuron.params()[key], value, rtol=1e-5, atol=1e-6,
-                                       err_msg=f"{a.name}.{key}")
+        assert_same_params(a.neuron.params(), b.neuron.params(), a.name)
     assert len(from_onnx.connections) == len(from_keras.connections)
     for a, b in zip(from_onnx.connections, from_keras.connections):
         assert (a.source.name, a.target.name) == (b.source.name, b.target.name)
         assert a.connectivity.kind == b.connectivity.kind
-        for key, value in b.connectivity.params().items():
-            np.testing.assert_allclose(a.connectivity.params()[key], value, rtol=1e-5,
-                                       atol=1e-6, err_msg=f"{a.source.name}->{a.target.name}")
-    r["from_keras"] = from_keras
+        assert_same_params(a.connectivity.params(), b.connectivity.params(),
+                           f"{a.source.name}->{a.target.name}")
+
+
+def assert_same_params(got: dict, expected: dict, where: str) -> None:
+    """Equal parameters; numbers up to float32 rounding (TF and onnxruntime sum differently)."""
+    assert got.keys() == expected.keys(), where
+    for key, value in expected.items():
+        if value is None or isinstance(value, (str, bool)):
+            assert got[key] == value, f"{where}.{key}"
+        else:
+            np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{where}.{key}")
 
 
 def test_mpi_evaluate_onnx_matches_keras_and_rank_1_never_imports_onnx(residual, tmp_path):
@@ -422,6 +429,8 @@ def test_mpi_evaluate_onnx_matches_keras_and_rank_1_never_imports_onnx(residual,
     assert onnx_results["network"]["metadata"]["input_layout"] == "channels_first"
     accuracy = {name: next(iter(res["metrics"].values()))["sparse_categorical_accuracy"]
                 for name, res in (("onnx", onnx_results), ("keras", keras_results))}
+    assert accuracy["onnx"]["total"] == len(r["y_test"])
     assert accuracy["onnx"] == accuracy["keras"]
+    accuracy = accuracy["onnx"]["result"]
     ann = float(np.mean(np.argmax(r["keras"].predict(r["x_test"], verbose=0), 1) == r["y_test"]))
-    assert accuracy["onnx"] >= ann - 0.03 and ann > 0.8, (accuracy, ann)
+    assert accuracy >= ann - 0.03 and ann > 0.8, (accuracy, ann)
