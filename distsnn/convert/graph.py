@@ -186,19 +186,6 @@ class _Walker(Planner):
                 return False
         return True
 
-    def _terminal(self, tensor) -> bool:
-        """True if ``tensor`` only reaches model outputs, through identity layers at most
-        (so a softmax on it changes no value that another layer uses)."""
-        users = self.consumers.get(id(tensor), [])
-        if not users:
-            return id(tensor) in self.output_ids
-        for op in users:
-            identity = isinstance(op, IDENTITY_LAYERS) or (
-                type(op) is L.Activation and activation_kind(op.activation) == LINEAR)
-            if not identity or not self._terminal(op._inbound_nodes[0].output_tensors[0]):
-                return False
-        return True
-
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> ConversionGraph:
         order, self.consumers = self._discover()
