@@ -318,8 +318,8 @@ class _Walker(Planner):
                                     f"supported", f"supported operators are {SUPPORTED}")
         handler = getattr(self, f"_op_{proto.op_type}", None)
         if handler is None:
-            raise ConversionError(f"node {node.name!r} ({proto.op_type}) is not supported; "
-                                  f"{_INSTEAD.get(proto.op_type, f'supported operators are {SUPPORTED}')}")
+            fix = _INSTEAD.get(proto.op_type, f"supported operators are {SUPPORTED}")
+            raise ConversionError(f"node {node.name!r} ({proto.op_type}) is not supported; {fix}")
         out = proto.output[0]
         self._validate(node, out)
         value, perm = handler(node, out)
@@ -443,7 +443,7 @@ class _Walker(Planner):
             perm = self.perms.get(tensors[0])
             bias = self._planner_constant(const, out, node, perm)
             return self.add_bias(node, self.values[tensors[0]], bias, Probe(out)), perm
-        return self._value(node), None  # raises: both inputs are constants or unknown
+        raise layer_error(node, f"adds {names}, none of which is computed from the input")
 
     def _vector_input(self, node: Node) -> tuple:
         x = self._value(node)

@@ -142,7 +142,7 @@ class Planner:
 
     Values have distsnn's layout: ``(height, width, channels)`` images and vectors.
     Kernels are Keras' (``[n_in, n_out]`` and ``[kh, kw, c_in, filters]``). Subclasses name
-    their framework's layers in messages through ``WEIGHTED``/``POOLING``/``RELU_NAME``.
+    their framework's layers in messages through ``WEIGHTED`` and ``POOLING``.
     """
 
     WEIGHTED = "Dense/Conv2D"
