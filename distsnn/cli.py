@@ -17,7 +17,7 @@ import distsnn
 
 app = typer.Typer(
     name="distsnn",
-    help="Evaluate spiking networks converted from Keras ANNs with GeNN, on one or many "
+    help="Evaluate spiking networks converted from Keras or ONNX ANNs with GeNN, on one or many "
          "MPI ranks (run under mpiexec/srun for several).",
     no_args_is_help=True,
     add_completion=False,
@@ -143,7 +143,8 @@ def _parse_timesteps(text: str) -> list[int]:
 
 @app.command()
 def convert(
-    model: Path = typer.Argument(..., help="Keras model (.keras or legacy .h5)."),
+    model: Path = typer.Argument(..., help="Keras model (.keras or legacy .h5) or ONNX model "
+                                 "(.onnx, channels-first images)."),
     output: Path = typer.Option(..., "--output", "-o", help="Network file to write (HDF5)."),
     method: Method = METHOD, norm_data: Optional[Path] = NORM_DATA,
     timesteps: int = typer.Option(500, "--timesteps", "-t",
@@ -153,7 +154,7 @@ def convert(
     percentile: float = PERCENTILE, reset: Reset = RESET, seed: int = SEED,
     build_dir: Optional[Path] = BUILD_DIR, x_name: str = X_NAME,
 ) -> None:
-    """Convert a Keras model to a spiking network file (rank 0 converts; spike-norm's
+    """Convert a Keras or ONNX model to a spiking network file (rank 0 converts; spike-norm's
     threshold search uses every rank)."""
     from distsnn.communicator import MPICommunicator
     from distsnn.evaluation import Timings, load_or_convert
@@ -177,7 +178,8 @@ def convert(
 
 @app.command()
 def evaluate(
-    model: Path = typer.Argument(..., help="Keras model (.keras/.h5) or distsnn network file."),
+    model: Path = typer.Argument(..., help="Keras model (.keras/.h5), ONNX model (.onnx) or "
+                                 "distsnn network file."),
     data: Path = typer.Option(..., "--data", "-d", help="Test set (.npz/.npy/.h5) with inputs "
                               "and integer labels, or a folder of class subfolders of "
                               "JPEG/PNG images."),
@@ -219,8 +221,8 @@ def evaluate(
                                                "class order, one subfolder name per line "
                                                "(default: sorted names)."),
 ) -> None:
-    """Evaluate a converted network (or convert a Keras model first) on a dataset, with every
-    MPI rank reading and simulating its own shard."""
+    """Evaluate a converted network (or convert a Keras or ONNX model first) on a dataset,
+    with every MPI rank reading and simulating its own shard."""
     from distsnn.signals import stop_on_signals
 
     with stop_on_signals() as stop:

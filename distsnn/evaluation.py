@@ -1,8 +1,9 @@
 """The distributed job behind ``distsnn evaluate``: load or convert, broadcast, evaluate.
 
-Rank 0 reads a network file or converts a Keras model (only rank 0 imports Keras) and
-broadcasts the network file's bytes; each rank reads only its contiguous shard of the
-dataset, evaluates it, and the counts are all-reduced. Every step is timed.
+Rank 0 reads a network file or converts a Keras or ONNX model (only rank 0 imports Keras,
+onnx or onnxruntime) and broadcasts the network file's bytes; each rank reads only its
+contiguous shard of the dataset, evaluates it, and the counts are all-reduced. Every step is
+timed.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .data import inspect_dataset, iter_rows, read_shard, shard_bounds
 from .errors import UserError, agree, on_root
 from .inputs import InputScaling, check_channels, check_dtype
 from .jobs import JobOptions, evaluate_job
+from .layout import to_network_layout
 from .netfile import FORMAT_NAME, load_network, network_to_bytes
 from .network import Network
 from .neurons import FewSpikeReluInput
@@ -31,7 +33,7 @@ from .neurons import FewSpikeReluInput
 
 @dataclass
 class ConversionOptions:
-    """How to convert a Keras model (ignored for a network file)."""
+    """How to convert a Keras or ONNX model (ignored for a network file)."""
 
     method: str = "few-spike"
     norm_data: Optional[str] = None
@@ -62,7 +64,7 @@ class Timings:
 
 
 def is_network_file(path: str | Path) -> bool:
-    """True for a distsnn network file (as opposed to a Keras model)."""
+    """True for a distsnn network file (as opposed to a Keras or ONNX model)."""
     try:
         with h5py.File(path, "r") as f:
             return f.attrs.get("format") == FORMAT_NAME
@@ -78,11 +80,11 @@ def load_or_convert(path: str, options: ConversionOptions, comm: Communicator,
     """
     def rank0() -> bytes:
         if not Path(path).exists():
-            raise UserError(f"{path}: no such file (expected a .keras/.h5 Keras model or a "
-                            f"distsnn network file)")
+            raise UserError(f"{path}: no such file (expected a .keras/.h5 Keras model, an .onnx "
+                            f"model or a distsnn network file)")
         if is_network_file(path):
             return Path(path).read_bytes()
-        from .convert import convert_file  # only rank 0 imports Keras
+        from .convert import convert_file  # only rank 0 imports Keras/onnx
         with timings.measure("conversion"):
             net = convert_file(path, options.method, norm_data=options.norm_data,
                                timesteps=options.timesteps, k=options.k,
@@ -118,9 +120,10 @@ def spike_norm_search(network: Network, options: ConversionOptions, comm: Commun
 
 def _as_input(x: np.ndarray, network: Network, path: str = "the dataset",
               name: str = "x") -> np.ndarray:
-    """Examples reshaped to the input population, after checking their size matches."""
+    """Examples in the input population's shape (from the model's layout, see
+    :func:`~distsnn.layout.to_network_layout`), after checking their size matches."""
     _check_shape(tuple(x.shape[1:]), network, path, name)
-    return np.asarray(x, np.float32).reshape((len(x),) + network.inputs[0].shape)
+    return to_network_layout(x, network)
 
 
 def _check_shape(shape: tuple, network: Network, path: str, name: str) -> None:
@@ -220,8 +223,8 @@ def _check_dataset(path: str, x_name: str, y_name: str, network: Network,
     info = inspect_dataset(path, x_name, y_name, require_labels=True)
     _check_shape(tuple(info.x_shape), network, path, x_name)
     check_dtype(info.x_dtype, scaling, f"{path}[{info.x_name}]")
-    check_channels(scaling.mean, info.x_shape, "--mean")
-    check_channels(scaling.std, info.x_shape, "--std")
+    check_channels(scaling.mean, network.inputs[0].shape, "--mean")  # in the network's layout
+    check_channels(scaling.std, network.inputs[0].shape, "--std")
     return info
 
 

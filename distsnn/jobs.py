@@ -19,6 +19,7 @@ from .compilers import ChunkResult, CompiledInferenceNetwork, EvaluationStopped
 from .errors import UserError
 from .inputs import InputScaling, check_finite
 from .journal import Journal, remaining, split_ranges
+from .layout import to_network_layout
 from .signals import Interrupted, StopRequest
 
 #: Examples per rank read, converted and journaled at a time (default of --chunk-size).
@@ -69,7 +70,7 @@ def evaluate_job(compiled: CompiledInferenceNetwork, read: RowReader, n_examples
 
     def chunks():
         for first, x, y in read(mine, options.chunk_size):
-            x = options.scaling.apply(x)
+            x = options.scaling.apply(to_network_layout(x, compiled.network))
             check_finite(x, first, where)
             check_labels(y, first)
             indices = np.arange(first, first + len(x), dtype=np.int64)

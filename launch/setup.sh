@@ -11,7 +11,7 @@
 #   GENN_SOURCE           GeNN source: a tarball path, a source directory or a URL
 #                         (default: the pinned commit's GitHub archive, see DEFAULT_GENN_COMMIT)
 #   DISTSNN_GENN_BACKEND  auto|cpu|cuda: which pygenn backends to build (default: auto)
-#   DISTSNN_EXTRAS        extras installed with distsnn                (default: convert,mpich,test,demo)
+#   DISTSNN_EXTRAS        extras installed with distsnn                (default: convert,onnx,mpich,test,demo)
 #   DISTSNN_BUILD_JOBS    parallel compile jobs for the pygenn build  (default: number of CPUs)
 #   XDG_CACHE_HOME        built wheels live in ${XDG_CACHE_HOME:-~/.cache}/distsnn/pygenn/
 #                         <commit>-<cpXY>-<backend>/ ; delete that folder to force a rebuild.
@@ -28,7 +28,7 @@ PYGENN_BUILD_REQUIREMENTS=("pybind11==3.0.4" "setuptools>=61" pkgconfig psutil w
 GENN_SOURCE="${GENN_SOURCE:-$DEFAULT_GENN_SOURCE}"
 VENV="${VENV:-$REPO/.venv}"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${DISTSNN_EXTRAS:-convert,mpich,test,demo}"
+EXTRAS="${DISTSNN_EXTRAS:-convert,onnx,mpich,test,demo}"
 BACKEND_REQUEST="${DISTSNN_GENN_BACKEND:-auto}"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/distsnn"
 

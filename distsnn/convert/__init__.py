@@ -1,10 +1,11 @@
-"""Conversion of trained Keras models to distsnn networks (mlGeNN-compatible API).
+"""Conversion of trained Keras or ONNX models to distsnn networks (mlGeNN-compatible API).
 
-The only part of distsnn that imports TensorFlow/Keras; it does so when a converter is first
-used, so ``import distsnn.convert`` itself is cheap::
+The only part of distsnn that imports TensorFlow/Keras or onnx/onnxruntime; it does so when a
+converter first meets such a model, so ``import distsnn.convert`` itself is cheap::
 
     from distsnn.convert import DataNorm
     net, inputs, outputs, layer_pops = DataNorm(500, norm_data=x_train[:256]).convert(model)
+    net, *_ = FewSpike(k=8, norm_data=x_train[:256]).convert("model.onnx")  # e.g. from PyTorch
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ _LAZY = {
     "Converter": ".converters", "Simple": ".converters", "DataNorm": ".converters",
     "FewSpike": ".converters", "DataNormOutput": ".converters", "FewSpikeOutput": ".converters",
     "share_alphas": ".converters", "convert_file": ".api", "METHODS": ".api",
-    "build_graph": ".graph", "ConversionGraph": ".graph", "PopulationSpec": ".graph",
-    "LayerInfo": ".graph", "NormData": ".norm", "load_model": ".model_io",
+    "build_graph": ".graph", "ConversionGraph": ".plan", "PopulationSpec": ".plan",
+    "LayerInfo": ".plan", "NormData": ".norm", "load_model": ".model_io",
+    "open_model": ".frontends",
 }
 
 __all__ = ["InputType", "ConversionError", "ModelFileError", "NormDataError",

@@ -1,6 +1,7 @@
 """mlGeNN-compatible converters: ``Converter``, ``Simple``, ``DataNorm`` and ``FewSpike``.
 
-``convert(model)`` plans the network with :func:`~distsnn.convert.graph.build_graph`, then
+``convert(model)`` plans the network with the model's front-end (Keras or ONNX, see
+:mod:`~distsnn.convert.frontends`), then
 calls the overridable steps in mlGeNN's order: ``pre_convert``, ``create_input_neurons`` /
 ``create_neurons`` per population, the connections, and ``post_convert``. Two extra hooks,
 ``connection_scale`` and ``convert_bias``, let the rate-coded data normalisation rescale
@@ -17,13 +18,12 @@ import numpy as np
 from ..network import Network, Population
 from ..neurons import (RESET_MODES, BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput,
                        IntegrateFire, IntegrateFireInput, Neuron, PoissonInput)
-from ._backend import keras, to_numpy
-from .activations import LINEAR, RELU, SOFTMAX
 from .enums import InputType
 from .errors import ConversionError, NormDataError
-from .graph import ConversionGraph, LayerInfo, PopulationSpec, build_graph, layer_error
-from .model_io import load_model
+from .frontends import open_model
 from .norm import NormData, RunningStat, Statistics, collect
+from .plan import (LINEAR, RELU, SOFTMAX, ConversionGraph, LayerInfo, PopulationSpec,
+                   layer_error)
 from .terms import lower
 
 log = logging.getLogger(__name__)
@@ -97,19 +97,22 @@ class Converter:
         """The planned populations of ``model`` (computed once per model object)."""
         cached = getattr(self, "_graph_cache", None)
         if cached is None or cached[0] is not model:
-            self._graph_cache = (model, build_graph(model, self.validate_tf_layer))
+            graph = open_model(model).build_graph(self.validate_tf_layer)
+            self._graph_cache = (model, graph)
         return self._graph_cache[1]
 
     # -- conversion -----------------------------------------------------------------------
     def convert(self, model):
-        """Convert a ``keras.Model`` or a ``.keras``/``.h5`` file.
+        """Convert a ``keras.Model``, a ``.keras``/``.h5`` file, an ``onnx.ModelProto`` or an
+        ``.onnx`` file.
 
-        Returns ``(network, input_populations, output_populations, {keras_layer: Population})``.
+        Returns ``(network, input_populations, output_populations, {layer: Population})``,
+        the layers being Keras layers or ONNX nodes (:class:`~distsnn.convert.onnx_graph.Node`).
         """
-        loaded = load_model(model)
-        model = loaded.model
-        self._graph_cache = None
-        graph = self.conversion_graph(model)
+        frontend = open_model(model)
+        model = frontend.model
+        graph = frontend.build_graph(self.validate_tf_layer)
+        self._graph_cache = (model, graph)
         pre = self.pre_convert(model)
         network = Network()
         pops: dict[PopulationSpec, Population] = {}
@@ -128,7 +131,7 @@ class Converter:
         network.outputs = [pops[s] for s in graph.outputs]
         inputs, outputs = list(network.inputs), list(network.outputs)
         self.post_convert(network, inputs, outputs)
-        network.metadata.update(self._metadata(loaded, graph, network, pre))
+        network.metadata.update(self._metadata(graph, network, pre))
         layer_pops = {layer: pops[spec] for layer, spec in graph.layer_pops.items()}
         return network, inputs, outputs, layer_pops
 
@@ -142,7 +145,7 @@ class Converter:
         neuron.bias = np.ascontiguousarray(np.broadcast_to(bias, spec.shape),
                                            np.float32).reshape(-1)
 
-    def _metadata(self, loaded, graph: ConversionGraph, network: Network, pre) -> dict:
+    def _metadata(self, graph: ConversionGraph, network: Network, pre) -> dict:
         thresholds, alphas = {}, {}
         for pop in network.populations:
             if isinstance(pop.neuron, (IntegrateFire, IntegrateFireInput)):
@@ -152,12 +155,8 @@ class Converter:
         meta = {
             "method": self.method,
             "method_params": self.parameters(),
-            "keras_model_sha256": loaded.sha256,
-            "keras_model_hash_of": loaded.hash_of,
-            "keras_model_path": loaded.path,
-            "keras_version": keras.__version__,
-            "keras_layers": {spec.name: [layer.name for layer in spec.layers]
-                             for spec in graph.populations},
+            "framework": graph.frontend.framework,
+            **graph.frontend.metadata(graph),
             "norm_examples": getattr(pre, "num_examples", 0),
         }
         if thresholds:
@@ -487,21 +486,7 @@ def population_statistics(graph: ConversionGraph, norm: NormData, percentile: fl
         raise ConversionError(f"data-based conversion supports models with one input, this one "
                               f"has {len(graph.inputs)}")
     specs = [s for s in graph.populations if not s.is_input]
-    tensors, index = [], {}
-    for spec in specs:
-        key = id(spec.probe.tensor)
-        if key not in index:
-            index[key] = len(tensors)
-            tensors.append(spec.probe.tensor)
-    model_inputs = list(graph.model.inputs)
-    probe_model = keras.Model(model_inputs[0] if len(model_inputs) == 1 else model_inputs,
-                              tensors)
-
-    def probe_fn(x: np.ndarray) -> list[np.ndarray]:
-        outs = probe_model(x, training=False)
-        outs = [to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
-        return [spec.probe.fn(outs[index[id(spec.probe.tensor)]]) if spec.probe.fn
-                else outs[index[id(spec.probe.tensor)]] for spec in specs]
-
-    stats = collect(norm, graph.inputs[0].shape, probe_fn, len(specs), percentile)
+    frontend = graph.frontend
+    stats = collect(norm, frontend.example_shape(graph), frontend.probe_runner(graph, specs),
+                    len(specs), percentile, prepare=frontend.model_layout)
     return stats, dict(zip(specs, stats.values))

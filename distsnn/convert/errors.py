@@ -3,12 +3,13 @@ from __future__ import annotations
 
 
 class ConversionError(ValueError):
-    """A Keras model (or one of its layers) cannot be converted; the message says why and what
-    to use instead."""
+    """A model (or one of its layers or nodes) cannot be converted; the message says why and
+    what to use instead."""
 
 
 class ModelFileError(ConversionError):
-    """A model file is missing or cannot be read as a Keras model; the message names it."""
+    """A model file is missing or cannot be read as a Keras or ONNX model; the message names
+    it."""
 
 
 class NormDataError(ConversionError):

@@ -1,24 +1,22 @@
-"""Walk a Keras model's graph in topological order and plan the spiking network.
+"""The Keras front-end: walk a Keras model's graph in topological order and plan its network.
 
-Every Keras tensor's value becomes either a population (:class:`PopulationSpec`: the model's
-inputs, every ReLU and every model output) or a :class:`Virtual` value: a sum of linear
-:class:`~distsnn.convert.terms.Term` s from populations plus a bias, which the consumers of
-the tensor take over. So ``Conv2D(linear) -> BatchNormalization -> ReLU`` is one population
-fed by one folded Conv2D connection, ``AveragePooling2D -> Flatten -> Dense`` is one
-AvgPoolDense2D connection, and ``Add`` simply collects the terms of its inputs.
+Each Keras layer is translated into the operations of :class:`~distsnn.convert.plan.Planner`
+(shared with the ONNX front-end): ``Conv2D(linear) -> BatchNormalization -> ReLU`` becomes
+one population fed by one folded Conv2D connection, ``AveragePooling2D -> Flatten -> Dense``
+one AvgPoolDense2D connection, and ``Add`` collects the terms of its inputs.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from ._backend import keras, to_numpy
-from .activations import LINEAR, RELU, SOFTMAX, activation_kind, relu_layer_kind
+from .activations import activation_kind, relu_layer_kind
 from .errors import ConversionError
-from .terms import ConvOp, DenseOp, Pad, Pool, Reshape, Term, fold_padding
+from .model_io import LoadedModel
+from .plan import (LINEAR, RELU, SOFTMAX, ConversionGraph, Frontend, LayerInfo, Planner,
+                   PopulationSpec, Probe, Value, Virtual, layer_error)
 
 L = keras.layers
 #: Layers that are the identity at inference time.
@@ -53,84 +51,10 @@ for _name in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM2D", 
     _INSTEAD[_name] = "recurrent layers cannot be converted: only feed-forward networks are"
 
 
-@dataclass(frozen=True, eq=False)
-class Probe:
-    """How to compute a value on data: a model tensor, optionally followed by ``fn``."""
-
-    tensor: Any
-    fn: Optional[Callable[[np.ndarray], np.ndarray]] = None
-
-
-@dataclass(eq=False)
-class PopulationSpec:
-    """A population to create: its Keras owner layer, shape, incoming terms and bias.
-
-    ``bias`` is a per-neuron array of the population's shape in ANN units (or None);
-    ``probe`` computes the ANN value the population represents (before any output softmax).
-    """
-
-    name: str
-    shape: tuple
-    layer: Any
-    terms: list
-    bias: Optional[np.ndarray]
-    probe: Probe
-    is_input: bool = False
-    is_output: bool = False
-    layers: list = field(default_factory=list)
-
-    def __repr__(self) -> str:
-        return f"PopulationSpec({self.name!r}, shape={self.shape})"
-
-
-@dataclass(eq=False)
-class Virtual:
-    """The value of a tensor that is not a population: ``sum(terms) + bias``."""
-
-    shape: tuple
-    terms: list
-    bias: Optional[np.ndarray]
-    probe: Probe
-    owner: Any
-
-
-Value = Union[PopulationSpec, Virtual]
-
-
-@dataclass
-class LayerInfo:
-    """What ``Converter.validate_tf_layer`` is told about a layer (mlGeNN's ``config``)."""
-
-    shape: tuple
-    is_output: bool
-    activation: Optional[str]  # "linear", "relu", "softmax", another name, or None
-    has_bias: bool = False
-
-
-@dataclass
-class ConversionGraph:
-    """The planned populations (in topological order) of a Keras model."""
-
-    model: Any
-    populations: list
-    inputs: list
-    outputs: list
-    layer_pops: dict  # Keras layer -> PopulationSpec
-
-    def spec(self, name: str) -> PopulationSpec:
-        return next(p for p in self.populations if p.name == name)
-
-
 def build_graph(model, validate: Optional[Callable[[Any, LayerInfo], None]] = None
                 ) -> ConversionGraph:
     """Plan the spiking network of ``model``; ``validate(layer, info)`` vets every layer."""
     return _Walker(model, validate).run()
-
-
-def layer_error(layer, problem: str, fix: str = "") -> ConversionError:
-    """An error naming ``layer`` and its class."""
-    text = f"layer {layer.name!r} ({type(layer).__name__}): {problem}"
-    return ConversionError(text + (f"; {fix}" if fix else ""))
 
 
 def _shape(tensor) -> tuple:
@@ -152,8 +76,52 @@ _SINGLE_INPUT = (L.Dense, L.Conv2D, L.BatchNormalization, L.AveragePooling2D,
                  L.Activation, L.Softmax)
 
 
-class _Walker:
+class KerasFrontend(Frontend):
+    """A Keras 3 model: planned by :class:`_Walker`, probed with a multi-output Keras model."""
+
+    framework = "keras"
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded, self.model = loaded, loaded.model
+
+    def build_graph(self, validate=None) -> ConversionGraph:
+        graph = build_graph(self.model, validate)
+        graph.frontend = self
+        return graph
+
+    def probe_runner(self, graph: ConversionGraph, specs: Sequence[PopulationSpec]):
+        tensors, index = [], {}
+        for spec in specs:
+            key = id(spec.probe.tensor)
+            if key not in index:
+                index[key] = len(tensors)
+                tensors.append(spec.probe.tensor)
+        model_inputs = list(self.model.inputs)
+        probe_model = keras.Model(model_inputs[0] if len(model_inputs) == 1 else model_inputs,
+                                  tensors)
+
+        def run(x: np.ndarray) -> list[np.ndarray]:
+            outs = probe_model(x, training=False)
+            outs = [to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+            return [spec.probe.fn(outs[index[id(spec.probe.tensor)]]) if spec.probe.fn
+                    else outs[index[id(spec.probe.tensor)]] for spec in specs]
+
+        return run
+
+    def metadata(self, graph: ConversionGraph) -> dict:
+        return {
+            "keras_model_sha256": self.loaded.sha256,
+            "keras_model_hash_of": self.loaded.hash_of,
+            "keras_model_path": self.loaded.path,
+            "keras_version": keras.__version__,
+            "keras_layers": {spec.name: [layer.name for layer in spec.layers]
+                             for spec in graph.populations},
+        }
+
+
+class _Walker(Planner):
     def __init__(self, model, validate):
+        super().__init__()
         self.model = model
         self.validate = validate
         try:
@@ -163,9 +131,6 @@ class _Walker:
             raise ConversionError(f"model {getattr(model, 'name', model)!r} has no defined "
                                   f"inputs ({err}); build it with keras.Input first") from None
         self.values: dict[int, Value] = {}
-        self.populations: list[PopulationSpec] = []
-        self.layer_pops: dict = {}
-        self.names: set[str] = set()
         self.output_ids = {id(t) for t in self.model_outputs}
 
     # -- graph discovery ------------------------------------------------------------------
@@ -235,7 +200,7 @@ class _Walker:
             if type(op) is L.InputLayer:
                 if id(out) in self.output_ids:
                     raise layer_error(op, "an input cannot be a model output")
-                spec = self._new_population(op, _shape(out), [], None, Probe(out), is_input=True)
+                spec = self.new_population(op, _shape(out), [], None, Probe(out), is_input=True)
                 inputs.append(spec)
                 self.values[id(out)] = spec
                 continue
@@ -247,7 +212,7 @@ class _Walker:
                 self.layer_pops[op] = value
                 value.layers.append(op)
             if id(out) in self.output_ids:
-                output_pops[id(out)] = self._output(op, value)
+                output_pops[id(out)] = self.output(op, value)
         for t in self.model_inputs:
             if not isinstance(self.values.get(id(t)), PopulationSpec):
                 raise ConversionError(f"model input {t.name!r} does not reach any output")
@@ -255,20 +220,8 @@ class _Walker:
         for t in self.model_outputs:
             if output_pops[id(t)] not in outputs:
                 outputs.append(output_pops[id(t)])
-        for spec in self.populations:
-            if not spec.is_input and not spec.terms:
-                raise ConversionError(f"population {spec.name!r} has no inputs")
+        self.check_populations()
         return ConversionGraph(self.model, self.populations, inputs, outputs, self.layer_pops)
-
-    def _output(self, op, value: Value) -> PopulationSpec:
-        if isinstance(value, PopulationSpec):
-            if value.is_input:
-                raise layer_error(op, "passes a model input straight to an output")
-            value.is_output = True
-            return value
-        spec = self._population(value.owner, value, value.probe)
-        spec.is_output = True
-        return spec
 
     def _validate(self, op, node, out) -> None:
         if self.validate is None:
@@ -285,49 +238,6 @@ class _Walker:
         elif _is_ops_op(op, "Relu"):
             activation = RELU
         self.validate(op, LayerInfo(_shape(out), self._terminal(out), activation, has_bias))
-
-    # -- populations ----------------------------------------------------------------------
-    def _unique_name(self, name: str) -> str:
-        base = re.sub(r"\W", "_", name) or "pop"
-        if base[0].isdigit():
-            base = "p_" + base
-        candidate, i = base, 1
-        while candidate in self.names:
-            candidate, i = f"{base}_{i}", i + 1
-        self.names.add(candidate)
-        return candidate
-
-    def _new_population(self, owner, shape, terms, bias, probe, is_input=False):
-        spec = PopulationSpec(self._unique_name(owner.name), tuple(shape), owner, list(terms),
-                              bias, probe, is_input=is_input)
-        self.populations.append(spec)
-        spec.layers.append(owner)
-        self.layer_pops.setdefault(owner, spec)
-        return spec
-
-    def _population(self, owner, value: Value, probe: Probe) -> PopulationSpec:
-        v = self._virtual(value)
-        for term in v.terms:
-            pads = [op for op in term.ops if isinstance(op, Pad)]
-            if pads:
-                raise ConversionError(f"layer {pads[0].layer_name!r} (ZeroPadding2D): zero "
-                                      f"padding is only supported directly before a Conv2D")
-        return self._new_population(owner, v.shape, v.terms, v.bias, probe)
-
-    @staticmethod
-    def _virtual(value: Value) -> Virtual:
-        if isinstance(value, Virtual):
-            return value
-        return Virtual(value.shape, [Term(value)], None, value.probe, value.layer)
-
-    @staticmethod
-    def _nonnegative(value: Value) -> bool:
-        """True if the value is already rectified (so a ReLU on it is the identity)."""
-        if isinstance(value, PopulationSpec):
-            return not value.is_input
-        return value.bias is None and all(
-            not t.source.is_input and all(isinstance(op, (Pool, Reshape)) for op in t.ops)
-            for t in value.terms)
 
     # -- layers ---------------------------------------------------------------------------
     def _convert(self, op, node, ins: list, out) -> Value:
@@ -353,7 +263,9 @@ class _Walker:
         if cls in (L.Flatten, L.Reshape):
             return self._flatten(op, x, out)
         if cls is L.ZeroPadding2D:
-            return self._zero_pad(op, x, out)
+            self._channels_last(op)
+            pads = tuple(tuple(int(p) for p in axis) for axis in op.padding)
+            return self.zero_pad(op, x, pads, _shape(out), Probe(out))
         if cls is L.ReLU:
             return self._nonlinear(op, x, out, relu_layer_kind(op))
         if cls is L.Activation:
@@ -375,21 +287,7 @@ class _Walker:
 
     def _nonlinear(self, op, x: Value, out, kind: str, pre_probe: Optional[Probe] = None
                    ) -> Value:
-        """Apply an activation of ``kind`` to ``x`` (the pre-activation)."""
-        if kind == LINEAR:
-            if isinstance(x, Virtual):
-                return Virtual(x.shape, x.terms, x.bias, Probe(out), x.owner)
-            return x
-        if kind == RELU and self._nonnegative(x):
-            return x
-        if kind == SOFTMAX and self._terminal(out):
-            # argmax-preserving: the output population reads the pre-activation
-            if isinstance(x, PopulationSpec):
-                return x
-            probe = pre_probe or x.probe
-            return Virtual(x.shape, x.terms, x.bias, probe, op)
-        # ReLU (or, with validation switched off, any other nonlinearity): a population
-        return self._population(op, x, Probe(out))
+        return self.nonlinear(op, x, Probe(out), kind, self._terminal(out), pre_probe)
 
     def _add(self, op, node, ins, out) -> Value:
         shape = _shape(out)
@@ -399,31 +297,14 @@ class _Walker:
             if _shape(t) != shape:
                 raise layer_error(op, f"adds shapes {[_shape(t) for t in node.input_tensors]}; "
                                       f"broadcasting is not supported")
-        terms, bias = [], None
-        for value in ins:
-            v = self._virtual(value)
-            terms.extend(v.terms)
-            if v.bias is not None:
-                bias = v.bias.copy() if bias is None else bias + v.bias
-        return Virtual(shape, terms, bias, Probe(out), op)
-
-    def _weighted_input(self, op, x: Value) -> Virtual:
-        v = self._virtual(x)
-        for term in v.terms:
-            if term.weighted:
-                raise layer_error(op, f"follows another weighted layer without an activation "
-                                      f"in between ({term.describe()})",
-                                  "add a ReLU between them or merge the two layers")
-        return v
+        return self.add(op, ins, shape, Probe(out))
 
     def _dense(self, op, x: Value, in_tensor, out) -> Value:
         if len(x.shape) != 1:
             raise layer_error(op, f"is applied to an input of shape {x.shape} (Keras then acts on "
                                   f"the last axis only)", "add a Flatten layer before it")
-        v = self._weighted_input(op, x)
-        dense = DenseOp(to_numpy(op.kernel))
         bias = to_numpy(op.bias) if op.use_bias else None
-        pre = Virtual(_shape(out), [t.then(dense) for t in v.terms], bias, Probe(out), op)
+        pre = self.dense(op, x, to_numpy(op.kernel), bias, _shape(out), Probe(out))
         return self._activate(op, pre, in_tensor, out)
 
     def _conv(self, op, x: Value, in_tensor, out) -> Value:
@@ -434,27 +315,9 @@ class _Walker:
         if op.padding not in ("valid", "same"):
             raise layer_error(op, f"padding {op.padding!r} is not supported",
                               "use 'valid' or 'same'")
-        if len(x.shape) != 3:
-            raise layer_error(op, f"needs a (height, width, channels) input, not {x.shape}")
-        v = self._weighted_input(op, x)
-        kernel = to_numpy(op.kernel)
-        strides = tuple(int(s) for s in op.strides)
-        terms = []
-        for term in v.terms:
-            ops, padding = term.ops, op.padding
-            if ops and isinstance(ops[-1], Pad):
-                padding = fold_padding(ops[-1], kernel.shape[:2], strides, op.padding)
-                if padding is None:
-                    raise ConversionError(
-                        f"layer {ops[-1].layer_name!r} (ZeroPadding2D) followed by "
-                        f"{op.name!r} (Conv2D, kernel {kernel.shape[:2]}, strides {strides}, "
-                        f"padding {op.padding!r}) is not the same as TF 'same' or 'valid' "
-                        f"padding; use padding='same' in the Conv2D instead")
-                ops = ops[:-1]
-            terms.append(Term(term.source, ops + (ConvOp(kernel, strides, padding),)))
-        shape = _shape(out)
-        bias = (np.broadcast_to(to_numpy(op.bias), shape).copy() if op.use_bias else None)
-        pre = Virtual(shape, terms, bias, Probe(out), op)
+        bias = to_numpy(op.bias) if op.use_bias else None
+        pre = self.conv(op, x, to_numpy(op.kernel), op.strides, op.padding, bias, _shape(out),
+                        Probe(out))
         return self._activate(op, pre, in_tensor, out)
 
     def _activate(self, op, pre: Virtual, in_tensor, out) -> Value:
@@ -465,7 +328,7 @@ class _Walker:
         linear = Probe(in_tensor, _LinearClone(op, in_tensor))
         if kind == SOFTMAX and self._terminal(out):
             return self._nonlinear(op, pre, out, kind, pre_probe=linear)
-        return self._population(op, pre, Probe(out))
+        return self.population(op, pre, Probe(out))
 
     def _batch_norm(self, op, x: Value, out) -> Value:
         rank = len(x.shape)
@@ -473,54 +336,25 @@ class _Walker:
         if axis not in (-1, rank):
             raise layer_error(op, f"normalises axis {op.axis}; only the channel (last) axis is "
                                   f"supported")
-        if not isinstance(x, Virtual) or not all(t.last_weighted for t in x.terms):
-            raise layer_error(op, "can only be folded into a Dense or Conv2D (without "
-                                  "activation) directly before it",
-                              "place BatchNormalization right after the Dense/Conv2D, before "
-                              "its ReLU")
         mean, var = to_numpy(op.moving_mean), to_numpy(op.moving_variance)
         gamma = to_numpy(op.gamma) if op.scale else np.ones_like(mean)
         beta = to_numpy(op.beta) if op.center else np.zeros_like(mean)
         scale = (gamma / np.sqrt(var + np.float32(op.epsilon))).astype(np.float32)
         shift = (beta - mean * scale).astype(np.float32)
-        terms = [Term(t.source, t.ops[:-1] + (t.ops[-1].scaled(scale),)) for t in x.terms]
-        bias = (x.bias if x.bias is not None else np.zeros(x.shape, np.float32)) * scale + shift
-        return Virtual(x.shape, terms, bias.astype(np.float32), Probe(out), op)
-
-    def _pooled_input(self, op, x: Value) -> Virtual:
-        v = self._virtual(x)
-        if v.bias is not None or any(t.ops for t in v.terms):
-            raise layer_error(op, "must follow a layer with an activation (a population) or an "
-                                  "Add of such layers", "add a ReLU before the pooling layer")
-        return v
+        return self.batch_norm(op, x, scale, shift, Probe(out))
 
     def _pool(self, op, x: Value, out) -> Value:
         self._channels_last(op)
         if len(x.shape) != 3:
             raise layer_error(op, f"needs a (height, width, channels) input, not {x.shape}")
         if type(op) is L.GlobalAveragePooling2D:
-            pool = Pool(x.shape[:2], x.shape[:2])
-            extra = () if op.keepdims else (Reshape(_shape(out)),)
+            size = strides = x.shape[:2]
         else:
             if op.padding != "valid":
                 raise layer_error(op, f"padding {op.padding!r} is not supported",
                                   "use padding='valid'")
-            pool = Pool(tuple(int(s) for s in op.pool_size), tuple(int(s) for s in op.strides))
-            extra = ()
-        v = self._pooled_input(op, x)
-        terms = [Term(t.source, (pool,) + extra) for t in v.terms]
-        return Virtual(_shape(out), terms, None, Probe(out), op)
-
-    def _zero_pad(self, op, x: Value, out) -> Value:
-        self._channels_last(op)
-        v = self._virtual(x)
-        if v.bias is not None or any(t.ops and not all(isinstance(o, Pool) for o in t.ops)
-                                     for t in v.terms):
-            raise layer_error(op, "must follow a population or an AveragePooling2D and come "
-                                  "right before a Conv2D")
-        pads = tuple(tuple(int(p) for p in axis) for axis in op.padding)
-        pad = Pad(pads, tuple(x.shape[:2]), op.name)
-        return Virtual(_shape(out), [t.then(pad) for t in v.terms], None, Probe(out), op)
+            size, strides = op.pool_size, op.strides
+        return self.pool(op, x, size, strides, _shape(out), Probe(out))
 
     def _flatten(self, op, x: Value, out) -> Value:
         shape = _shape(out)
@@ -529,11 +363,7 @@ class _Walker:
                               "use Flatten")
         if type(op) is L.Flatten:
             self._channels_last(op)
-        if len(x.shape) == 1:
-            return x
-        v = self._virtual(x)
-        bias = None if v.bias is None else v.bias.reshape(-1)
-        return Virtual(shape, [t.then(Reshape(shape)) for t in v.terms], bias, Probe(out), op)
+        return self.flatten(op, x, shape, Probe(out))
 
     @staticmethod
     def _channels_last(op) -> None:

@@ -31,8 +31,8 @@ def load_model(source: Union[str, Path, Any]) -> LoadedModel:
         if not path.is_file():
             raise ModelFileError(f"{path}: no such model file")
         if path.suffix.lower() not in MODEL_EXTENSIONS:
-            raise ModelFileError(f"{path}: not a Keras model file (expected one of "
-                                 f"{', '.join(MODEL_EXTENSIONS)})")
+            raise ModelFileError(f"{path}: not a Keras or ONNX model file (expected one of "
+                                 f"{', '.join(MODEL_EXTENSIONS)} or .onnx)")
         try:
             model = keras.models.load_model(path, compile=False)
         except Exception as err:  # noqa: BLE001 - any loader failure names the file

@@ -160,14 +160,20 @@ class Statistics:
 
 
 def collect(norm: NormData, input_shape: tuple, probe_fn: Callable[[np.ndarray], Sequence],
-            num_probes: int, percentile: float = 100.0) -> Statistics:
-    """Run ``probe_fn`` on every batch and reduce its outputs to :class:`Statistics`."""
+            num_probes: int, percentile: float = 100.0,
+            prepare: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Statistics:
+    """Run ``probe_fn`` on every batch and reduce its outputs to :class:`Statistics`.
+
+    ``prepare`` first brings each batch into the model's layout (see ``Frontend``).
+    """
     if not 0.0 < percentile <= 100.0:
         raise NormDataError(f"percentile must be in (0, 100], not {percentile}")
     stats = Statistics([RunningStat(with_histogram=percentile < 100.0)
                         for _ in range(num_probes)])
     first = True
     for x in norm.batches():
+        if prepare is not None:
+            x = prepare(x)
         if x.ndim == len(input_shape) and tuple(x.shape) == tuple(input_shape):
             x = x[None]
         if x.ndim >= 1 and int(np.prod(x.shape[1:])) == int(np.prod(input_shape)):
