@@ -2,7 +2,8 @@
 
 Shapes are channels-last ``(H, W, C)`` and flattened in C order, so the flat index of
 ``(h, w, c)`` is ``(h * W + w) * C + c``. Convolutions are TF cross-correlations with TF's
-``valid``/``same`` padding. ``synapses()`` lowers any connectivity to explicit
+``valid``/``same`` padding or explicit zero padding ``((top, bottom), (left, right))`` (what
+ONNX/PyTorch models and ZeroPadding2D layers need). ``synapses()`` lowers any connectivity to explicit
 ``(pre, post, weight)`` arrays, which is what the GeNN compilation uses where no cheaper
 GeNN matrix type applies and what the numpy reference forward pass uses.
 """
@@ -15,6 +16,10 @@ from typing import ClassVar, Optional, Union
 import numpy as np
 
 Shape = tuple[int, ...]
+#: "valid", "same" or explicit ``((top, bottom), (left, right))`` zero padding.
+Padding = Union[str, tuple[tuple[int, int], tuple[int, int]]]
+#: One axis of a padding: "valid", "same" or ``(before, after)``.
+AxisPadding = Union[str, tuple[int, int]]
 
 
 class ShapeError(ValueError):
@@ -28,8 +33,28 @@ def _pair(v: Union[int, tuple[int, int], list[int]]) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
+def normalise_padding(padding) -> Padding:
+    """``"valid"``/``"same"``, or explicit pads as ``((top, bottom), (left, right))`` ints."""
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid', 'same' or ((top, bottom), (left, right)), "
+                             f"not {padding!r}")
+        return padding
+    (top, bottom), (left, right) = ((int(a), int(b)) for a, b in padding)
+    if min(top, bottom, left, right) < 0:
+        raise ValueError(f"explicit padding must not be negative, not {padding!r}")
+    return (top, bottom), (left, right)
+
+
+def axis_padding(padding: Padding, axis: int) -> AxisPadding:
+    """The padding of one axis (0: rows, 1: columns)."""
+    return padding if isinstance(padding, str) else padding[axis]
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: AxisPadding) -> int:
     """Output length of a TF convolution or pooling along one axis."""
+    if not isinstance(padding, str):
+        return (size + padding[0] + padding[1] - kernel) // stride + 1
     if padding == "valid":
         return ceil((size - kernel + 1) / stride)
     if padding == "same":
@@ -37,8 +62,10 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
     raise ValueError(f"padding must be 'valid' or 'same', not {padding!r}")
 
 
-def conv_pad_before(size: int, kernel: int, stride: int, padding: str) -> int:
+def conv_pad_before(size: int, kernel: int, stride: int, padding: AxisPadding) -> int:
     """Padding before the first element, as TF computes it (any odd extra goes after)."""
+    if not isinstance(padding, str):
+        return padding[0]
     if padding == "valid":
         return 0
     out = ceil(size / stride)
@@ -123,11 +150,12 @@ class Conv2D(Connectivity):
     kind: ClassVar[str] = "conv2d"
     weight: np.ndarray = None  # type: ignore[assignment]
     strides: tuple[int, int] = (1, 1)
-    padding: str = "valid"
+    padding: Padding = "valid"
     delay: int = 0
 
     def __post_init__(self):
         self.strides = _pair(self.strides)
+        self.padding = normalise_padding(self.padding)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         h, w, c = _image_shape(input_shape, "Conv2D")
@@ -135,8 +163,8 @@ class Conv2D(Connectivity):
         if kc != c:
             raise ShapeError(f"Conv2D kernel expects {kc} input channels but the source has {c} "
                              f"(shape {tuple(input_shape)})")
-        return (conv_output_size(h, kh, self.strides[0], self.padding),
-                conv_output_size(w, kw, self.strides[1], self.padding), int(f))
+        return (conv_output_size(h, kh, self.strides[0], axis_padding(self.padding, 0)),
+                conv_output_size(w, kw, self.strides[1], axis_padding(self.padding, 1)), int(f))
 
     def synapses(self, input_shape: Shape):
         return _conv_synapses(np.asarray(self.weight, np.float32), tuple(input_shape),
@@ -203,13 +231,14 @@ class AvgPoolConv2D(Connectivity):
     pool_size: tuple[int, int] = (2, 2)
     pool_strides: Optional[tuple[int, int]] = None
     strides: tuple[int, int] = (1, 1)
-    padding: str = "valid"
+    padding: Padding = "valid"
     delay: int = 0
 
     def __post_init__(self):
         self.pool = AvgPool2D(pool_size=self.pool_size, strides=self.pool_strides)
         self.pool_size, self.pool_strides = self.pool.pool_size, self.pool.strides
         self.strides = _pair(self.strides)
+        self.padding = normalise_padding(self.padding)
 
     def _conv(self) -> Conv2D:
         return Conv2D(weight=self.weight, strides=self.strides, padding=self.padding)
@@ -236,15 +265,14 @@ def _image_shape(shape: Shape, what: str) -> tuple[int, int, int]:
 
 
 def _conv_synapses(kernel: np.ndarray, input_shape: Shape, strides: tuple[int, int],
-                   padding: str):
+                   padding: Padding):
     """Explicit synapses of a TF cross-correlation; kernel is ``[kh, kw, c_in, c_out]``."""
     ih, iw, ic = _image_shape(input_shape, "Conv2D")
     kh, kw, _, oc = kernel.shape
     sh, sw = strides
-    oh = conv_output_size(ih, kh, sh, padding)
-    ow = conv_output_size(iw, kw, sw, padding)
-    ph = conv_pad_before(ih, kh, sh, padding)
-    pw = conv_pad_before(iw, kw, sw, padding)
+    rows, cols = axis_padding(padding, 0), axis_padding(padding, 1)
+    oh, ow = conv_output_size(ih, kh, sh, rows), conv_output_size(iw, kw, sw, cols)
+    ph, pw = conv_pad_before(ih, kh, sh, rows), conv_pad_before(iw, kw, sw, cols)
     # All (output row, output col, kernel row, kernel col) combinations inside the input
     o_r, o_c, k_r, k_c = np.meshgrid(np.arange(oh), np.arange(ow), np.arange(kh), np.arange(kw),
                                      indexing="ij")

@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from .connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Connectivity, Conv2D, Dense,
-                           OneToOne, Shape, conv_pad_before)
+                           OneToOne, Shape, axis_padding, conv_pad_before)
 from .errors import UserError
 from .network import Connection, Network
 
@@ -133,8 +133,9 @@ def kernel_geometry(c: Connectivity, input_shape: Shape) -> Optional[KernelGeome
     oh, ow, _ = c.output_shape(input_shape)
     sh, sw = c.strides
     return KernelGeometry(ih, iw, ic, *pool, *pooled, kh, kw, sh, sw,
-                          conv_pad_before(pooled[0], kh, sh, c.padding),
-                          conv_pad_before(pooled[1], kw, sw, c.padding), oh, ow, int(oc))
+                          conv_pad_before(pooled[0], kh, sh, axis_padding(c.padding, 0)),
+                          conv_pad_before(pooled[1], kw, sw, axis_padding(c.padding, 1)),
+                          oh, ow, int(oc))
 
 
 def kernel_values(c: Connectivity, input_shape: Shape) -> np.ndarray:

@@ -49,7 +49,10 @@ def ref_conv2d(x: np.ndarray, w: np.ndarray, strides, padding: str) -> np.ndarra
     kh, kw, kc, f = w.shape
     assert kc == c
     sh, sw = strides
-    if padding == "valid":
+    if isinstance(padding, tuple):  # explicit ((top, bottom), (left, right))
+        (ph, pb), (pw, pr) = padding
+        oh, ow = (h + ph + pb - kh) // sh + 1, (wd + pw + pr - kw) // sw + 1
+    elif padding == "valid":
         oh, ph = (h - kh) // sh + 1, 0
         ow, pw = (wd - kw) // sw + 1, 0
     else:
@@ -177,9 +180,16 @@ def conv2d_cases():
     extras = [((11, 9, 2), (3, 4), (1, 1), "same", 3), ((11, 9, 2), (3, 4), (1, 1), "valid", 3),
               ((11, 9, 2), (4, 3), (2, 1), "same", 2), ((11, 9, 2), (5, 5), (3, 3), "same", 1),
               ((12, 12, 2), (1, 1), (2, 2), "same", 3), ((12, 12, 2), (1, 1), (2, 2), "valid", 3),
-              ((11, 9, 2), (4, 4), (3, 2), "valid", 2)]
+              ((11, 9, 2), (4, 4), (3, 2), "valid", 2),
+              # explicit padding (ONNX/PyTorch, ZeroPadding2D): stride 2 pad 1 on an even size,
+              # asymmetric and one-sided pads
+              ((12, 12, 2), (3, 3), (2, 2), ((1, 1), (1, 1)), 3),
+              ((11, 9, 2), (3, 4), (1, 2), ((2, 0), (0, 3)), 2),
+              ((12, 12, 2), (1, 1), (2, 2), ((0, 1), (1, 0)), 3)]
     for in_shape, (kh, kw), strides, padding, c_out in extras:
-        name = f"conv_{in_shape[0]}x{in_shape[1]}_k{kh}x{kw}_s{strides[0]}x{strides[1]}_{padding}"
+        pad_name = padding if isinstance(padding, str) else "pad" + "".join(
+            str(p) for axis in padding for p in axis)
+        name = f"conv_{in_shape[0]}x{in_shape[1]}_k{kh}x{kw}_s{strides[0]}x{strides[1]}_{pad_name}"
         w = _weights(name, (kh, kw, in_shape[2], c_out))
         cases.append(Case(name, in_shape,
                           lambda w=w, s=strides, p=padding: Conv2D(w, strides=s, padding=p),
@@ -232,6 +242,13 @@ def avg_pool_conv2d_cases():
                             w, (p, p), (ps, ps), padding=pad),
                         lambda x, w=w, p=pool, ps=pool_stride, pad=padding: ref_conv2d(
                             ref_avg_pool(x, (p, p), (ps, ps)), w, (1, 1), pad)))
+    name = "avg_pool_conv_2to2_p2s2_k3_s2_pad1010"
+    w = _weights(name, (3, 3, 2, 2))
+    cases.append(Case(name, (20, 20, 2),
+                      lambda w=w: AvgPoolConv2D(w, (2, 2), (2, 2), strides=(2, 2),
+                                                padding=((1, 0), (1, 0))),
+                      lambda x, w=w: ref_conv2d(ref_avg_pool(x, (2, 2), (2, 2)), w, (2, 2),
+                                                ((1, 0), (1, 0)))))
     # a strided convolution after the pool (distsnn allows it; mlGeNN does not)
     name = "avg_pool_conv_2to2_p2s2_k3_s2_same"
     w = _weights(name, (3, 3, 2, 2))

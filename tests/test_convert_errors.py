@@ -72,9 +72,6 @@ UNSUPPORTED = [
     ("zero_pad_not_before_conv", lambda: image_model(L.ZeroPadding2D(1, name="bad"),
                                                      L.ReLU()),
      "ZeroPadding2D", "only supported directly before a Conv2D"),
-    ("zero_pad_unfoldable", lambda: image_model(L.ZeroPadding2D(((2, 0), (0, 0)), name="bad"),
-                                                L.Conv2D(2, 3, activation="relu")),
-     "ZeroPadding2D", "use padding='same' in the Conv2D instead"),
 ]
 
 

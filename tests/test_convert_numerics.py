@@ -51,6 +51,10 @@ CASES = {
     "zero_pad_conv": lambda x: L.Conv2D(3, 3)(L.ZeroPadding2D(1)(x)),
     "zero_pad_asym_conv_s2": lambda x: L.Conv2D(3, 3, strides=2)(
         L.ZeroPadding2D(((0, 1), (0, 1)))(x)),
+    # neither TF 'valid' nor 'same': explicit padding in the network
+    "asymmetric_zero_pad_conv": lambda x: L.Conv2D(3, 3)(L.ZeroPadding2D(((2, 0), (0, 1)))(x)),
+    "zero_pad_strided_same_conv": lambda x: L.Conv2D(3, 3, strides=2, padding="same")(
+        L.ZeroPadding2D(((1, 0), (0, 2)))(x)),
     "pool_zero_pad_conv": lambda x: L.Conv2D(3, 3)(L.ZeroPadding2D(1)(L.AveragePooling2D(2)(x))),
     "conv_batch_norm": lambda x: _bn()(L.Conv2D(3, 3, padding="same")(x)),
     "conv_no_bias_batch_norm": lambda x: _bn()(L.Conv2D(3, 3, use_bias=False)(x)),

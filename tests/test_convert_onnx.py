@@ -119,6 +119,10 @@ def operator_model(rng):
                                      auto_pad="SAME_UPPER"),
         "conv_s2_asymmetric_pads": g.conv("x", "conv_s2_asymmetric_pads", C, 2, 3,
                                           strides=[2, 2], pads=[0, 0, 1, 1]),
+        # neither TF 'same' nor 'valid' (like PyTorch's stride-2 padding-1 downsampling on
+        # an even size): kept as explicit padding
+        "conv_s2_explicit_pads": g.conv("x", "conv_s2_explicit_pads", C, 2, 3, strides=[2, 2],
+                                        pads=[1, 1, 0, 0]),
         "conv_batch_norm": g.batch_norm(g.conv("x", "cbn_conv", C, 4, 3, pads=[1, 1, 1, 1]),
                                         "conv_batch_norm", 4),
         "conv_add_constant": g.node("Add", [g.conv("x", "cac_conv", C, 4, 1),
@@ -190,7 +194,7 @@ def test_operator_network_structure(operators):
 
 
 @pytest.mark.parametrize("case", ["conv_valid", "conv_pads_same", "conv_s2_same_upper",
-                                  "conv_s2_asymmetric_pads", "conv_batch_norm",
+                                  "conv_s2_asymmetric_pads", "conv_s2_explicit_pads", "conv_batch_norm",
                                   "conv_add_constant", "average_pool", "flatten_gemm",
                                   "global_pool_gemm", "reshape_matmul_add",
                                   "pool_flatten_gemm_batch_norm", "residual_add"])
@@ -254,9 +258,6 @@ ERRORS = [
      "node 'bad' (Conv): is a grouped (or depthwise) convolution, group=2; use groups=1"),
     ("Conv", dict(kernel_shape=[3, 3], dilations=[2, 2]), [(2, 2, 3, 3)],
      "node 'bad' (Conv): is dilated ([2, 2]); use dilation=1"),
-    ("Conv", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), [(2, 2, 3, 3)],
-     "node 'bad' (Conv): pads [1, 1, 1, 1] with kernel (3, 3) and strides (2, 2) on a 6x6 input "
-     "are neither TF 'same' nor 'valid' padding"),
     ("Clip", {}, [()], "node 'bad' (Clip): activation 'Clip(min="),
     ("Transpose", dict(perm=[0, 1, 3, 2]), (), "node 'bad' (Transpose) is not supported; "
                                                "export the model in NCHW"),

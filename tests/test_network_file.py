@@ -152,6 +152,18 @@ def test_round_trip_with_numpy_scalar_parameters_keeps_the_hash():
     assert loaded.content_hash() == net.content_hash()
 
 
+def test_round_trip_keeps_explicit_padding():
+    net = Network()
+    inp = net.add_population("in", (6, 6, 1), BinarySpikeInput())
+    out = net.add_population("out", (3, 3, 2), IntegrateFire())
+    net.connect(inp, out, Conv2D(np.ones((3, 3, 1, 2), np.float32), strides=2,
+                                 padding=[[1, 0], [0, 1]]))
+    net.outputs = [out]
+    loaded = load_network(network_to_bytes(net))
+    assert loaded.connections[0].connectivity.padding == ((1, 0), (0, 1))
+    assert loaded.content_hash() == net.content_hash()
+
+
 def test_loaded_network_simulates_identically(tmp_path, build_dir):
     rng = np.random.default_rng(9)
     net = Network()

@@ -6,7 +6,7 @@ convolution kernels transposed from ``(O, I, kh, kw)`` to ``(kh, kw, I, O)``. Fl
 NCHW tensor orders its features ``(c, h, w)`` while distsnn's vector is ``(h, w, c)``; the
 walker remembers that permutation and applies it to the rows of the next Gemm/MatMul (and to
 per-feature constants), so values are exact. Explicit convolution pads become a zero-padding
-step folded into TF ``valid``/``same`` padding when that is exact, and an error otherwise.
+step folded into the convolution's padding: TF ``valid``/``same`` where equal, else explicit.
 Only rank 0 imports onnx (and onnxruntime, for the activations of data-based methods).
 """
 from __future__ import annotations
@@ -23,7 +23,6 @@ from ..layout import CHANNELS_FIRST, channels_first_shape
 from .errors import ConversionError, ModelFileError
 from .plan import (LINEAR, RELU, SOFTMAX, ConversionGraph, Frontend, LayerInfo, Planner,
                    PopulationSpec, Probe, Value, layer_error)
-from .terms import Pad
 
 try:
     import onnx
@@ -528,14 +527,6 @@ class _Walker(Planner):
             before = total // 2 if auto == "SAME_UPPER" else total - total // 2
             pads.append((before, total - before))
         return tuple(pads)
-
-    def padding_error(self, pad: Pad, owner, kernel_hw, strides, padding) -> ConversionError:
-        (top, bottom), (left, right) = pad.pads
-        return layer_error(
-            owner, f"pads [{top}, {left}, {bottom}, {right}] with kernel {tuple(kernel_hw)} and "
-                   f"strides {strides} on a {pad.in_hw[0]}x{pad.in_hw[1]} input are neither TF "
-                   f"'same' nor 'valid' padding, the only ones distsnn's convolutions express",
-            "use no padding, or padding k//2 with stride 1 (or with odd input sizes)")
 
     def _op_BatchNormalization(self, node: Node, out: str):
         attrs = self._attrs(node)

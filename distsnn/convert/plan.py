@@ -267,7 +267,7 @@ class Planner:
              bias: Optional[np.ndarray], shape: tuple, probe: Probe,
              pads: Optional[tuple] = None) -> Virtual:
         """A convolution with TF ``padding``, after explicit zero ``pads`` ((t, b), (l, r))
-        if given; zero padding before it is folded into its padding when that is exact."""
+        if given; zero padding before it is folded into its padding (exactly)."""
         if len(x.shape) != 3:
             raise layer_error(owner, f"needs a (height, width, channels) input, not {x.shape}")
         v = self.weighted_input(owner, x)
@@ -281,18 +281,10 @@ class Planner:
             ops, mode = term.ops, padding
             if ops and isinstance(ops[-1], Pad):
                 mode = fold_padding(ops[-1], kernel.shape[:2], strides, padding)
-                if mode is None:
-                    raise self.padding_error(ops[-1], owner, kernel.shape[:2], strides, padding)
                 ops = ops[:-1]
             terms.append(Term(term.source, ops + (ConvOp(kernel, strides, mode),)))
         bias = None if bias is None else np.broadcast_to(bias, shape).astype(np.float32)
         return Virtual(tuple(shape), terms, bias, probe, owner)
-
-    def padding_error(self, pad: Pad, owner, kernel_hw, strides, padding) -> ConversionError:
-        return ConversionError(
-            f"layer {pad.layer_name!r} (ZeroPadding2D) followed by {owner.name!r} (Conv2D, "
-            f"kernel {tuple(kernel_hw)}, strides {strides}, padding {padding!r}) is not the same "
-            f"as TF 'same' or 'valid' padding; use padding='same' in the Conv2D instead")
 
     def batch_norm(self, owner, x: Value, scale: np.ndarray, shift: np.ndarray,
                    probe: Probe) -> Virtual:

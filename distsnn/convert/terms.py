@@ -20,7 +20,7 @@ folded into the following convolution's padding by the graph walker.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -67,11 +67,12 @@ class DenseOp:
 
 @dataclass(frozen=True, eq=False)
 class ConvOp:
-    """A Keras Conv2D kernel ``[kh, kw, c_in, filters]`` with strides and TF padding."""
+    """A Keras Conv2D kernel ``[kh, kw, c_in, filters]`` with strides and padding (TF
+    ``valid``/``same`` or explicit, see :data:`distsnn.connectivity.Padding`)."""
 
     kernel: np.ndarray
     strides: tuple[int, int]
-    padding: str
+    padding: conn.Padding
 
     def scaled(self, channel_scale: np.ndarray) -> "ConvOp":
         return replace(self, kernel=self.kernel * channel_scale.astype(np.float32))
@@ -147,21 +148,22 @@ def _scaled(kernel: np.ndarray, scale: float) -> np.ndarray:
 
 
 def fold_padding(pad: Pad, kernel_hw: tuple[int, int], strides: tuple[int, int],
-                 padding: str) -> Optional[str]:
-    """The Conv2D padding (``valid``/``same``) equal to ``pad`` then a ``padding`` convolution.
-
-    Returns None when no single TF padding mode reproduces it exactly.
-    """
-    if padding != "valid":
-        return None
-    modes = []
-    for (before, after), size, k, s in zip(pad.pads, pad.in_hw, kernel_hw, strides):
-        out = conn.conv_output_size(size + before + after, k, s, "valid")
-        axis_modes = set()
-        for mode in ("valid", "same"):
-            if (conn.conv_output_size(size, k, s, mode) == out
-                    and conn.conv_pad_before(size, k, s, mode) == before):
-                axis_modes.add(mode)
-        modes.append(axis_modes)
+                 padding: conn.Padding) -> conn.Padding:
+    """The Conv2D padding equal to ``pad`` then a ``padding`` convolution, exactly: TF
+    ``valid``/``same`` where one reproduces it, else explicit ``((top, bottom), (left, right))``."""
+    combined, modes = [], []
+    for axis, ((before, after), size, k, s) in enumerate(zip(pad.pads, pad.in_hw, kernel_hw,
+                                                              strides)):
+        padded, own = size + before + after, conn.axis_padding(padding, axis)
+        out = conn.conv_output_size(padded, k, s, own)
+        own_before = conn.conv_pad_before(padded, k, s, own)
+        own_after = max((out - 1) * s + k - padded - own_before, 0)
+        total = (before + own_before, after + own_after)
+        combined.append(total)
+        modes.append({mode for mode in ("valid", "same")
+                      if conn.conv_output_size(size, k, s, mode) == out
+                      and conn.conv_pad_before(size, k, s, mode) == total[0]})
     common = modes[0] & modes[1]
-    return "valid" if "valid" in common else ("same" if common else None)
+    if common:
+        return "valid" if "valid" in common else "same"
+    return conn.normalise_padding(combined)
