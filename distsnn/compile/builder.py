@@ -23,6 +23,7 @@ from pygenn import (GeNNModel, create_var_ref, init_postsynaptic, init_toeplitz_
                     init_weight_update)
 
 from ..communicator import Communicator, SerialCommunicator
+from ..console import quiet_output
 from ..connectivity import AvgPoolDense2D, Conv2D, Dense
 from ..network import Connection, Network, Population
 from ..neurons import FewSpikeRelu, FewSpikeReluInput
@@ -271,11 +272,13 @@ class GeNNNetwork:
         if comm.local_rank == 0:
             with _file_lock(build_dir / f"{self.model_name}.lock"):
                 before = sha.stat().st_mtime_ns if sha.exists() else None
-                self._model.build(str(build_dir))
+                with quiet_output("GeNN's code generation and build"):
+                    self._model.build(str(build_dir))
                 reused = before is not None and sha.stat().st_mtime_ns == before
         comm.local_barrier()
         if comm.local_rank != 0:
-            self._model.build(str(build_dir), never_rebuild=True)
+            with quiet_output("GeNN's build"):
+                self._model.build(str(build_dir), never_rebuild=True)
         build_s = time.perf_counter() - start
         code_dir = str((build_dir / f"{self.model_name}_CODE").resolve())
         if code_dir in _LOADED:
