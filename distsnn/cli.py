@@ -212,10 +212,7 @@ def evaluate(
 ) -> None:
     """Evaluate a converted network (or convert a Keras model first) on a dataset, with every
     MPI rank reading and simulating its own shard."""
-    from distsnn.communicator import MPICommunicator
     from distsnn.errors import UserError
-    from distsnn.evaluation import Timings, evaluate_file, load_or_convert
-    from distsnn.report import plot_results, results_table
     from distsnn.results_json import run_record, to_json, utc_now
 
     record = run_record(utc_now())
@@ -224,6 +221,10 @@ def evaluate(
     if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
         raise UserError(f"--plot {plot}: use a file name ending in "
                         f"{', '.join(PLOT_SUFFIXES)} (the format follows the extension)")
+    from distsnn.communicator import MPICommunicator
+    from distsnn.evaluation import Timings, evaluate_file, load_or_convert
+    from distsnn.report import plot_results, results_table
+
     comm = MPICommunicator()
     timings = Timings()
     options = _conversion(method, norm_data, max(steps), k, input_kind, signed_input,
