@@ -112,33 +112,33 @@ class CallbackList:
 
 
 class BatchProgressBar(Callback):
-    """A tqdm progress bar on rank 0 with the estimated global examples/s."""
+    """Progress on rank 0 with the estimated global examples/s (see :mod:`distsnn.progress`):
+    a bar on a terminal, plain lines every 10 % in a log file."""
 
     def set_params(self, compiled_network, batch_info, num_batches, communicator):
         super().set_params(compiled_network, batch_info, num_batches, communicator)
-        self.bar = None
+        self.progress = None
 
     def on_test_begin(self):
         if self.communicator.rank == 0:
-            from tqdm import tqdm
-            self.bar = tqdm(total=self.batch_info.total_examples or None, unit="ex",
-                            unit_scale=True, dynamic_ncols=True, leave=False)
+            from .progress import Progress
+            self.progress = Progress(self.batch_info.total_examples or None)
 
     def on_batch_end(self, batch, metrics):
-        if self.bar is not None:
+        if self.progress is not None:
             # ranks hold equal shards (+-1), so rank 0's progress times the rank count
             # estimates the global progress without any communication
             done = len(self.batch_info.example_indices) * self.batch_info.ranks
-            self.bar.update(min(done, self.bar.total - self.bar.n) if self.bar.total else done)
             shown = {getattr(m, "name", "metric"): f"{m.result:.4f}"
                      for m in metrics.values() if getattr(m, "result", None) is not None}
-            if shown:
-                self.bar.set_postfix(shown, refresh=False)
+            self.progress.update(self.progress.done + done, shown)
 
     def on_test_end(self, metrics):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        if self.progress is not None:
+            if self.progress.total:
+                self.progress.update(self.progress.total)  # the estimate may fall short
+            self.progress.close()
+            self.progress = None
 
 
 def example_mask(example_filter, indices: np.ndarray) -> np.ndarray:

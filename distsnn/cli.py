@@ -21,6 +21,8 @@ app = typer.Typer(
          "MPI ranks (run under mpiexec/srun for several).",
     no_args_is_help=True,
     add_completion=False,
+    # click's plain help: rich's boxed tables cut option names at 80 columns
+    rich_markup_mode=None,
     # Plain tracebacks: they must stay readable in MPI job logs (and distsnn's MPI abort
     # hook prints which rank failed).
     pretty_exceptions_enable=False,
@@ -38,8 +40,14 @@ def _root(
     version: Optional[bool] = typer.Option(
         None, "--version", callback=_print_version, is_eager=True,
         help="Print the distsnn version and exit."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Show TensorFlow's and GeNN's own output (hidden unless "
+                                 "they fail)."),
 ) -> None:
     """distsnn command line."""
+    if verbose:
+        from distsnn.console import set_verbose
+        set_verbose(True)
 
 
 @app.command()
@@ -78,8 +86,8 @@ class InputKind(str, Enum):
 
 
 class Reset(str, Enum):
-    zero = "zero"
     subtract = "subtract"
+    zero = "zero"
 
 
 class Backend(str, Enum):
@@ -92,18 +100,35 @@ METHOD = typer.Option(Method.few_spike, "--method", "-m", help="Conversion metho
 NORM_DATA = typer.Option(None, "--norm-data", help="Normalisation data (.npz/.npy/.h5): a "
                          "slice of the training inputs; needed by data-norm, spike-norm and "
                          "few-spike.")
-K = typer.Option(8, "--k", help="Few-spike: timesteps per window (bits per activation).")
+K = typer.Option(8, "--k", min=1, max=30,
+                 help="Few-spike: timesteps per window (bits per activation).")
 INPUT = typer.Option(InputKind.poisson, "--input", help="Input encoding of rate methods.")
-RESET = typer.Option(Reset.zero, "--reset", help="IF reset: to zero (mlGeNN) or by "
-                     "subtracting the threshold.")
+RESET = typer.Option(Reset.subtract, "--reset", help="IF reset: subtract the threshold "
+                     "(keeps the residual) or to zero (mlGeNN-exact).")
 PERCENTILE = typer.Option(100.0, "--percentile", help="data-norm/spike-norm: percentile of "
                           "activations used as the maximum (e.g. 99.9).")
 SIGNED = typer.Option(False, "--signed-input/--unsigned-input", help="Inputs can be negative.")
-SEED = typer.Option(1, "--seed", help="Base random seed; each rank derives its own from it.")
+SEED = typer.Option(1, "--seed", help="Base seed of the Poisson inputs (one stream per example, "
+                    "whatever the rank count).")
 BUILD_DIR = typer.Option(None, "--build-dir", help="GeNN build directory (default "
                          "$DISTSNN_BUILD_DIR or ~/.cache/distsnn/genn-build); share it between "
                          "runs to skip rebuilding.")
 X_NAME = typer.Option("x", "--x-name", help="Name of the input array in the data files.")
+ANN_ACCURACY = typer.Option(None, "--ann-accuracy", help="The ANN's test accuracy (0.9777 or "
+                            "97.77), drawn as the reference line of plots.")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _ann_accuracy(value: Optional[float]) -> Optional[float]:
+    """A fraction from a fraction or a percentage (values above 1)."""
+    from distsnn.errors import UserError
+    if value is None:
+        return None
+    fraction = value / 100.0 if value > 1.0 else value
+    if not 0.0 <= fraction <= 1.0:
+        raise UserError(f"--ann-accuracy must be a fraction (0.9777) or a percentage (97.77), "
+                        f"not {value}")
+    return fraction
 
 
 class Lowering(str, Enum):
@@ -143,8 +168,8 @@ def _parse_timesteps(text: str) -> list[int]:
 
 @app.command()
 def convert(
-    model: Path = typer.Argument(..., help="Keras model (.keras or legacy .h5) or ONNX model "
-                                 "(.onnx, channels-first images)."),
+    model: Path = typer.Argument(..., metavar="MODEL", help="Keras model (.keras or legacy "
+                                 ".h5) or ONNX model (.onnx, channels-first images)."),
     output: Path = typer.Option(..., "--output", "-o", help="Network file to write (HDF5)."),
     method: Method = METHOD, norm_data: Optional[Path] = NORM_DATA,
     timesteps: int = typer.Option(500, "--timesteps", "-t",
@@ -153,6 +178,7 @@ def convert(
     k: int = K, input_kind: InputKind = INPUT, signed_input: bool = SIGNED,
     percentile: float = PERCENTILE, reset: Reset = RESET, seed: int = SEED,
     build_dir: Optional[Path] = BUILD_DIR, x_name: str = X_NAME,
+    ann_accuracy: Optional[float] = ANN_ACCURACY,
 ) -> None:
     """Convert a Keras or ONNX model to a spiking network file (rank 0 converts; spike-norm's
     threshold search uses every rank)."""
@@ -167,8 +193,11 @@ def convert(
     options = _conversion(method, norm_data, timesteps, k, input_kind, signed_input,
                           percentile, reset, seed, build_dir, x_name)
     timings = Timings()
+    ann = _ann_accuracy(ann_accuracy)
     network = load_or_convert(str(model), options, comm, timings)
     if comm.rank == 0:
+        if ann is not None:
+            network.metadata["ann_accuracy"] = ann
         with atomic_path(output, "network file") as tmp:
             save_network(network, tmp)
         typer.echo(f"wrote {output}: {len(network.populations)} populations, "
@@ -178,8 +207,8 @@ def convert(
 
 @app.command()
 def evaluate(
-    model: Path = typer.Argument(..., help="Keras model (.keras/.h5), ONNX model (.onnx) or "
-                                 "distsnn network file."),
+    model: Path = typer.Argument(..., metavar="MODEL", help="Keras model (.keras/.h5), ONNX "
+                                 "model (.onnx) or distsnn network file."),
     data: Path = typer.Option(..., "--data", "-d", help="Test set (.npz/.npy/.h5) with inputs "
                               "and integer labels, or a folder of class subfolders of "
                               "JPEG/PNG images."),
@@ -190,8 +219,9 @@ def evaluate(
                                    "(the CPU backend runs 1)."),
     backend: Backend = typer.Option(Backend.auto, "--backend", help="GeNN backend."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results JSON to write."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG: accuracy vs timesteps and "
-                                        "firing rate per population."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Plot file (.png, .pdf or .svg): "
+                                        "accuracy vs timesteps and firing rate per population."),
+    ann_accuracy: Optional[float] = ANN_ACCURACY,
     method: Method = METHOD, norm_data: Optional[Path] = NORM_DATA, k: int = K,
     input_kind: InputKind = INPUT, signed_input: bool = SIGNED, percentile: float = PERCENTILE,
     reset: Reset = RESET, seed: int = SEED, build_dir: Optional[Path] = BUILD_DIR,
@@ -230,15 +260,23 @@ def evaluate(
                   k, input_kind, signed_input, percentile, reset, seed, build_dir, x_name,
                   y_name, progress, scale, mean, std, chunk_size, journal, resume, stop,
                   {"resize": resize, "crop": crop, "class_names": class_names},
-                  {"connectivity": connectivity.value, "memory_budget": memory_budget})
+                  {"connectivity": connectivity.value, "memory_budget": memory_budget},
+                  ann_accuracy)
 
 
 def _evaluate(model, data, timesteps, batch_size, backend, output, plot, method, norm_data, k,
               input_kind, signed_input, percentile, reset, seed, build_dir, x_name, y_name,
               progress, scale, mean, std, chunk_size, journal, resume, stop, images,
-              lowering) -> None:
-    import json
+              lowering, ann_accuracy) -> None:
+    from distsnn.errors import UserError
+    from distsnn.results_json import run_record, to_json, utc_now
 
+    record = run_record(utc_now())
+    steps = _parse_timesteps(timesteps)
+    ann = _ann_accuracy(ann_accuracy)
+    if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise UserError(f"--plot {plot}: use a file name ending in "
+                        f"{', '.join(PLOT_SUFFIXES)} (the format follows the extension)")
     from distsnn.communicator import MPICommunicator
     from distsnn.errors import on_root
     from distsnn.evaluation import Timings, evaluate_file, load_or_convert
@@ -248,7 +286,6 @@ def _evaluate(model, data, timesteps, batch_size, backend, output, plot, method,
     from distsnn.outputs import atomic_path, check_writable, write_text
     from distsnn.report import plot_results, results_table
 
-    steps = _parse_timesteps(timesteps)
     scaling = InputScaling(parse_scale(scale), parse_channels(mean, "--mean"),
                            parse_channels(std, "--std"))
     check_chunk_size(chunk_size)
@@ -270,9 +307,12 @@ def _evaluate(model, data, timesteps, batch_size, backend, output, plot, method,
                             seed=seed, build_dir=options.build_dir, progress=progress, job=job,
                             **lowering)
     if comm.rank == 0:
+        results.update(record, ann_accuracy=ann if ann is not None
+                       else network.metadata.get("ann_accuracy"))
+        results["network"]["path"] = str(model)
         typer.echo(results_table(results))
         if output is not None:
-            write_text(output, json.dumps(results, indent=2, default=str), "results")
+            write_text(output, to_json(results), "results")
         if plot is not None:
             with atomic_path(plot, "plot") as tmp:
                 plot_results(results, tmp)
@@ -302,7 +342,7 @@ def _check_backend(comm, backend: str, batch_size: int) -> str:
 
 @app.command()
 def inspect(
-    network: Path = typer.Argument(..., help="distsnn network file."),
+    network: Path = typer.Argument(..., metavar="NETWORK", help="distsnn network file."),
     connectivity: Lowering = CONNECTIVITY, memory_budget: Optional[str] = MEMORY_BUDGET,
     ranks_per_node: int = typer.Option(1, "--ranks-per-node", help="Ranks that will share "
                                        "a node (divides the default memory budget)."),
@@ -310,6 +350,7 @@ def inspect(
 ) -> None:
     """Show a network file: populations, connections with their lowering and estimated memory
     per rank, thresholds or alphas, metadata."""
+    from distsnn.communicator import _launcher_rank
     from distsnn.describe import describe_network
     from distsnn.lowering import memory_budget as budget_of, plan_lowering
     from distsnn.netfile import load_network
@@ -317,14 +358,15 @@ def inspect(
     net = load_network(network)
     plan = plan_lowering(net, connectivity.value, batch_size,
                          *budget_of(memory_budget, ranks_per_node))
-    typer.echo(describe_network(net, plan))
+    if _launcher_rank() == 0:  # under mpiexec, print once
+        typer.echo(describe_network(net, plan))
 
 
 @app.command()
 def demo(
     output_dir: Path = typer.Option(Path("demo-output"), "--output-dir",
                                     help="Where the model, data, results and plots go."),
-    ranks: int = typer.Option(2, "--ranks", "-n", help="MPI ranks for the evaluation."),
+    ranks: int = typer.Option(2, "--ranks", "-n", min=1, help="MPI ranks for the evaluation."),
     seed: int = SEED,
 ) -> None:
     """Train a small CNN on scikit-learn's digits, convert it with few-spike and data-norm,

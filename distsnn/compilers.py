@@ -19,7 +19,7 @@ import numpy as np
 from .callbacks import BatchInfo, BatchProgressBar, CallbackList
 from .communicator import Communicator, SerialCommunicator
 from .data import shard_bounds
-from .metrics import MetricSpec, make_metric
+from .metrics import MetricSpec, SparseCategoricalAccuracy, make_metric
 from .network import Network, Population
 from .neurons import FewSpikeRelu, IntegrateFire
 from .simulation import run_few_spike, run_rate
@@ -59,6 +59,8 @@ class InferenceCompiler:
         backend: "auto" (CUDA when available and a GPU is visible), "cpu" or "cuda".
         build_dir: where GeNN code is generated (default ``~/.cache/distsnn/genn-build``).
         checkpoints: extra timesteps at which to read out (accuracy-vs-latency curves).
+        accuracy_checkpoints: timesteps at which only the accuracy is read out (a cheap,
+            dense accuracy-vs-time curve; ``evaluate`` only).
         metrics: default metrics of ``evaluate`` calls that give none (as in the mlGeNN
             documentation's example).
         connectivity: "auto" (default; see ``distsnn.lowering``), "toeplitz" or "sparse";
@@ -79,6 +81,7 @@ class InferenceCompiler:
                  communicator: Optional[Communicator] = None, *,
                  example_timesteps: Optional[int] = None, backend: str = "auto",
                  build_dir: Optional[str] = None, checkpoints: Sequence[int] = (),
+                 accuracy_checkpoints: Sequence[int] = (),
                  metrics: Union[MetricSpec, dict, None] = None,
                  connectivity: Optional[str] = None,
                  memory_budget: Union[str, int, None] = None, **genn_kwargs):
@@ -101,6 +104,7 @@ class InferenceCompiler:
         self.backend = backend
         self.build_dir = build_dir
         self.checkpoints = tuple(int(c) for c in checkpoints)
+        self.accuracy_checkpoints = tuple(int(c) for c in accuracy_checkpoints)
         self.metrics = metrics
         self.genn_kwargs = genn_kwargs
 
@@ -264,13 +268,14 @@ class CompiledInferenceNetwork:
         is a name, a metric object, a list of them, or a dict per output; the result maps each
         output to its metric (a dict of metrics when a list was given) and, with one output,
         also each metric's name to the metric. With a communicator the arrays are the full dataset and each rank takes its
-        contiguous shard (``sharded=True``: they are already this rank's shard).
+        contiguous shard (``sharded=True``: they are already this rank's shard, the shards
+        contiguous in rank order).
         """
         x = self._by_population(x, self.inputs, "x")
         y = self._by_population(y, self.outputs, "y")
         n = _common_length({**x, **y})
-        start, stop, total = self._shard(n, sharded)
-        batches = self._slices({**x, **y}, start, stop)
+        start, stop, total, offset = self._shard(n, sharded)
+        batches = self._slices({**x, **y}, start, stop, offset)
         return self._evaluate(batches, total, list(y), metrics, callbacks)
 
     def evaluate_batch_iter(self, inputs, outputs, data: Iterable, num_batches: Optional[int]
@@ -336,13 +341,14 @@ class CompiledInferenceNetwork:
         outputs = _populations(self.network, _as_list(outputs), self.outputs, "outputs")
         x = self._by_population(x, self.inputs, "x")
         n = _common_length(x)
-        start, stop, total = self._shard(n, sharded)
+        start, stop, total, offset = self._shard(n, sharded)
         collected: dict[Population, list] = {o: [] for o in outputs}
 
         def sink(indices, checkpoint, pop, value, _labels):
             if checkpoint == self.compiler.timesteps and pop in collected:
                 collected[pop].append((indices, value))
-        cb_data = self._run(self._slices(x, start, stop), total, outputs, sink, callbacks)
+        cb_data = self._run(self._slices(x, start, stop, offset), total, outputs, sink,
+                            callbacks)
         comm = self.communicator
         predictions = {}
         for pop, parts in collected.items():
@@ -360,10 +366,7 @@ class CompiledInferenceNetwork:
     def _evaluate(self, batches, total, outputs, metrics, callbacks):
         if metrics is None:
             metrics = self.compiler.metrics or "sparse_categorical_accuracy"
-        specs = _metric_specs(metrics, outputs)
-        checkpoints = sorted(set(self._checkpoints()) | {self.compiler.timesteps})
-        per_checkpoint = {c: {o: [make_metric(s) for s in specs[o]] for o in outputs}
-                          for c in checkpoints}
+        per_checkpoint = self._checkpoint_metrics(_metric_specs(metrics, outputs), outputs)
 
         def sink(indices, checkpoint, pop, value, labels):
             if labels is not None and pop in labels and checkpoint in per_checkpoint:
@@ -376,6 +379,19 @@ class CompiledInferenceNetwork:
 
     def _checkpoints(self) -> Sequence[int]:
         return self.compiler.checkpoints
+
+    def _accuracy_checkpoints(self) -> Sequence[int]:
+        return self.compiler.accuracy_checkpoints
+
+    def _checkpoint_metrics(self, specs: dict, outputs: list) -> dict:
+        """Fresh metrics per readout checkpoint and output; accuracy-only checkpoints get a
+        SparseCategoricalAccuracy."""
+        checkpoints = sorted(set(self._checkpoints()) | {self.compiler.timesteps})
+        per_checkpoint = {c: {o: [make_metric(s) for s in specs[o]] for o in outputs}
+                          for c in checkpoints}
+        for c in self._accuracy_checkpoints():
+            per_checkpoint.setdefault(c, {o: [SparseCategoricalAccuracy()] for o in outputs})
+        return per_checkpoint
 
     def _run(self, batches, total, outputs, sink, callbacks, metrics=None,
              per_checkpoint=None) -> dict:
@@ -453,11 +469,9 @@ class CompiledInferenceNetwork:
         if metrics is None:
             metrics = self.compiler.metrics or "sparse_categorical_accuracy"
         specs = _metric_specs(metrics, outputs)
-        checkpoints = sorted(set(self._checkpoints()) | {self.compiler.timesteps})
         names = [p.name for p in self.network.populations]
         totals = initial or ChunkResult.empty(names)
-        accumulated = {c: {o: [make_metric(s) for s in specs[o]] for o in outputs}
-                       for c in checkpoints}
+        accumulated = self._checkpoint_metrics(specs, outputs)
         for checkpoint, by_output in accumulated.items():
             for o, ms in by_output.items():
                 for m in ms:
@@ -468,8 +482,7 @@ class CompiledInferenceNetwork:
         cb.on_test_begin()
         start = time.perf_counter()
         for indices, x, y in chunks:
-            fresh = {c: {o: [make_metric(s) for s in specs[o]] for o in outputs}
-                     for c in checkpoints}
+            fresh = self._checkpoint_metrics(specs, outputs)
             done: list[np.ndarray] = []
 
             def sink(batch_indices, checkpoint, pop, value, labels, fresh=fresh, done=done):
@@ -508,16 +521,23 @@ class CompiledInferenceNetwork:
     def _schedule(self, genn, batches, outputs, on_result, cb) -> SpikeStats:
         c = self.compiler
         readouts = {o: self.readouts[o] for o in outputs}
-        return run_rate(genn, batches, readouts, c.timesteps, list(self._checkpoints()),
+        checkpoints = [*self._checkpoints(), *self._accuracy_checkpoints()]
+        return run_rate(genn, batches, readouts, c.timesteps, checkpoints,
                         on_result, cb, reset_vars=c.reset_vars, reset_time=c.reset_time)
 
-    def _shard(self, n: int, sharded: bool) -> tuple[int, int, int]:
+    def _shard(self, n: int, sharded: bool) -> tuple[int, int, int, int]:
+        """``(start, stop, total, offset)``: this rank's rows, the global example count and
+        the global index of row 0 (so Poisson streams follow the global example index)."""
         comm = self.communicator
-        if sharded or comm.size == 1:
-            total = int(comm.allreduce_sum(np.array([n], np.int64))[0]) if sharded else n
-            return 0, n, total
+        if sharded:
+            counts = np.zeros(comm.size, np.int64)
+            counts[comm.rank] = n
+            counts = comm.allreduce_sum(counts)
+            return 0, n, int(counts.sum()), int(counts[:comm.rank].sum())
+        if comm.size == 1:
+            return 0, n, n, 0
         start, stop = shard_bounds(n, comm.rank, comm.size)
-        return start, stop, n
+        return start, stop, n, 0
 
     def _slices(self, arrays: dict, start: int, stop: int, index_offset: int = 0,
                 indices: Optional[np.ndarray] = None) -> Iterator[tuple[np.ndarray, dict]]:
@@ -546,6 +566,9 @@ class CompiledFewSpikeNetwork(CompiledInferenceNetwork):
     """A compiled few-spike network; evaluation runs the pipelined window schedule."""
 
     def _checkpoints(self) -> Sequence[int]:
+        return ()
+
+    def _accuracy_checkpoints(self) -> Sequence[int]:
         return ()
 
     def _schedule(self, genn, batches, outputs, on_result, cb) -> SpikeStats:

@@ -6,9 +6,12 @@ Trains a small CNN, converts it with few-spike and data-norm, evaluates each con
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,7 @@ def run_demo(output_dir: Path, ranks: int = 2, seed: int = 1) -> int:
         command = [_tool("mpiexec"), "-n", str(ranks), _tool("distsnn"), "evaluate",
                    str(model_path), "--data", str(output_dir / "test.npz"),
                    "--norm-data", str(output_dir / "norm.npz"), *args, "--seed", str(seed),
+                   "--ann-accuracy", str(ann_accuracy),
                    "--output", str(output_dir / f"results-{stem}.json"),
                    "--plot", str(output_dir / f"results-{stem}.png"), "--no-progress"]
         print(f"[demo] {' '.join(command[:4])} ... {' '.join(args)}", flush=True)
@@ -59,8 +63,22 @@ def run_demo(output_dir: Path, ranks: int = 2, seed: int = 1) -> int:
         results[label] = json.loads((output_dir / f"results-{stem}.json").read_text())
     print()
     print(comparison_table(ann_accuracy, results))
+    print(f"measured {date.today().isoformat()} on {ranks} MPI ranks, {_machine()}")
     print(f"\nplots and results JSON in {output_dir}/")
     return 0
+
+
+def _machine() -> str:
+    """The CPU model and core count (where the examples/s were measured)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def comparison_table(ann_accuracy: float, results: dict) -> str:
@@ -71,4 +89,4 @@ def comparison_table(ann_accuracy: float, results: dict) -> str:
             acc = metrics["sparse_categorical_accuracy"]["result"]
             lines.append(f"{label:<22} {steps:>10} {100 * acc:>8.2f}% "
                          f"{100 * (acc - ann_accuracy):>+7.2f}  {r['examples_per_second']:>10.1f}")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)

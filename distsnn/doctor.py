@@ -11,7 +11,6 @@ processes which MPI sees as separate one-rank jobs), else 0. Warnings do not cha
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.metadata as metadata
 import importlib.util
@@ -23,6 +22,8 @@ import socket
 import subprocess
 import sys
 from typing import Any, Optional
+
+from .console import quiet_output, verbose
 
 #: GeNN backends distsnn knows how to use, best first: (pygenn module suffix, short name).
 BACKENDS = (("cuda", "cuda"), ("single_threaded_cpu", "cpu"))
@@ -158,29 +159,15 @@ def _tensorflow_report(import_tf: bool) -> dict:
             dist = ("tensorflow", "tensorflow-cpu", "tf-nightly") if name == "tensorflow" else (name,)
             out[name] = next((v for v in map(_version, dist) if v), "installed")
             continue
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if not verbose():
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
-            with _stderr_silenced():  # TensorFlow's C++ start-up chatter (oneDNN, absl)
+            with quiet_output(f"importing {name}"):  # TensorFlow's C++ start-up chatter
                 module = importlib.import_module(name)
             out[name] = getattr(module, "__version__", "?")
         except Exception as err:
             out[name] = f"import failed: {_error_text(err)}"
     return out
-
-
-@contextlib.contextmanager
-def _stderr_silenced():
-    """Send file descriptor 2 to /dev/null for a while (C++ libraries write there directly)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _job_size_from_launcher() -> Optional[int]:

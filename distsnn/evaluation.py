@@ -31,6 +31,10 @@ from .network import Network
 from .neurons import FewSpikeReluInput
 
 
+#: Points of the accuracy-vs-time curve read out in every rate-coded evaluation (every 2 %).
+CURVE_POINTS = 50
+
+
 @dataclass
 class ConversionOptions:
     """How to convert a Keras or ONNX model (ignored for a network file)."""
@@ -42,7 +46,7 @@ class ConversionOptions:
     input_type: str = "poisson"
     signed_input: bool = False
     percentile: float = 100.0
-    reset: str = "zero"
+    reset: str = "subtract"
     norm_x_name: str = "x"
     seed: int = 1
     build_dir: Optional[str] = None
@@ -166,7 +170,9 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
     if few_spike:
         compiler = FewSpikeCompiler(k=inp.neuron.k, **common)
     else:
-        compiler = InferenceCompiler(max(timesteps), checkpoints=timesteps, **common)
+        compiler = InferenceCompiler(max(timesteps), checkpoints=timesteps,
+                                     accuracy_checkpoints=curve_checkpoints(max(timesteps)),
+                                     **common)
     compiled = compiler.compile(network)
     with timings.measure("build_and_load"):
         compiled.__enter__()
@@ -181,8 +187,8 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
                            else ["rate", sorted(set(timesteps))], "metrics": metrics,
                            "inputs": job.scaling.describe()}
         outcome = evaluate_job(
-            compiled, read, info.n_examples, f"{data}", lambda y, first: _check_labels(y, num_classes, data,
-                                                                       first),
+            compiled, read, info.n_examples, f"{data}",
+            lambda y, first: _check_labels(y, num_classes, data, first),
             metrics, callbacks, comm, job)
         report = compiled.last_report
         timings.values["evaluation"] = report.seconds
@@ -207,7 +213,9 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
         "seeds": {"base": compiled.base_seed,
                   "poisson_streams": "hash(base seed, global example index, neuron, step)"},
         "build_reused": build_reused,
-        "metrics": {str(c): m[out.name] for c, m in sorted(report.metrics.items())},
+        "metrics": {str(c): m[out.name] for c, m in sorted(report.metrics.items())
+                    if few_spike or c in timesteps},
+        "accuracy_curve": _accuracy_curve(report.metrics, out.name),
         "spikes": report.spikes,
         "timings_s": dict(timings.values),
         "examples_per_second": ((report.examples - outcome.resumed_examples) / slowest
@@ -216,6 +224,18 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
                     "resumed_examples": outcome.resumed_examples},
         "versions": _versions(),
     }
+
+
+def curve_checkpoints(timesteps: int, points: int = CURVE_POINTS) -> list[int]:
+    """Readout steps of the accuracy-vs-time curve: every ``1/points`` of the run."""
+    return sorted({max(1, round(timesteps * i / points)) for i in range(1, points + 1)})
+
+
+def _accuracy_curve(metrics: dict, output: str) -> dict:
+    steps = sorted(metrics)
+    return {"timesteps": steps,
+            "accuracy": [metrics[s][output]["sparse_categorical_accuracy"]["result"]
+                         for s in steps]}
 
 
 def _check_dataset(path: str, x_name: str, y_name: str, network: Network,

@@ -54,13 +54,18 @@ def _class_scores(y_pred: np.ndarray) -> np.ndarray:
     return y_pred.reshape(y_pred.shape[0], -1)
 
 
+def _labels(y_true: np.ndarray, classes: int) -> np.ndarray:
+    """Integer labels, checked against the number of classes."""
+    labels = np.asarray(y_true).reshape(-1).astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        raise ValueError(f"label {bad} is out of range for an output with {classes} classes")
+    return labels
+
+
 def _label_rank(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Rank of the true class among the scores; ties rank the lower index first (like argmax)."""
-    labels = np.asarray(y_true).reshape(-1).astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= scores.shape[1]):
-        bad = labels[(labels < 0) | (labels >= scores.shape[1])][0]
-        raise ValueError(f"label {bad} is out of range for an output with {scores.shape[1]} "
-                         f"classes")
+    labels = _labels(y_true, scores.shape[1])
     own = scores[np.arange(len(labels)), labels][:, None]
     index = np.arange(scores.shape[1])[None, :]
     return ((scores > own) | ((scores == own) & (index < labels[:, None]))).sum(axis=1)
@@ -76,9 +81,9 @@ class SparseCategoricalAccuracy(Metric):
         self.total = 0
 
     def update(self, y_true, y_pred):
-        ranks = _label_rank(y_true, _class_scores(y_pred))
-        self.correct += int((ranks == 0).sum())
-        self.total += len(ranks)
+        scores = _class_scores(y_pred)  # argmax: the first of tied maxima, as _label_rank
+        self.correct += int((scores.argmax(axis=1) == _labels(y_true, scores.shape[1])).sum())
+        self.total += len(scores)
 
     def counts(self):
         return np.array([self.correct, self.total], np.int64)

@@ -18,6 +18,8 @@ def results_table(results: dict) -> str:
         acc = metrics.get("sparse_categorical_accuracy", {}).get("result")
         topk = next((m["result"] for n, m in metrics.items() if n.startswith("top_")), None)
         lines.append(f"{checkpoint:>10} {_pct(acc):>9} {_pct(topk):>9}")
+    if results.get("ann_accuracy") is not None:
+        lines.append(f"{'ANN':>10} {_pct(results['ann_accuracy']):>9}")
     spikes = results["spikes"]
     lines.append("")
     lines.append(f"{'population':<24} {'neurons':>8} {'spikes/neuron/example':>22} "
@@ -39,20 +41,32 @@ def _pct(value) -> str:
 
 
 def plot_results(results: dict, path: str | Path) -> None:
-    """PNG with accuracy against timesteps and firing rate per population."""
+    """Accuracy against timesteps (every curve point, the ANN as a reference line when
+    known) and firing rate per population; the format follows the extension (.png at 150
+    dpi, .pdf, .svg)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_acc, ax_rate) = plt.subplots(1, 2, figsize=(11, 4))
-    steps = [int(c) for c in results["metrics"]]
-    acc = [100 * (m["sparse_categorical_accuracy"]["result"] or 0)
-           for m in results["metrics"].values()]
-    ax_acc.plot(steps, acc, marker="o")
-    ax_acc.set_ylim(max(0.0, min(acc) - 10.0), 100.5)  # differences of 0.1 points look small
+    curve = results.get("accuracy_curve") or {}
+    table = {int(c): 100 * (m["sparse_categorical_accuracy"]["result"] or 0)
+             for c, m in results["metrics"].items()}
+    if len(curve.get("timesteps", ())) > 1:
+        ax_acc.plot(curve["timesteps"], [100 * (a or 0) for a in curve["accuracy"]],
+                    label="SNN")
+    ax_acc.plot(list(table), list(table.values()), "o", color="C0",
+                label=None if len(curve.get("timesteps", ())) > 1 else "SNN")
+    shown = list(table.values()) + [100 * (a or 0) for a in curve.get("accuracy", ())]
+    ann = results.get("ann_accuracy")
+    if ann is not None:
+        ax_acc.axhline(100 * ann, color="C3", linestyle="--", label=f"ANN {100 * ann:.2f}%")
+        shown.append(100 * ann)
+    ax_acc.set_ylim(max(0.0, min(shown) - 5.0), 100.5)
     ax_acc.set_xlabel("timesteps per example")
     ax_acc.set_ylabel("accuracy [%]")
-    ax_acc.set_title("accuracy vs latency")
+    ax_acc.set_title(f"{_method(results)}, N = {results['dataset']['examples']} examples")
+    ax_acc.legend(loc="lower right")
     ax_acc.grid(True, alpha=0.3)
     pops = results["spikes"]["populations"]
     names = list(pops)
@@ -62,5 +76,18 @@ def plot_results(results: dict, path: str | Path) -> None:
     ax_rate.set_ylabel("spikes per neuron per timestep")
     ax_rate.set_title("firing rate per population")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
+
+
+def _method(results: dict) -> str:
+    """The conversion method as a title, e.g. "data-norm (poisson input)"."""
+    meta = results["network"]["metadata"]
+    schedule = results["schedule"]
+    if schedule["mode"] == "few-spike":
+        return f"few-spike, K = {schedule['k']}"
+    method = meta.get("method", "network")
+    params = meta.get("method_params", {})
+    detail = ", ".join(f"{v} {k.replace('_type', '')}" for k, v in params.items()
+                       if k in ("input_type", "reset"))
+    return f"{method} ({detail})" if detail else method

@@ -64,7 +64,8 @@ def spike_normalise(net: Network, net_inputs: Optional[Sequence] = None,
     ``norm_data`` is an array ``(N, ...)`` for the (single) input population, a dict of
     arrays per input, or mlGeNN's ``[iterable of (x, y) batches]``. With a communicator the
     arrays are the full set and each rank simulates its contiguous shard (``sharded=True``:
-    already this rank's shard). ``num_batches`` limits mlGeNN-style iterators.
+    already this rank's shard, the shards contiguous in rank order, so each example keeps its
+    global index and Poisson stream). ``num_batches`` limits mlGeNN-style iterators.
     """
     if not 0.0 < percentile <= 100.0:
         raise ValueError(f"percentile must be in (0, 100], not {percentile}")
@@ -90,18 +91,18 @@ def spike_normalise(net: Network, net_inputs: Optional[Sequence] = None,
     with compiled:
         genn = compiled._genn
         n = len(next(iter(data.values())))
-        start, stop, total = compiled._shard(n, sharded)
+        start, stop, total, offset = compiled._shard(n, sharded)
         for layer in layers:
             reference = _rescale_inputs(net, genn, layer, scale, factors)
             for pop in layers:
                 genn.set_threshold(pop, thresholds.get(pop.name, SILENT))
             genn.push(layer, "MaxIn", np.finfo(np.float32).min)
-            _simulate(compiled, data, start, stop, total)
+            _simulate(compiled, data, start, stop, total, offset)
             peak = float(comm.allreduce_max(np.array([genn.pull(layer, "MaxIn").max()]))[0])
             theta = peak
             if percentile < 100.0 and peak > 0.0:
                 histogram = _InputHistogram(layer, peak)
-                _simulate(compiled, data, start, stop, total, [histogram])
+                _simulate(compiled, data, start, stop, total, offset, [histogram])
                 theta = _percentile(comm.allreduce_sum(histogram.counts), histogram.edges,
                                     percentile)
             if not theta > 0.0:
@@ -153,8 +154,8 @@ def _rescale_inputs(net: Network, genn, layer: Population, scale: dict[str, floa
 
 
 def _simulate(compiled: CompiledInferenceNetwork, data: dict, start: int, stop: int,
-              total: int, callbacks: Sequence = ()) -> None:
-    compiled._run(compiled._slices(data, start, stop), total, [], lambda *a: None,
+              total: int, offset: int, callbacks: Sequence = ()) -> None:
+    compiled._run(compiled._slices(data, start, stop, offset), total, [], lambda *a: None,
                   list(callbacks))
 
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Run distsnn on N ranks of this machine (or of hosts your MPI knows) without Slurm:
 #
-#   launch/mpirun.sh 4 evaluate --network net.h5 --data test.npz --timesteps 100
+#   launch/mpirun.sh 4 evaluate net.h5 --data test.npz --timesteps 100
 #   launch/mpirun.sh 2 doctor --json
 #
 # Runs `mpiexec -n N distsnn ARGS...`. The mpiexec and distsnn are taken, in this order, from

@@ -1,7 +1,7 @@
 #!/bin/bash
 # distsnn on CPU nodes under Slurm: one MPI rank per core, started by srun (PMI-2 by default).
 #
-#   sbatch launch/sbatch_cpu.sh evaluate --network net.h5 --data test.npz --timesteps 100
+#   sbatch launch/sbatch_cpu.sh evaluate net.h5 --data test.npz --timesteps 100
 #   sbatch --ntasks=64 --time=02:00:00 launch/sbatch_cpu.sh evaluate ...
 #   DISTSNN_VENV=$PWD/.venv sbatch launch/sbatch_cpu.sh doctor --json
 #

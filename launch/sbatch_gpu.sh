@@ -1,7 +1,7 @@
 #!/bin/bash
 # distsnn on GPU nodes under Slurm: one MPI rank per GPU, started by srun (PMIx by default).
 #
-#   sbatch launch/sbatch_gpu.sh evaluate --network net.h5 --data test.npz --timesteps 100
+#   sbatch launch/sbatch_gpu.sh evaluate net.h5 --data test.npz --timesteps 100
 #   sbatch --nodes=4 --ntasks-per-node=4 launch/sbatch_gpu.sh evaluate ...
 #   DISTSNN_SRUN_MPI=pmi2 sbatch launch/sbatch_gpu.sh doctor --json
 #

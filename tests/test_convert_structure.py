@@ -66,7 +66,7 @@ def test_sequential_vgg_structure():
     assert outputs == [net.population("out")]
     assert outputs[0].neuron.readout == "spike_count"
     assert all(isinstance(p.neuron, IntegrateFire) and p.neuron.v_thresh == 1.0
-               and p.neuron.reset == "zero" for p in net.populations[1:])
+               and p.neuron.reset == "subtract" for p in net.populations[1:])  # the default
     kernels = [model.get_layer(n).get_weights()[0]
                for n in ("b1c1", "b1c2", "b2c1", "b2c2", "dense1", "out")]
     for conn, kernel in zip(net.connections, kernels):
@@ -201,9 +201,9 @@ def test_input_types_and_options():
     x = np.random.default_rng(0).uniform(0, 0.5, (10, 4)).astype(np.float32)
     for input_type, cls in ((InputType.IF, IntegrateFireInput), ("spike", BinarySpikeInput),
                             ("poisson", PoissonInput)):
-        net, *_ = Simple(10, input_type=input_type, reset="subtract").convert(model)
+        net, *_ = Simple(10, input_type=input_type, reset="zero").convert(model)
         assert isinstance(net.inputs[0].neuron, cls)
-        assert net.outputs[0].neuron.reset == "subtract"
+        assert net.outputs[0].neuron.reset == "zero"  # mlGeNN-exact, on request
     net, *_ = DataNorm(10, norm_data=x, input_type="if").convert(model)
     assert net.inputs[0].neuron.v_thresh == pytest.approx(float(x.max()))
     with pytest.raises(TypeError, match="unknown option"):
@@ -243,8 +243,14 @@ def test_missing_and_unreadable_model_files(tmp_path):
         Simple(10).convert(str(tmp_path / "nope.keras"))
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ModelFileError, match="bad.h5: cannot be read"):
+    with pytest.raises(ModelFileError, match="bad.h5: not a complete Keras model file"):
         Simple(10).convert(bad)
+    good = tmp_path / "good.keras"
+    keras.Sequential([keras.Input((4,)), L.Dense(2)]).save(good)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(ModelFileError, match=r"truncated.keras: .*zip archive.*truncated"):
+        Simple(10).convert(truncated)
 
 
 def test_few_spike_structure_and_alpha_sharing():

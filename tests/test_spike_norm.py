@@ -98,12 +98,14 @@ def test_percentile_is_below_maximum_and_positive(build_dir):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("percentile", [100.0, 90.0])
-def test_thresholds_identical_for_one_and_two_ranks(tmp_path, build_dir, percentile):
+@pytest.mark.parametrize("percentile, mode", [(100.0, "binary"), (90.0, "binary"),
+                                              (100.0, "poisson-sharded")])
+def test_thresholds_identical_for_one_and_two_ranks(tmp_path, build_dir, percentile, mode):
+    """Poisson draws follow the global example index, also when each rank holds its shard."""
     results = []
     for ranks in (1, 2):
         out = tmp_path / f"sn{ranks}.json"
-        args = [sys.executable, str(SCRIPT), str(out), str(build_dir), str(percentile)]
+        args = [sys.executable, str(SCRIPT), str(out), str(build_dir), str(percentile), mode]
         proc = run_mpi(ranks, args, timeout=240) if ranks > 1 else run(args, timeout=240)
         assert proc.returncode == 0, proc.stderr
         results.append(json.loads(out.read_text()))

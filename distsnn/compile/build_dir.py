@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..console import quiet_output
 from ..communicator import Communicator
 from ..errors import UserError
 
@@ -43,7 +44,8 @@ def build_shared(model, build_dir: Path, name: str, comm: Communicator) -> bool:
             sha = code_dir / "model.sha"
             before = sha.stat().st_mtime_ns if sha.exists() else None
             try:
-                model.build(str(build_dir))
+                with quiet_output("GeNN's code generation and build"):
+                    model.build(str(build_dir))
                 _write_marker(code_dir, model)
             except (subprocess.CalledProcessError, OSError, RuntimeError) as err:
                 raise _build_failure(build_dir, err) from err
@@ -74,7 +76,8 @@ def _generate_only(model, build_dir: Path) -> None:
     regenerates its in-memory model and writes its Makefile into a private scratch folder."""
     scratch = tempfile.mkdtemp(prefix="distsnn-genn-")
     try:
-        model.build(scratch, never_rebuild=True)
+        with quiet_output("GeNN's code generation"):
+            model.build(scratch, never_rebuild=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     model._path_to_model = str(build_dir)  # where load() finds the compiled library

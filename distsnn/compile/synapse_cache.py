@@ -6,14 +6,13 @@ never see half a file), and are memory-mapped when read.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ..network import Connection, connectivity_hash
+from ..outputs import OutputError, atomic_path
 
 Synapses = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -43,17 +42,11 @@ class SynapseCache:
 
 
 def _save_atomically(path: Path, table: np.ndarray) -> None:
-    """Write ``table`` to ``path`` via a temporary file in the same directory; a cache that
-    cannot be written (read-only or full) is skipped: the synapses are recomputed next time."""
+    """Write ``table`` to ``path`` whole (temporary name, then rename); a cache that cannot be
+    written (read-only or full) is skipped: the synapses are recomputed next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, table)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache serves every rank and job
-        os.replace(tmp, path)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        with atomic_path(path, "synapse cache") as tmp:
+            np.save(tmp, table)
+    except (OSError, OutputError):
+        pass

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import keras  # noqa: E402  (after the logging environment variable)
-import numpy as np  # noqa: E402
+from ..console import quiet_output, verbose
+
+if not verbose():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+with quiet_output("importing TensorFlow/Keras"):  # its C++ start-up lines
+    import keras
 
 __all__ = ["keras", "to_numpy"]
 

@@ -13,7 +13,7 @@ METHODS = ("simple", "data-norm", "few-spike", "spike-norm")
 
 def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = None,
                  timesteps: int = 500, k: int = 8, input_type: str = "poisson",
-                 signed_input: bool = False, percentile: float = 100.0, reset: str = "zero",
+                 signed_input: bool = False, percentile: float = 100.0, reset: str = "subtract",
                  x_name: str = "x") -> Network:
     """Convert the Keras model file ``model_path`` with ``method`` and return the network.
 

@@ -197,8 +197,9 @@ class Simple(Converter):
     a Keras bias b is the constant current ``b`` added to ``V`` every step (the scale of every
     population is 1; see :class:`DataNorm` for the general case).
 
-    Options: ``reset`` ("zero", mlGeNN's default, or "subtract", which keeps the residual
-    and makes the rate exactly proportional to the input), ``biases`` ("current", the
+    Options: ``reset`` ("subtract", the default, which keeps the residual and makes the rate
+    exactly proportional to the input, as in snntoolbox, SpikingJelly and Sinabs; or "zero",
+    mlGeNN's IntegrateFire, which loses accuracy), ``biases`` ("current", the
     default, or "reject" to refuse models with biases as mlGeNN does).
     """
 
@@ -219,7 +220,7 @@ class Simple(Converter):
             raise ConversionError(f"input_type must be one of {[t.value for t in InputType]}, "
                                   f"not {input_type!r}") from None
         options = _parse_options(self, options, self._options)
-        self.reset = options.get("reset", "zero")
+        self.reset = options.get("reset", "subtract")
         if self.reset not in RESET_MODES:
             raise ConversionError(f"reset must be one of {RESET_MODES}, not {self.reset!r}")
 

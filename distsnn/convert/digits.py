@@ -5,7 +5,6 @@ BatchNormalization (which the converter folds), and average pooling.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +35,7 @@ def train_digits_cnn(data: DigitsData, seed: int = 0, epochs: int = 15):
 
     Returns the trained Keras model and its test accuracy.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from ._backend import keras
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([
         keras.Input((8, 8, 1)),

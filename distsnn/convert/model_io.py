@@ -33,6 +33,7 @@ def load_model(source: Union[str, Path, Any]) -> LoadedModel:
         if path.suffix.lower() not in MODEL_EXTENSIONS:
             raise ModelFileError(f"{path}: not a Keras or ONNX model file (expected one of "
                                  f"{', '.join(MODEL_EXTENSIONS)} or .onnx)")
+        _check_container(path)
         try:
             model = keras.models.load_model(path, compile=False)
         except Exception as err:  # noqa: BLE001 - any loader failure names the file
@@ -43,6 +44,20 @@ def load_model(source: Union[str, Path, Any]) -> LoadedModel:
         raise ModelFileError(f"expected a keras.Model or a path to a .keras/.h5 file, not "
                              f"{type(source).__name__}")
     return LoadedModel(source, weights_sha256(source), "weights")
+
+
+def _check_container(path: Path) -> None:
+    """Name a truncated or foreign file for what it is (Keras says "File not found")."""
+    import zipfile
+
+    import h5py
+    if path.suffix.lower() == ".keras":
+        ok, kind = zipfile.is_zipfile(path), "a .keras file is a zip archive"
+    else:
+        ok, kind = h5py.is_hdf5(path), f"a {path.suffix} Keras model is an HDF5 file"
+    if not ok:
+        raise ModelFileError(f"{path}: not a complete Keras model file ({kind}; this one, "
+                             f"{path.stat().st_size} bytes, is truncated or of another format)")
 
 
 def file_sha256(path: Union[str, Path]) -> str:
