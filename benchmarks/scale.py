@@ -118,6 +118,7 @@ def main() -> None:
             for ranks in args.ranks:
                 build = BUILD / f"scale-{name}-{method}-{ranks}"
                 subprocess.run(["rm", "-rf", str(build)], check=True)
+                build.mkdir(parents=True)
                 cold = evaluate(name, conv["path"], method, ranks, examples, build)
                 cached = evaluate(name, conv["path"], method, ranks, examples, build)
                 est = estimate(conv["path"], ranks)

@@ -27,7 +27,8 @@ from .network import Connection, Network, Population
 from .neurons import NEURON_TYPES
 
 FORMAT_NAME = "distsnn-network"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-neuron arrays that repeat per channel are stored once ("tile")
+READABLE_VERSIONS = (1, 2)
 
 Source = Union[str, Path, bytes]
 
@@ -56,13 +57,13 @@ def network_to_bytes(network: Network) -> bytes:
             g = pops.create_group(f"{i:05d}")
             g.attrs.update(name=pop.name, kind=pop.neuron.kind, shape=list(pop.shape),
                            record_spikes=pop.record_spikes)
-            _write_params(g, pop.neuron.params())
+            _write_params(g, pop.neuron.params(), pop.shape[-1])
         conns = f.create_group("connections")
         for i, conn in enumerate(network.connections):
             g = conns.create_group(f"{i:05d}")
             g.attrs.update(name=conn.name, kind=conn.connectivity.kind,
                            source=conn.source.name, target=conn.target.name)
-            _write_params(g, conn.connectivity.params())
+            _write_params(g, conn.connectivity.params(), conn.source.shape[-1])
     return buffer.getvalue()
 
 
@@ -96,9 +97,10 @@ def _read(f: h5py.File, label: str) -> Network:
         raise NetworkFileError(f"{label}: not a distsnn network file (no format "
                                f"{FORMAT_NAME!r} attribute)")
     version = int(f.attrs["format_version"])
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise NetworkFileError(f"{label}: network file format version {version} is not supported "
-                               f"(this distsnn {__version__} reads version {FORMAT_VERSION}); "
+                               f"(this distsnn {__version__} reads versions "
+                               f"{', '.join(map(str, READABLE_VERSIONS))}); "
                                f"convert the model again with this version")
     net = Network(metadata=json.loads(f.attrs["metadata"]))
     for key in sorted(f["populations"]):
@@ -126,11 +128,17 @@ def _read(f: h5py.File, label: str) -> Network:
     return net
 
 
-def _write_params(g: h5py.Group, params: dict) -> None:
+def _write_params(g: h5py.Group, params: dict, channels: int) -> None:
+    """Scalars as JSON, arrays as datasets; a per-neuron vector that repeats every
+    ``channels`` values (a per-channel bias or weight broadcast over an image) is stored once
+    with a ``tile`` count."""
     scalars = {}
     for key, value in params.items():
         if isinstance(value, np.ndarray):
-            g.create_dataset(key, data=value)
+            tile = _channel_tile(value, channels)
+            g.create_dataset(key, data=value[:channels] if tile > 1 else value)
+            if tile > 1:
+                g[key].attrs["tile"] = tile
         else:
             scalars[key] = value
     g.attrs["params"] = json.dumps(scalars, default=_json_default)
@@ -143,8 +151,17 @@ def _read_params(g: h5py.Group) -> dict:
     for key in json.loads(g.attrs["array_params"]):
         if key not in g:
             raise KeyError(f"dataset {g.name}/{key}")
-        params[key] = g[key][()]
+        params[key] = np.tile(g[key][()], int(g[key].attrs.get("tile", 1)))
     return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
+def _channel_tile(value: np.ndarray, channels: int) -> int:
+    """How many times ``value`` repeats its first ``channels`` entries (1: it does not)."""
+    n = value.size
+    if value.ndim != 1 or channels < 1 or n <= channels or n % channels:
+        return 1
+    rows = value.reshape(-1, channels)
+    return n // channels if np.array_equal(rows, np.broadcast_to(rows[0], rows.shape)) else 1
 
 
 def _json_default(value):

@@ -152,6 +152,31 @@ def test_round_trip_with_numpy_scalar_parameters_keeps_the_hash():
     assert loaded.content_hash() == net.content_hash()
 
 
+def test_per_channel_arrays_are_stored_once_and_load_back_whole():
+    """A bias folded from BatchNorm repeats per channel over the image: the file holds one
+    copy per channel (network file size close to the model's weights)."""
+    net = Network()
+    inp = net.add_population("in", (16, 16, 4), BinarySpikeInput())
+    bias = np.tile(np.arange(4, dtype=np.float32), 256)
+    varied = bias.copy()
+    varied[-1] = 9.0
+    a = net.add_population("a", (16, 16, 4), IntegrateFire(bias=bias))
+    b = net.add_population("b", (16, 16, 4), IntegrateFire(bias=varied))
+    net.connect(inp, a, OneToOne(np.tile(np.float32([0.5, 1, 2, 3]), 256)))
+    net.connect(inp, b, OneToOne(1.0))
+    net.outputs = [a, b]
+    data = network_to_bytes(net)
+    loaded = load_network(data)
+    np.testing.assert_array_equal(loaded.population("a").neuron.bias, bias)
+    np.testing.assert_array_equal(loaded.population("b").neuron.bias, varied)
+    assert loaded.content_hash() == net.content_hash()
+    with h5py.File(io.BytesIO(data)) as f:
+        pops = f["populations"]
+        sizes = {pops[g].attrs["name"]: pops[g]["bias"].size for g in pops if "bias" in pops[g]}
+        assert sizes == {"a": 4, "b": 1024}
+        assert f["connections"]["00000"]["weight"].size == 4
+
+
 def test_round_trip_keeps_explicit_padding():
     net = Network()
     inp = net.add_population("in", (6, 6, 1), BinarySpikeInput())
