@@ -20,7 +20,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
     grep -qx "/$CARRY/" .git/info/exclude 2>/dev/null || echo "/$CARRY/" >> .git/info/exclude
     cp "../shared/vendor/$GENN_TARBALL" "$CARRY/"
     python3 -m pip download --quiet --only-binary=:all: --python-version 3.12 \
-        --platform manylinux_2_17_x86_64 --no-deps -d "$CARRY" "pybind11==3.0.4"
+        --platform manylinux_2_17_x86_64 --no-deps -d "$CARRY" "pybind11==3.0.4" pkgconfig
     echo "prepared $CARRY/; run on the GPU machine with carry=[\"$CARRY\"]"
     exit 0
 fi
@@ -35,7 +35,7 @@ step "machine"; nvidia-smi --query-gpu=name,memory.total,driver_version --format
 "$PY" --version
 
 step "building pygenn with CUDA (limit 300 s)"
-"$PY" -m pip install --quiet --no-index --no-deps --target .site "$CARRY"/pybind11-3.0.4-*.whl
+"$PY" -m pip install --quiet --no-index --no-deps --target .site "$CARRY"/*.whl
 SRC=$(mktemp -d); tar -xzf "$CARRY/$GENN_TARBALL" -C "$SRC" --strip-components=1
 export CUDA_PATH="${CUDA_PATH:-$(dirname "$(dirname "$(command -v nvcc)")")}"
 (cd "$SRC" && timeout 300 "$PY" -m pip wheel --quiet --no-build-isolation --no-deps -w "$SRC/dist" .)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from architectures import ARCHITECTURES, build, weight_bytes
-from common import BIN, BUILD, DATA, MPIEXEC, machine_info, table, write_result
+from common import BIN, BUILD, DATA, MPIEXEC, RESULTS, machine_info, table, write_result
 
 DISTSNN = str(BIN / "distsnn")
 K = 8
@@ -134,8 +134,17 @@ def main() -> None:
                              "set-up cold s": cold["setup_s"], "set-up cached s": cached["setup_s"],
                              "ms/step": cached["step_ms"]})
                 print(json.dumps(rows[-1]), flush=True)
-    write_result("scale", {"machine": machine_info(), "runs": runs})
+    write_result("scale", {"machine": machine_info(), "runs": _merged(runs)})
     print(table(rows, list(rows[0])))
+
+
+def _merged(runs: list[dict]) -> list[dict]:
+    """These runs plus earlier ones of other (model, method, ranks) from results/scale.json."""
+    key = lambda r: (r["model"], r["method"], r["ranks"])  # noqa: E731
+    earlier = RESULTS / "scale.json"
+    old = json.loads(earlier.read_text())["runs"] if earlier.exists() else []
+    new = {key(r) for r in runs}
+    return [r for r in old if key(r) not in new] + runs
 
 
 if __name__ == "__main__":
