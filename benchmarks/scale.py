@@ -10,6 +10,7 @@ prints a table for benchmarks/README.md.
 
     .venv/bin/python benchmarks/scale.py                          # all five models (~1 h)
     .venv/bin/python benchmarks/scale.py --models vgg16_cifar --ranks 1
+    .venv/bin/python benchmarks/scale.py --readme   # rewrite the README table from the JSON
 """
 from __future__ import annotations
 
@@ -107,7 +108,12 @@ def main() -> None:
     parser.add_argument("--ranks", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--examples", type=int, default=0,
                         help="examples per run (default: 8 for CIFAR models, 2 for 224x224)")
+    parser.add_argument("--readme", action="store_true",
+                        help="only rewrite benchmarks/README.md's table from results/scale.json")
     args = parser.parse_args()
+    if args.readme:
+        write_readme_table()
+        return
     DATA.mkdir(parents=True, exist_ok=True)
     rows, runs = [], []
     for name in args.models:
@@ -136,6 +142,35 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     write_result("scale", {"machine": machine_info(), "runs": _merged(runs)})
     print(table(rows, list(rows[0])))
+
+
+def readme_table(runs: list[dict]) -> str:
+    gib = 2 ** 30
+    rows = [{"model": r["model"], "method": r["method"], "ranks": r["ranks"],
+             "examples": r["examples"], "convert s": r["convert_s"],
+             "file MiB": r["file_bytes"] / 2 ** 20, "file / weights": r["file_bytes"] / r["weight_bytes"],
+             "peak RSS/rank GiB": max(r["cached"]["rss_per_rank"]) / gib,
+             "estimate GiB": r["estimate_bytes"] / gib,
+             "set-up cold s": r["cold"]["setup_s"], "set-up cached s": r["cached"]["setup_s"],
+             "ms/step": r["cached"]["step_ms"]} for r in runs]
+    order = {name: i for i, name in enumerate(ARCHITECTURES)}
+    rows.sort(key=lambda r: (order.get(r["model"], 99), r["method"], r["ranks"]))
+    return table(rows, list(rows[0]))
+
+
+def write_readme_table() -> None:
+    data = json.loads((RESULTS / "scale.json").read_text())
+    readme = Path(__file__).resolve().parent / "README.md"
+    text = readme.read_text()
+    begin, end = "<!-- scale:begin -->", "<!-- scale:end -->"
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    machine = data["machine"]
+    block = (f"{begin}\nMeasured on {machine.get('cores', '?')} cores ({machine.get('cpu_model', '?')}, {machine.get('memory_gib', '?')} GiB) "
+             f"with other test jobs running beside (timings are noisy; memory is not); "
+             f"`benchmarks/scale.py`, random weights, cached build for RSS and per-step time.\n\n"
+             f"{readme_table(data['runs'])}\n{end}")
+    readme.write_text(head + block + tail)
 
 
 def _merged(runs: list[dict]) -> list[dict]:
