@@ -30,6 +30,12 @@ def run_mpi(n: int, args: list[str], timeout: float = 300, env: dict | None = No
     return run([MPIEXEC, "-n", str(n), *args], timeout=timeout, env=env, cwd=cwd)
 
 
+def journal_chunks(out: Path) -> int:
+    """How many chunks the journal of the results file ``out`` holds (all ranks)."""
+    journal = out.parent / (out.name + ".journal")
+    return sum(len(p.read_bytes().splitlines()) for p in journal.glob("run-*.jsonl"))
+
+
 @pytest.fixture
 def build_dir(tmp_path_factory) -> Path:
     """A GeNN build directory shared by the tests of one session."""
@@ -75,3 +81,28 @@ def small_files(tmp_path_factory) -> dict:
     np.savez(root / "data.npz", x=x, y=rng.integers(0, 4, 31))
     return {"net": root / "net.h5", "data": root / "data.npz", "n": 31, "dir": root,
             "x": x}
+
+
+@pytest.fixture(scope="session")
+def poisson_files(tmp_path_factory):
+    """A Poisson-input conv network and 96 examples (random inputs: the journal must be exact)."""
+    import numpy as np
+
+    from distsnn.connectivity import Conv2D, Dense
+    from distsnn.netfile import save_network
+    from distsnn.network import Network
+    from distsnn.neurons import IntegrateFire, PoissonInput
+    root = tmp_path_factory.mktemp("jobs")
+    rng = np.random.default_rng(5)
+    net = Network(metadata={"method": "test"})
+    inp = net.add_population("in", (6, 6, 1), PoissonInput())
+    hid = net.add_population("conv", (6, 6, 3), IntegrateFire())
+    out = net.add_population("out", (4,), IntegrateFire(readout="spike_count"))
+    net.connect(inp, hid, Conv2D(rng.normal(0, 0.7, (3, 3, 1, 3)).astype(np.float32),
+                                 padding="same"))
+    net.connect(hid, out, Dense(rng.normal(0, 0.4, (108, 4)).astype(np.float32)))
+    net.outputs = [out]
+    save_network(net, root / "net.h5")
+    x = rng.random((96, 6, 6, 1)).astype(np.float32)
+    np.savez(root / "data.npz", x=x, y=rng.integers(0, 4, 96))
+    return {"net": root / "net.h5", "data": root / "data.npz", "x": x, "dir": root}

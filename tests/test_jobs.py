@@ -10,34 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from conftest import DISTSNN, MPIEXEC, run, run_mpi
+from conftest import DISTSNN, MPIEXEC, journal_chunks, run, run_mpi
 
 pytestmark = pytest.mark.mpi
 
 STEPS = "4000,12000"  # slow enough (~0.05 s per example) to be stopped part-way
-
-
-@pytest.fixture(scope="module")
-def poisson_files(tmp_path_factory):
-    """A Poisson-input conv network and 96 examples (random inputs: the journal must be exact)."""
-    from distsnn.connectivity import Conv2D, Dense
-    from distsnn.netfile import save_network
-    from distsnn.network import Network
-    from distsnn.neurons import IntegrateFire, PoissonInput
-    root = tmp_path_factory.mktemp("jobs")
-    rng = np.random.default_rng(5)
-    net = Network(metadata={"method": "test"})
-    inp = net.add_population("in", (6, 6, 1), PoissonInput())
-    hid = net.add_population("conv", (6, 6, 3), IntegrateFire())
-    out = net.add_population("out", (4,), IntegrateFire(readout="spike_count"))
-    net.connect(inp, hid, Conv2D(rng.normal(0, 0.7, (3, 3, 1, 3)).astype(np.float32),
-                                 padding="same"))
-    net.connect(hid, out, Dense(rng.normal(0, 0.4, (108, 4)).astype(np.float32)))
-    net.outputs = [out]
-    save_network(net, root / "net.h5")
-    x = rng.random((96, 6, 6, 1)).astype(np.float32)
-    np.savez(root / "data.npz", x=x, y=rng.integers(0, 4, 96))
-    return {"net": root / "net.h5", "data": root / "data.npz", "x": x, "dir": root}
 
 
 def _argv(files, out, build_dir, *extra):
@@ -50,17 +27,12 @@ def _run(ranks, argv, timeout=300):
     return run_mpi(ranks, argv, timeout=timeout) if ranks > 1 else run(argv, timeout=timeout)
 
 
-def _journal_lines(out):
-    journal = out.parent / (out.name + ".journal")
-    return sum(len(p.read_bytes().splitlines()) for p in journal.glob("run-*.jsonl"))
-
-
 def _start_and_signal(ranks, argv, out, sig, min_lines=2, kill_one_rank=False):
     """Start a run, wait until the journal holds ``min_lines`` chunks, then signal it."""
     cmd = [MPIEXEC, "-n", str(ranks), *argv] if ranks > 1 else argv
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while _journal_lines(out) < min_lines:
+    while journal_chunks(out) < min_lines:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import pytest
 
-from conftest import REPO, run
+from conftest import DISTSNN, REPO, journal_chunks, run
 
 LAUNCH = REPO / "launch"
 LOCAL_SLURM = LAUNCH / "local_slurm.sh"
@@ -124,6 +124,7 @@ class JobResult:
     exit_code: Optional[int]  # the batch script's exit status, when Slurm reported it
     output: str  # the job's output file (stdout and stderr together)
     seconds: float  # from submission to the end of the job
+    restarts: int = 0  # how many times the job was requeued
 
     @property
     def ok(self) -> bool:
@@ -141,6 +142,29 @@ def _job_fields(cluster: SlurmCluster, job_id: str) -> Optional[dict]:
     return dict(item.split("=", 1) for item in shown.stdout.split() if "=" in item)
 
 
+@dataclass
+class Submitted:
+    job_id: str
+    output: Path  # the job's output file
+    started: float  # time.monotonic() at submission
+    timeout: float
+
+
+def submit(cluster: SlurmCluster, script: Path | str, args: Sequence[str] = (),
+           ntasks: int = 2, timeout: float = 120, env: Optional[dict] = None,
+           sbatch_options: Sequence[str] = ()) -> Submitted:
+    """``sbatch --ntasks=NTASKS SCRIPT ARGS...`` (see :func:`submit_and_wait`)."""
+    output = cluster.directory / f"job-{uuid.uuid4().hex[:8]}.out"
+    minutes = max(1, int(timeout // 60) + 1)
+    command = ["sbatch", "--parsable", f"--ntasks={ntasks}", f"--output={output}",
+               f"--chdir={REPO}", f"--time={minutes}", *sbatch_options, str(script), *args]
+    started = time.monotonic()
+    submitted = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                               env=cluster.env({"DISTSNN_VENV": str(VENV), **(env or {})}))
+    assert submitted.returncode == 0, f"sbatch failed: {submitted.stderr}"
+    return Submitted(submitted.stdout.strip().split(";")[0], output, started, timeout)
+
+
 def submit_and_wait(cluster: SlurmCluster, script: Path | str, args: Sequence[str] = (),
                     ntasks: int = 2, timeout: float = 120, env: Optional[dict] = None,
                     sbatch_options: Sequence[str] = ()) -> JobResult:
@@ -151,28 +175,25 @@ def submit_and_wait(cluster: SlurmCluster, script: Path | str, args: Sequence[st
     instead of the ``distsnn`` command). A job still running after ``timeout`` seconds is
     cancelled and reported with state ``TEST_TIMEOUT``; this function never hangs.
     """
-    output = cluster.directory / f"job-{uuid.uuid4().hex[:8]}.out"
-    minutes = max(1, int(timeout // 60) + 1)
-    command = ["sbatch", "--parsable", f"--ntasks={ntasks}", f"--output={output}",
-               f"--chdir={REPO}", f"--time={minutes}", *sbatch_options, str(script), *args]
-    started = time.monotonic()
-    submitted = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                               env=cluster.env({"DISTSNN_VENV": str(VENV), **(env or {})}))
-    assert submitted.returncode == 0, f"sbatch failed: {submitted.stderr}"
-    job_id = submitted.stdout.strip().split(";")[0]
+    return wait(cluster, submit(cluster, script, args, ntasks, timeout, env, sbatch_options))
 
-    state, exit_code = "PENDING", None
+
+def wait(cluster: SlurmCluster, job: Submitted) -> JobResult:
+    """Poll until ``job`` ends (through requeues), at most until its timeout."""
+    job_id, output, started = job.job_id, job.output, job.started
+    state, exit_code, restarts = "PENDING", None, 0
     while True:
         fields = _job_fields(cluster, job_id)
         if fields is None:  # gone from slurmctld's memory: it ended
             state = "COMPLETED" if output.exists() else "UNKNOWN"
             break
         state = fields.get("JobState", "UNKNOWN")
+        restarts = int(fields.get("Restarts", "0"))
         if state in TERMINAL_STATES:
             code = fields.get("ExitCode", "")
             exit_code = int(code.split(":")[0]) if code.split(":")[0].isdigit() else None
             break
-        if time.monotonic() - started > timeout:
+        if time.monotonic() - started > job.timeout:
             cluster.command("scancel", job_id)
             state = "TEST_TIMEOUT"
             break
@@ -185,7 +206,7 @@ def submit_and_wait(cluster: SlurmCluster, script: Path | str, args: Sequence[st
         time.sleep(0.1)
     text = output.read_text(errors="replace") if output.exists() else ""
     return JobResult(job_id=job_id, state=state, exit_code=exit_code, output=text,
-                     seconds=seconds)
+                     seconds=seconds, restarts=restarts)
 
 
 def rank_lines(output: str) -> list[tuple]:
@@ -237,6 +258,48 @@ def test_sbatch_template_runs_distsnn_evaluate_on_two_tasks(cluster, small_files
     assert results["ranks"] == 2
     assert results["metrics"]["20"]["sparse_categorical_accuracy"]["total"] == small_files["n"]
     assert results["spikes"]["examples"] == small_files["n"]
+
+
+@pytest.mark.slurm
+@pytest.mark.mpi
+def test_signalled_job_requeues_itself_and_resumes_from_its_journal(cluster, poisson_files,
+                                                                    tmp_path):
+    """SIGUSR1 to the tasks part-way (what ``--signal=USR1@120`` sends before the time limit):
+    distsnn saves its journal and exits 138, the template runs ``scontrol requeue``, and the
+    requeued job, rerunning the same command, ends with the results of an uninterrupted run."""
+    build = tmp_path / "build"
+
+    def argv(out, *extra):
+        return ["evaluate", str(poisson_files["net"]), "--data", str(poisson_files["data"]),
+                "-t", "4000,12000", "-o", str(out), "--build-dir", str(build), "--no-progress",
+                *extra]
+
+    reference = tmp_path / "reference.json"
+    proc = run([DISTSNN, *argv(reference)], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "requeued.json"
+    job = submit(cluster, CPU_TEMPLATE, argv(out, "--chunk-size", "4"), ntasks=2, timeout=240)
+    while journal_chunks(out) < 2:
+        fields = _job_fields(cluster, job.job_id)
+        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), wait(cluster, job).describe()
+        assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
+        time.sleep(0.1)
+    signalled = cluster.command("scancel", "--signal=USR1", job.job_id)
+    assert signalled.returncode == 0, signalled.stderr
+    # Slurm holds a requeued job for about two minutes (Reason=BeginTime): let it start now.
+    while ((fields := _job_fields(cluster, job.job_id)) and fields["JobState"] not in
+           TERMINAL_STATES and time.monotonic() - job.started < job.timeout):
+        if fields["JobState"] == "PENDING" and fields.get("Reason") == "BeginTime":
+            cluster.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
+        time.sleep(0.1)
+    result = wait(cluster, job)
+    assert result.ok and result.restarts == 1, result.describe()
+    assert "stopped by a signal (exit 138); requeueing job" in result.output, result.describe()
+    got, expected = json.loads(out.read_text()), json.loads(reference.read_text())
+    assert 0 < got["journal"]["resumed_examples"] < 96, got["journal"]
+    assert got["ranks"] == 2
+    assert got["metrics"] == expected["metrics"] and got["spikes"] == expected["spikes"]
+    assert not (tmp_path / "requeued.json.journal").exists()
 
 
 # --- the scripts without Slurm ----------------------------------------------------------------
