@@ -286,10 +286,14 @@ def test_signalled_job_requeues_itself_and_resumes_from_its_journal(cluster, poi
         time.sleep(0.1)
     signalled = cluster.command("scancel", "--signal=USR1", job.job_id)
     assert signalled.returncode == 0, signalled.stderr
-    # Slurm holds a requeued job for about two minutes (Reason=BeginTime): let it start now.
-    while ((fields := _job_fields(cluster, job.job_id)) and fields["JobState"] not in
-           TERMINAL_STATES and time.monotonic() - job.started < job.timeout):
-        if fields["JobState"] == "PENDING" and fields.get("Reason") == "BeginTime":
+    # Wait for the requeued job to run again (on the way it may show FAILED for a moment);
+    # Slurm holds it for about two minutes (Reason=BeginTime): let it start now.
+    while time.monotonic() - job.started < job.timeout:
+        fields = _job_fields(cluster, job.job_id) or {}
+        restarted = fields.get("Restarts", "0") != "0"
+        if restarted and fields.get("JobState") in ("RUNNING", "COMPLETED"):
+            break
+        if fields.get("JobState") == "PENDING" and fields.get("Reason") == "BeginTime":
             cluster.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
         time.sleep(0.1)
     result = wait(cluster, job)
