@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .enums import InputType
+from .enums import InputType, Readout
 from .errors import ConversionError, ModelFileError, NormDataError
 
 _LAZY = {
@@ -22,7 +22,7 @@ _LAZY = {
     "LayerInfo": ".graph", "NormData": ".norm", "load_model": ".model_io",
 }
 
-__all__ = ["InputType", "ConversionError", "ModelFileError", "NormDataError",
+__all__ = ["InputType", "Readout", "ConversionError", "ModelFileError", "NormDataError",
            "spike_normalise", *_LAZY]
 
 
