@@ -99,12 +99,16 @@ NORM_DATA = typer.Option(None, "--norm-data", help="Normalisation data (.npz/.np
                          "slice of the training inputs; needed by data-norm, spike-norm and "
                          "few-spike.")
 K = typer.Option(8, "--k", help="Few-spike: timesteps per window (bits per activation).")
-INPUT = typer.Option(InputKind.poisson, "--input", help="Input encoding of rate methods "
-                     "(analog: the first layer receives W x + b, computed once per example).")
-READOUT = typer.Option(ReadoutKind.spikes, "--readout", help="Output of rate methods: spike "
-                       "counts, or analog (non-spiking, mean input; argmax).")
-RESET = typer.Option(Reset.zero, "--reset", help="IF reset: to zero (mlGeNN) or by "
-                     "subtracting the threshold.")
+# Rate methods default to analog ends and reset by subtraction (as SpikingJelly and Sinabs):
+# measured closest to the ANN (benchmarks/README.md); mlGeNN's behaviour is
+# --input poisson --readout spikes --reset zero.
+INPUT = typer.Option(InputKind.analog, "--input", help="Input encoding of rate methods "
+                     "(analog: the first layer receives W x + b, computed once per example; "
+                     "mlGeNN: poisson).")
+READOUT = typer.Option(ReadoutKind.analog, "--readout", help="Output of rate methods: analog "
+                       "(non-spiking, mean input, argmax) or spike counts (mlGeNN: spikes).")
+RESET = typer.Option(Reset.subtract, "--reset", help="IF reset: by subtracting the threshold, "
+                     "or to zero (mlGeNN).")
 PERCENTILE = typer.Option(100.0, "--percentile", help="data-norm/spike-norm: percentile of "
                           "activations used as the maximum (e.g. 99.9).")
 SIGNED = typer.Option(False, "--signed-input/--unsigned-input", help="Inputs can be negative.")
