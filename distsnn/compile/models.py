@@ -166,8 +166,8 @@ def analog_input(name: str, example_steps: int) -> NeuronCode:
         vars=[("Input", "scalar", RO_BATCH), ("SpikeTotal", "unsigned int", RW)],
         threshold_condition_code="Input != 0.0 && ((int)(t / dt + 0.5)) % ExampleSteps == 0",
         reset_code="SpikeTotal++;")
-    return NeuronCode(model, {"ExampleSteps": int(example_steps)}, {"Input": 0.0, "SpikeTotal": 0},
-                      input_var="Input", analog=True)
+    return NeuronCode(model, {"ExampleSteps": int(example_steps)},
+                      {"Input": 0.0, "SpikeTotal": 0}, input_var="Input", analog=True)
 
 
 def integrator(n: Integrator, name: str) -> NeuronCode:
