@@ -83,6 +83,12 @@ class InputKind(str, Enum):
     poisson = "poisson"
     spike = "spike"
     if_ = "if"
+    analog = "analog"
+
+
+class ReadoutKind(str, Enum):
+    spikes = "spikes"
+    analog = "analog"
 
 
 class Reset(str, Enum):
@@ -102,9 +108,13 @@ NORM_DATA = typer.Option(None, "--norm-data", help="Normalisation data (.npz/.np
                          "few-spike.")
 K = typer.Option(8, "--k", min=1, max=30,
                  help="Few-spike: timesteps per window (bits per activation).")
-INPUT = typer.Option(InputKind.poisson, "--input", help="Input encoding of rate methods.")
-RESET = typer.Option(Reset.subtract, "--reset", help="IF reset: subtract the threshold "
-                     "(keeps the residual) or to zero (mlGeNN-exact).")
+INPUT = typer.Option(InputKind.analog, "--input", help="Input encoding of rate methods "
+                     "(analog: the first layer receives W x + b, computed once per example; "
+                     "mlGeNN: poisson).")
+READOUT = typer.Option(ReadoutKind.analog, "--readout", help="Output of rate methods: analog "
+                       "(non-spiking, mean input, argmax) or spike counts (mlGeNN: spikes).")
+RESET = typer.Option(Reset.subtract, "--reset", help="IF reset: by subtracting the threshold, "
+                     "or to zero (mlGeNN).")
 PERCENTILE = typer.Option(100.0, "--percentile", help="data-norm/spike-norm: percentile of "
                           "activations used as the maximum (e.g. 99.9).")
 SIGNED = typer.Option(False, "--signed-input/--unsigned-input", help="Inputs can be negative.")
@@ -145,13 +155,13 @@ MEMORY_BUDGET = typer.Option(None, "--memory-budget", help="Per-rank memory budg
 
 
 def _conversion(method, norm_data, timesteps, k, input_kind, signed, percentile, reset, seed,
-                build_dir, x_name):
+                build_dir, x_name, readout):
     from distsnn.evaluation import ConversionOptions
     return ConversionOptions(
         method=method.value, norm_data=None if norm_data is None else str(norm_data),
         timesteps=timesteps, k=k, input_type=input_kind.value, signed_input=signed,
         percentile=percentile, reset=reset.value, norm_x_name=x_name, seed=seed,
-        build_dir=None if build_dir is None else str(build_dir))
+        readout=readout.value, build_dir=None if build_dir is None else str(build_dir))
 
 
 def _parse_timesteps(text: str) -> list[int]:
@@ -177,7 +187,7 @@ def convert(
                                        "simulates this many per normalisation example)."),
     k: int = K, input_kind: InputKind = INPUT, signed_input: bool = SIGNED,
     percentile: float = PERCENTILE, reset: Reset = RESET, seed: int = SEED,
-    build_dir: Optional[Path] = BUILD_DIR, x_name: str = X_NAME,
+    build_dir: Optional[Path] = BUILD_DIR, x_name: str = X_NAME, readout: ReadoutKind = READOUT,
     ann_accuracy: Optional[float] = ANN_ACCURACY,
 ) -> None:
     """Convert a Keras or ONNX model to a spiking network file (rank 0 converts; spike-norm's
@@ -191,7 +201,7 @@ def convert(
     comm = MPICommunicator()
     on_root(comm, lambda: check_writable(output, "--output"))
     options = _conversion(method, norm_data, timesteps, k, input_kind, signed_input,
-                          percentile, reset, seed, build_dir, x_name)
+                          percentile, reset, seed, build_dir, x_name, readout)
     timings = Timings()
     ann = _ann_accuracy(ann_accuracy)
     network = load_or_convert(str(model), options, comm, timings)
@@ -225,7 +235,7 @@ def evaluate(
     method: Method = METHOD, norm_data: Optional[Path] = NORM_DATA, k: int = K,
     input_kind: InputKind = INPUT, signed_input: bool = SIGNED, percentile: float = PERCENTILE,
     reset: Reset = RESET, seed: int = SEED, build_dir: Optional[Path] = BUILD_DIR,
-    x_name: str = X_NAME,
+    x_name: str = X_NAME, readout: ReadoutKind = READOUT,
     y_name: str = typer.Option("y", "--y-name", help="Name of the label array."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     connectivity: Lowering = CONNECTIVITY, memory_budget: Optional[str] = MEMORY_BUDGET,
@@ -261,13 +271,13 @@ def evaluate(
                   y_name, progress, scale, mean, std, chunk_size, journal, resume, stop,
                   {"resize": resize, "crop": crop, "class_names": class_names},
                   {"connectivity": connectivity.value, "memory_budget": memory_budget},
-                  ann_accuracy)
+                  ann_accuracy, readout)
 
 
 def _evaluate(model, data, timesteps, batch_size, backend, output, plot, method, norm_data, k,
               input_kind, signed_input, percentile, reset, seed, build_dir, x_name, y_name,
               progress, scale, mean, std, chunk_size, journal, resume, stop, images,
-              lowering, ann_accuracy) -> None:
+              lowering, ann_accuracy, readout) -> None:
     from distsnn.errors import UserError
     from distsnn.results_json import run_record, to_json, utc_now
 
@@ -295,7 +305,7 @@ def _evaluate(model, data, timesteps, batch_size, backend, output, plot, method,
     resolved = _check_backend(comm, backend.value, batch_size)
     timings = Timings()
     options = _conversion(method, norm_data, max(steps), k, input_kind, signed_input,
-                          percentile, reset, seed, build_dir, x_name)
+                          percentile, reset, seed, build_dir, x_name, readout)
     network = load_or_convert(str(model), options, comm, timings)
     job = JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, stop=stop,
                      images=images)

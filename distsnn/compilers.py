@@ -21,7 +21,7 @@ from .communicator import Communicator, SerialCommunicator
 from .data import shard_bounds
 from .metrics import MetricSpec, SparseCategoricalAccuracy, make_metric
 from .network import Network, Population
-from .neurons import FewSpikeRelu, IntegrateFire
+from .neurons import FewSpikeRelu, IntegrateFire, Integrator
 from .simulation import run_few_spike, run_rate
 from .statistics import SpikeStats, spike_report
 
@@ -594,6 +594,8 @@ def _readout_kind(pop: Population) -> str:
         return "var"
     if isinstance(neuron, IntegrateFire):
         return neuron.readout or "spike_count"
+    if isinstance(neuron, Integrator):
+        return neuron.readout or "avg_input"
     raise ValueError(f"population {pop.name!r} ({type(neuron).__name__}) cannot be an output")
 
 

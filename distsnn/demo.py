@@ -43,7 +43,8 @@ def run_demo(output_dir: Path, ranks: int = 2, seed: int = 1) -> int:
           flush=True)
     runs = {
         "few-spike (K=8)": ["--method", "few-spike", "--k", "8"],
-        "data-norm (Poisson)": ["--method", "data-norm", "--timesteps", "100,200,500"],
+        "data-norm (Poisson)": ["--method", "data-norm", "--timesteps", "100,200,500",
+                                "--input", "poisson", "--readout", "spikes", "--reset", "zero"],
     }
     results = {}
     for label, args in runs.items():

@@ -47,6 +47,7 @@ class ConversionOptions:
     signed_input: bool = False
     percentile: float = 100.0
     reset: str = "subtract"
+    readout: str = "spikes"
     norm_x_name: str = "x"
     seed: int = 1
     build_dir: Optional[str] = None
@@ -94,7 +95,7 @@ def load_or_convert(path: str, options: ConversionOptions, comm: Communicator,
                                timesteps=options.timesteps, k=options.k,
                                input_type=options.input_type, signed_input=options.signed_input,
                                percentile=options.percentile, reset=options.reset,
-                               x_name=options.norm_x_name)
+                               x_name=options.norm_x_name, readout=options.readout)
         return network_to_bytes(net)
 
     data = on_root(comm, rank0, broadcast=False)

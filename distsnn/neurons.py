@@ -12,7 +12,7 @@ import numpy as np
 Value = Union[float, np.ndarray]
 
 #: Readouts an output population can provide.
-READOUTS = ("spike_count", "var", "avg_var")
+READOUTS = ("spike_count", "var", "avg_var", "avg_input")
 #: Reset modes of integrate-and-fire neurons.
 RESET_MODES = ("zero", "subtract")
 
@@ -58,6 +58,28 @@ class IntegrateFireInput(Neuron):
     v_reset: float = 0.0
     reset: str = "zero"
     signed_input: bool = False
+
+
+@dataclass
+class AnalogInput(Neuron):
+    """Analog input: no spike trains. At the first step of each example every neuron with
+    ``x != 0`` sends ``g x`` once through its connections; the targets hold that sum as a
+    constant current for the rest of the example, so the first weighted layer receives its
+    ANN input ``W x`` (plus its bias) every step, computed once per example.
+    """
+
+    kind: ClassVar[str] = "analog_input"
+    is_input: ClassVar[bool] = True
+
+
+@dataclass
+class Integrator(Neuron):
+    """Non-spiking output: sums its input ``Isyn + bias`` every step; readout ``avg_input``
+    is the mean input per step (the ANN's pre-activation in the layer's rate units)."""
+
+    kind: ClassVar[str] = "integrator"
+    bias: Optional[Value] = None
+    readout: Optional[str] = "avg_input"
 
 
 @dataclass
@@ -112,6 +134,6 @@ class FewSpikeRelu(Neuron):
 
 NEURON_TYPES: dict[str, type[Neuron]] = {
     cls.kind: cls
-    for cls in (IntegrateFire, IntegrateFireInput, PoissonInput, BinarySpikeInput,
-                FewSpikeReluInput, FewSpikeRelu)
+    for cls in (IntegrateFire, IntegrateFireInput, AnalogInput, Integrator, PoissonInput,
+                BinarySpikeInput, FewSpikeReluInput, FewSpikeRelu)
 }

@@ -98,7 +98,7 @@ def run_rate(genn: GeNNNetwork, batches: Iterable[dict[Population, np.ndarray]],
             for pop, kind in outputs.items():
                 value = genn.readout(pop, kind)[:sizes[-1]]
                 on_result(index, checkpoint, pop,
-                          value / checkpoint if kind == "avg_var" else value)
+                          value / checkpoint if kind in ("avg_var", "avg_input") else value)
         spikes.after_window(index, sizes)
         callbacks.on_batch_end(index)
     return SpikeStats(sum(sizes), timesteps, spikes.finish())

@@ -20,7 +20,7 @@ from .callbacks import Callback
 from .communicator import Communicator, SerialCommunicator
 from .compilers import CompiledInferenceNetwork, InferenceCompiler, _populations
 from .network import Network, Population
-from .neurons import IntegrateFire
+from .neurons import IntegrateFire, Integrator
 
 log = logging.getLogger("distsnn")
 
@@ -112,8 +112,12 @@ def spike_normalise(net: Network, net_inputs: Optional[Sequence] = None,
             thresholds[layer.name] = theta
             scale[layer.name] = theta * reference
             log.info("spike-norm: %s threshold %.6g", layer.name, theta)
+        readouts = [p for p in net.populations if isinstance(p.neuron, Integrator)]
+        for pop in readouts:  # non-spiking outputs: their inputs on one scale, no threshold
+            _rescale_inputs(net, genn, pop, scale, factors)
     for layer in layers:
         layer.neuron.v_thresh = thresholds[layer.name]
+    for layer in layers + readouts:
         sources = net.incoming(layer)
         if layer.neuron.bias is not None and sources:
             layer.neuron.bias = np.asarray(layer.neuron.bias, np.float32) / np.float32(

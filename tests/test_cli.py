@@ -93,7 +93,8 @@ def _tiny(tmp_path):
 @pytest.mark.slow
 def test_spike_norm_on_digits_is_within_three_points_of_data_norm(digits_files, tmp_path,
                                                                    build_dir):
-    """Convert with spike-norm on 2 ranks, then evaluate both methods at T=500 (Poisson)."""
+    """Convert with spike-norm on 2 ranks, then evaluate both methods at T=500 (the CLI's
+    defaults: analog input and readout, reset by subtraction)."""
     d = digits_files
     net = tmp_path / "spike_norm.h5"
     conv = run_mpi(2, [DISTSNN, "convert", str(d["model"]), "--method", "spike-norm",

@@ -14,8 +14,8 @@ from distsnn.connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Conv
 from distsnn.netfile import (FORMAT_VERSION, NetworkFileError, load_network, network_to_bytes,
                              save_network)
 from distsnn.network import Network
-from distsnn.neurons import (BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput, IntegrateFire,
-                             IntegrateFireInput, PoissonInput)
+from distsnn.neurons import (AnalogInput, BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput,
+                             IntegrateFire, IntegrateFireInput, Integrator, PoissonInput)
 
 
 
@@ -48,7 +48,10 @@ def full_network() -> Network:
     net.connect(pois, avg, OneToOne(rng.uniform(-1, 1, 6).astype(np.float32), delay=1))
     net.connect(ifin, avg, OneToOne(0.5))
     net.connect(pconv, dense, Dense(rng.uniform(-1, 1, (16, 5)).astype(np.float64)))
-    net.outputs = [dense, avg]
+    analog = net.add_population("analog", (2, 2, 1), AnalogInput())
+    mean = net.add_population("mean", 3, Integrator(bias=rng.uniform(-1, 1, 3).astype(np.float32)))
+    net.connect(analog, mean, Dense(rng.uniform(-1, 1, (4, 3)).astype(np.float32)))
+    net.outputs = [dense, avg, mean]
     fs_in = net.add_population("fs_in", 4, FewSpikeReluInput(k=8, alpha=3.5, signed_input=True))
     net.add_population("fs", 4, FewSpikeRelu(k=8, alpha=2.0, bias=np.arange(4, dtype=np.float32),
                                              readout="var"))

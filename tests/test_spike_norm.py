@@ -9,21 +9,25 @@ import pytest
 from conftest import run, run_mpi
 from distsnn.connectivity import Dense
 from distsnn.network import Network
-from distsnn.neurons import BinarySpikeInput, IntegrateFire
+from distsnn.neurons import AnalogInput, BinarySpikeInput, IntegrateFire, Integrator
 from distsnn.spike_norm import spike_normalise
 
 T = 12
 SCRIPT = Path(__file__).parent / "mpi_scripts" / "spike_norm_small.py"
 
 
-def small_network():
-    """Binary input -> h1 (bias) -> h2 -> out, plus a skip input -> out (a merge); 9 examples."""
+def small_network(analog: bool = False):
+    """Binary input -> h1 (bias) -> h2 -> out, plus a skip input -> out (a merge); 9 examples.
+
+    ``analog``: analog input (its held current equals the binary spikes' input every step)
+    and a non-spiking analog readout."""
     rng = np.random.default_rng(5)
     net = Network()
-    inp = net.add_population("in", (6,), BinarySpikeInput())
+    inp = net.add_population("in", (6,), AnalogInput() if analog else BinarySpikeInput())
     h1 = net.add_population("h1", (5,), IntegrateFire(bias=rng.normal(0, 0.2, 5).astype(np.float32)))
     h2 = net.add_population("h2", (4,), IntegrateFire())
-    out = net.add_population("out", (3,), IntegrateFire(readout="spike_count"))
+    out = net.add_population("out", (3,), Integrator() if analog
+                             else IntegrateFire(readout="spike_count"))
     net.connect(inp, h1, Dense(rng.normal(0, 1, (6, 5)).astype(np.float32)))
     net.connect(h1, h2, Dense(rng.normal(0.3, 1, (5, 4)).astype(np.float32)))
     net.connect(h2, out, Dense(rng.normal(0.3, 1, (4, 3)).astype(np.float32)))
@@ -87,6 +91,20 @@ def test_thresholds_equal_numpy_reference(build_dir):
     meta = net.metadata["spike_norm"]
     assert meta["timesteps"] == T and meta["norm_examples"] == 9 and meta["percentile"] == 100
     assert meta["seed"] == 3
+
+
+def test_analog_ends_give_the_same_thresholds_and_rescale_the_readout(build_dir):
+    expected = reference_thresholds(*small_network(), T)
+    net, x = small_network(analog=True)
+    skip = np.array(net.connections[3].connectivity.weight)
+    found = spike_normalise(net, norm_data=x, evaluate_timesteps=T, rng_seed=3,
+                            build_dir=str(build_dir))
+    assert set(found) == {"h1", "h2"}  # the analog readout has no threshold
+    for name in found:
+        assert found[name] == pytest.approx(expected[name], rel=1e-5), name
+    # the readout's skip input is put on the scale of its main input, h2's (theta_h1 theta_h2)
+    np.testing.assert_allclose(net.connections[3].connectivity.weight,
+                               skip / (found["h1"] * found["h2"]), rtol=1e-5)
 
 
 def test_percentile_is_below_maximum_and_positive(build_dir):

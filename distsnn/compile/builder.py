@@ -25,8 +25,8 @@ from ..network import Connection, Network, Population
 from ..neurons import FewSpikeRelu, FewSpikeReluInput
 from .synapse_cache import SynapseCache
 from .toeplitz import toeplitz_connectivity
-from .models import (EXAMPLE_GATED_DELTA, SIGNED_PULSE, NeuronCode, example_streams,
-                     neuron_code, reset_update_model)
+from .models import (ANALOG_PULSE, EXAMPLE_GATED_DELTA, HELD_DELTA, SIGNED_PULSE, NeuronCode,
+                     example_streams, neuron_code, reset_update_model)
 
 BACKENDS = {"cpu": "single_threaded_cpu", "cuda": "cuda"}
 
@@ -183,7 +183,8 @@ class GeNNNetwork:
             neuron = replace(neuron, bias=np.broadcast_to(
                 np.asarray(neuron.bias, np.float32).reshape(-1), (pop.size,)).copy())
         return neuron_code(neuron, pop.name, dynamic_threshold=opts.dynamic_thresholds,
-                           record_max_input=opts.record_max_input)
+                           record_max_input=opts.record_max_input,
+                           example_steps=opts.example_timesteps)
 
     def _add_connection(self, model: GeNNModel, conn: Connection):
         opts = self.options
@@ -199,11 +200,11 @@ class GeNNNetwork:
                 * opts.example_timesteps
             psm = init_postsynaptic("DeltaCurr")
         else:
-            psm = init_postsynaptic(EXAMPLE_GATED_DELTA, {
-                "FirstStep": 1 + delay, "ExampleSteps": opts.example_timesteps})
-        signed = self.codes[conn.source.name].signed
-        wu_model = SIGNED_PULSE if signed else "StaticPulse"
-        pre_refs = {"Sgn": "Sgn"} if signed else {}
+            analog = self.codes[conn.source.name].analog
+            psm = init_postsynaptic(HELD_DELTA if analog else EXAMPLE_GATED_DELTA, {
+                "FirstStep": 1 + delay, "ExampleSteps": opts.example_timesteps},
+                {"Held": 0.0} if analog else {})
+        wu_model, pre_refs = _weight_update(self.codes[conn.source.name])
         matrix = self.plan.matrix(conn.name)
         shape = conn.source.shape
         if matrix == "TOEPLITZ":
@@ -389,6 +390,15 @@ class GeNNNetwork:
         for group in sorted(self.reset_groups):
             times[f"{group}_time"] = float(m.get_custom_update_time(group))
         return times
+
+
+def _weight_update(source: NeuronCode) -> tuple:
+    """Weight update model and presynaptic variable references of a source's connections."""
+    if source.analog:
+        return ANALOG_PULSE, {"Input": "Input"}
+    if source.signed:
+        return SIGNED_PULSE, {"Sgn": "Sgn"}
+    return "StaticPulse", {}
 
 
 def pipeline_depths(network: Network) -> dict[str, int]:

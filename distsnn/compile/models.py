@@ -14,8 +14,8 @@ import numpy as np
 from pygenn import (VarAccess, VarAccessMode, create_custom_update_model, create_neuron_model,
                     create_postsynaptic_model, create_weight_update_model)
 
-from ..neurons import (BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput, IntegrateFire,
-                       IntegrateFireInput, Neuron, PoissonInput)
+from ..neurons import (AnalogInput, BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput,
+                       IntegrateFire, IntegrateFireInput, Integrator, Neuron, PoissonInput)
 
 #: Postsynaptic model for rate-coded (per-example) runs: input arriving before step
 #: ``FirstStep`` of an example can only be a spike emitted by the previous example (each hop
@@ -28,6 +28,29 @@ EXAMPLE_GATED_DELTA = create_postsynaptic_model(
     }
     inSyn = 0.0;
     """)
+
+#: Postsynaptic model of connections from an analog input: the input arrives once per example
+#: (at step ``FirstStep``); it is held and injected every step from then on, so the target
+#: receives the constant ``W x`` for the rest of the example.
+HELD_DELTA = create_postsynaptic_model(
+    "held_delta", params=[("FirstStep", "int"), ("ExampleSteps", "int")],
+    vars=[("Held", "scalar")],
+    sim_code="""
+    const int s = ((int)(t / dt + 0.5)) % ExampleSteps;
+    if (s == FirstStep) {
+        Held = inSyn;
+    }
+    if (s >= FirstStep) {
+        injectCurrent(Held);
+    }
+    inSyn = 0.0;
+    """)
+
+#: Synapse of an analog input: one event per example carries ``g x``.
+ANALOG_PULSE = create_weight_update_model(
+    "analog_pulse", vars=[("g", "scalar", VarAccess.READ_ONLY)],
+    pre_neuron_var_refs=[("Input", "scalar", VarAccessMode.READ_ONLY)],
+    pre_spike_syn_code="addToPost(g * Input);")
 
 #: Static synapse whose sign comes from the presynaptic neuron's ``Sgn``.
 SIGNED_PULSE = create_weight_update_model(
@@ -50,6 +73,8 @@ class NeuronCode:
     #: Variables per readout kind.
     readout_var: dict = field(default_factory=dict)
     signed: bool = False
+    #: An analog input: its connections carry ``g * Input`` once per example.
+    analog: bool = False
 
 
 RW = VarAccess.READ_WRITE
@@ -132,6 +157,30 @@ def if_input(n: IntegrateFireInput, name: str) -> NeuronCode:
         sim_code=sim, threshold_condition_code=threshold, reset_code=reset + "\nSpikeTotal++;")
     return NeuronCode(model, {"Vthresh": float(n.v_thresh), "Vreset": float(n.v_reset)}, vv,
                       {"V": float(n.v_reset)}, input_var="Input", signed=n.signed_input)
+
+
+def analog_input(name: str, example_steps: int) -> NeuronCode:
+    """One event per example (at its first step) from each neuron whose input is non-zero."""
+    model = create_neuron_model(
+        f"analog_input_{name}", params=[("ExampleSteps", "int")],
+        vars=[("Input", "scalar", RO_BATCH), ("SpikeTotal", "unsigned int", RW)],
+        threshold_condition_code="Input != 0.0 && ((int)(t / dt + 0.5)) % ExampleSteps == 0",
+        reset_code="SpikeTotal++;")
+    return NeuronCode(model, {"ExampleSteps": int(example_steps)},
+                      {"Input": 0.0, "SpikeTotal": 0}, input_var="Input", analog=True)
+
+
+def integrator(n: Integrator, name: str) -> NeuronCode:
+    """Non-spiking output: ``ISum`` accumulates ``Isyn + Bias`` (reset per example)."""
+    params, vars_ = [], [("ISum", "scalar", RW), ("SpikeTotal", "unsigned int", RW)]
+    pv: dict = {}
+    vv: dict = {"ISum": 0.0, "SpikeTotal": 0}
+    sim = "ISum += Isyn;"
+    if n.bias is not None:
+        _value("Bias", n.bias, params, vars_, pv, vv)
+        sim = "ISum += Isyn + Bias;"
+    model = create_neuron_model(f"integrator_{name}", params=params, vars=vars_, sim_code=sim)
+    return NeuronCode(model, pv, vv, {"ISum": 0.0}, readout_var={"avg_input": "ISum"})
 
 
 def _spike_source(name: str, prefix: str, signed: bool, sim: str, fire: str,
@@ -270,8 +319,12 @@ def _literal(value) -> str:
 
 def neuron_code(neuron: Neuron, name: str, *, dynamic_threshold: bool = False,
                 record_max_input: bool = False, src_alpha: float = 1.0,
-                src_signed: bool = False) -> NeuronCode:
+                src_signed: bool = False, example_steps: int = 1) -> NeuronCode:
     """GeNN code for one population's neuron description."""
+    if isinstance(neuron, AnalogInput):
+        return analog_input(name, example_steps)
+    if isinstance(neuron, Integrator):
+        return integrator(neuron, name)
     if isinstance(neuron, IntegrateFire):
         return integrate_fire(neuron, name, dynamic_threshold, record_max_input)
     if isinstance(neuron, IntegrateFireInput):

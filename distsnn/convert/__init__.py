@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .enums import InputType
+from .enums import InputType, Readout
 from .errors import ConversionError, ModelFileError, NormDataError
 
 _LAZY = {
@@ -24,7 +24,7 @@ _LAZY = {
     "open_model": ".frontends",
 }
 
-__all__ = ["InputType", "ConversionError", "ModelFileError", "NormDataError",
+__all__ = ["InputType", "Readout", "ConversionError", "ModelFileError", "NormDataError",
            "spike_normalise", *_LAZY]
 
 

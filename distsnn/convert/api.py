@@ -14,7 +14,7 @@ METHODS = ("simple", "data-norm", "few-spike", "spike-norm")
 def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = None,
                  timesteps: int = 500, k: int = 8, input_type: str = "poisson",
                  signed_input: bool = False, percentile: float = 100.0, reset: str = "subtract",
-                 x_name: str = "x") -> Network:
+                 x_name: str = "x", readout: str = "spikes") -> Network:
     """Convert the Keras model file ``model_path`` with ``method`` and return the network.
 
     ``norm_data`` is an array or an array file (``x_name`` inside .npz/.h5). For
@@ -30,11 +30,11 @@ def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = 
             raise NormDataError("data-norm needs normalisation data (a slice of the training "
                                 "inputs as an .npz/.npy/.h5 file)")
         converter = DataNorm(timesteps, signed_input, norm_data, input_type, percentile,
-                             reset=reset, x_name=x_name)
+                             reset=reset, x_name=x_name, readout=readout)
     elif method == "few-spike":
         converter = FewSpike(k=k, signed_input=signed_input, norm_data=norm_data, x_name=x_name)
     else:
-        converter = Simple(timesteps, signed_input, input_type, reset=reset)
+        converter = Simple(timesteps, signed_input, input_type, reset=reset, readout=readout)
     network = converter.convert(model_path)[0]
     if method == "spike-norm":
         network.metadata["method"] = "spike-norm"

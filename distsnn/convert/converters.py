@@ -16,9 +16,10 @@ from typing import Any, Optional
 import numpy as np
 
 from ..network import Network, Population
-from ..neurons import (RESET_MODES, BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput,
-                       IntegrateFire, IntegrateFireInput, Neuron, PoissonInput)
-from .enums import InputType
+from ..neurons import (RESET_MODES, AnalogInput, BinarySpikeInput, FewSpikeRelu,
+                       FewSpikeReluInput, IntegrateFire, IntegrateFireInput, Integrator, Neuron,
+                       PoissonInput)
+from .enums import InputType, Readout
 from .errors import ConversionError, NormDataError
 from .frontends import open_model
 from .norm import NormData, RunningStat, Statistics, collect
@@ -197,14 +198,20 @@ class Simple(Converter):
     a Keras bias b is the constant current ``b`` added to ``V`` every step (the scale of every
     population is 1; see :class:`DataNorm` for the general case).
 
+    ``input_type=InputType.ANALOG`` drives the first weighted layer with its exact ANN
+    input ``W x + b`` (computed once per example) instead of input spikes; ``readout="analog"``
+    makes the output layer non-spiking and predicts the largest mean input (both as the
+    PyTorch converters do; mlGeNN's defaults are Poisson input and spike counts).
+
     Options: ``reset`` ("subtract", the default, which keeps the residual and makes the rate
     exactly proportional to the input, as in snntoolbox, SpikingJelly and Sinabs; or "zero",
     mlGeNN's IntegrateFire, which loses accuracy), ``biases`` ("current", the
-    default, or "reject" to refuse models with biases as mlGeNN does).
+    default, or "reject" to refuse models with biases as mlGeNN does), ``readout``
+    ("spikes", the default, or "analog").
     """
 
     method = "simple"
-    _options = ("reset", "biases")
+    _options = ("reset", "biases", "readout")
 
     def __init__(self, evaluate_timesteps: int, signed_input: bool = False,
                  input_type: InputType = InputType.POISSON, **options):
@@ -223,11 +230,19 @@ class Simple(Converter):
         self.reset = options.get("reset", "subtract")
         if self.reset not in RESET_MODES:
             raise ConversionError(f"reset must be one of {RESET_MODES}, not {self.reset!r}")
+        readout = options.get("readout", Readout.SPIKES)
+        try:
+            self.readout = Readout(readout.value if isinstance(readout, Readout) else readout)
+        except ValueError:
+            raise ConversionError(f"readout must be one of {[r.value for r in Readout]}, not "
+                                  f"{readout!r}") from None
 
     def input_threshold(self, pre_convert_output) -> float:
         return 1.0
 
     def create_input_neurons(self, pre_convert_output) -> Neuron:
+        if self.input_type is InputType.ANALOG:
+            return AnalogInput()
         if self.input_type is InputType.IF:
             return IntegrateFireInput(v_thresh=self.input_threshold(pre_convert_output),
                                       reset=self.reset, signed_input=self.signed_input)
@@ -239,6 +254,8 @@ class Simple(Converter):
         return 1.0
 
     def create_neurons(self, keras_layer, pre_convert_output, is_output: bool) -> Neuron:
+        if is_output and self.readout is Readout.ANALOG:
+            return Integrator()
         return IntegrateFire(v_thresh=self.threshold(keras_layer, pre_convert_output),
                              reset=self.reset, readout="spike_count" if is_output else None)
 
@@ -250,7 +267,7 @@ class Simple(Converter):
     def parameters(self) -> dict:
         return {"evaluate_timesteps": self.evaluate_timesteps, "signed_input": self.signed_input,
                 "input_type": self.input_type.value, "reset": self.reset,
-                "biases": self.biases}
+                "biases": self.biases, "readout": self.readout.value}
 
 
 @dataclass
@@ -274,7 +291,7 @@ class DataNorm(Simple):
     values, as in snntoolbox) of its ANN activation ``relu(value)`` over the normalisation
     data, so that P fires at the rate ``r_P = a_P / λ_P`` spikes per step. The input's λ is
     the threshold of IF input neurons (the data's maximum, or maximum magnitude when signed),
-    and 1 for Poisson/spike inputs (whose rate is x itself).
+    and 1 for Poisson/spike/analog inputs (whose rate, or current, is x itself).
 
     With sources S feeding P and ``λ_ref = max_S λ_S``, the neuron integrates per step
     ``I = sum_S (λ_S / λ_ref) W_S r_S + b / λ_ref`` and fires at ``I / θ_P`` with
@@ -318,7 +335,7 @@ class DataNorm(Simple):
             in_scale = in_scale if in_scale > 0 else 1.0
         else:
             in_scale = 1.0
-            if stats.input_abs_max > 1.0:
+            if stats.input_abs_max > 1.0 and self.input_type is not InputType.ANALOG:
                 log.warning("inputs reach %.3g, but %s input rates above 1 spike per step "
                             "saturate; scale the data to [0, 1] or use input_type='if'",
                             stats.input_abs_max, self.input_type.value)
