@@ -74,7 +74,7 @@ def check_dtype(dtype: np.dtype, scaling: InputScaling, where: str) -> None:
                 else "--scale S multiplies them by S")
         raise DataError(f"{where}: inputs are {dtype} integers but no scale was given; pass the "
                         f"scale the model was trained with ({hint}; --scale 1 uses them "
-                        f"unchanged)")
+                        f"unchanged, e.g. when the model had a Rescaling layer)")
 
 
 def check_channels(values: Optional[Sequence[float]], shape: tuple, option: str) -> None:

@@ -72,6 +72,16 @@ UNSUPPORTED = [
     ("zero_pad_not_before_conv", lambda: image_model(L.ZeroPadding2D(1, name="bad"),
                                                      L.ReLU()),
      "ZeroPadding2D", "only supported directly before a Conv2D"),
+    ("rescaling_after_conv", lambda: image_model(L.Conv2D(2, 3, activation="relu"),
+                                                 L.Rescaling(2.0, name="bad")),
+     "Rescaling", "only supported on a model input"),
+    ("rescaling_before_relu", lambda: image_model(L.Rescaling(2.0, name="bad"), L.ReLU()),
+     "Rescaling", "followed by a Dense or Conv2D, into which it is folded"),
+    ("normalization_per_position_before_conv", lambda: image_model(
+        L.Normalization(axis=(1, 2, 3), mean=np.zeros((8, 8, 2)),
+                        variance=np.linspace(0.5, 2, 128).reshape(8, 8, 2), name="bad"),
+        L.Conv2D(2, 3, activation="relu")),
+     "Normalization", "varies across image positions"),
 ]
 
 

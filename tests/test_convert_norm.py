@@ -163,6 +163,31 @@ def test_data_norm_scaling_is_exact_through_residual_branches():
         assert error.max() < 0.03 and error.mean() < 0.003, (name, error.max(), error.mean())
 
 
+def test_data_norm_through_folded_input_preprocessing():
+    """Raw 0-255 inputs, Rescaling and per-channel Normalization folded into a 'same' Conv2D:
+    the scales are the activations of the Keras model (preprocessing included) and every
+    population fires at relu(activation) / λ."""
+    inp = keras.Input((6, 6, 2), name="inp")
+    x = L.Normalization(mean=[0.4, 0.6], variance=[0.09, 0.04])(L.Rescaling(1 / 255)(inp))
+    a = L.Conv2D(3, 3, padding="same", activation="relu", name="a")(x)
+    b = L.Conv2D(3, 3, activation="relu", name="b")(a)
+    out = L.Dense(4, name="out")(L.GlobalAveragePooling2D()(b))
+    model = randomise(keras.Model(inp, out), 9, -0.4, 0.4)
+    raw = np.random.default_rng(10).integers(0, 256, (200, 6, 6, 2)).astype(np.float32)
+    net, *_ = DataNorm(1000, norm_data=raw, input_type="if", reset="subtract").convert(model)
+    assert [p.name for p in net.populations] == ["inp", "a", "b", "out"]
+    scales = net.metadata["scales"]
+    acts = dict(zip(["a", "b", "out"], outputs_of(model, ["a", "b", "out"], raw)))
+    assert scales["inp"] == raw.max()
+    for name, act in acts.items():
+        assert scales[name] == pytest.approx(np.maximum(act, 0).max(), rel=1e-5), name
+    rates = simulate_rates(net, raw[:20], steps=1000)
+    for name, act in acts.items():
+        expected = np.maximum(act[:20], 0).reshape(20, -1) / scales[name]
+        error = np.abs(rates[name] - expected)
+        assert error.max() < 0.03 and error.mean() < 0.003, (name, error.max(), error.mean())
+
+
 def test_norm_data_sources_agree(tmp_path):
     tf = pytest.importorskip("tensorflow")
     h5py = pytest.importorskip("h5py")

@@ -65,7 +65,29 @@ CASES = {
     "add_two_dense_bn": lambda x: _bn()(L.Add()([L.Dense(4)(L.Flatten()(x)),
                                                  L.Dense(4)(L.GlobalAveragePooling2D()(x))])),
     "conv_dropout": lambda x: L.Dropout(0.5)(L.Conv2D(3, 3)(x)),
+    # input preprocessing folded into the first weighted layer (the offset exactly so at the
+    # zero-padded borders of 'same' convolutions, where Keras does not offset the zeros)
+    "rescale_dense": lambda x: L.Dense(5)(L.Flatten()(L.Rescaling(0.5, offset=-0.25)(x))),
+    "norm_conv_valid": lambda x: L.Conv2D(3, 3)(_norm()(x)),
+    "norm_conv_same": lambda x: L.Conv2D(3, 3, padding="same")(_norm()(x)),
+    "rescale_norm_conv_s2_same": lambda x: L.Conv2D(3, 3, strides=2, padding="same")(
+        _norm()(L.Rescaling(2.0, offset=0.5)(x))),
+    "norm_zero_pad_conv_s2": lambda x: L.Conv2D(3, 3, strides=2)(
+        L.ZeroPadding2D(((0, 1), (0, 1)))(_norm()(x))),
+    # zero padding that no TF padding reproduces: explicit padding, and the offset not at it
+    "norm_zero_pad_explicit_conv_same": lambda x: L.Conv2D(3, 3, strides=2, padding="same")(
+        L.ZeroPadding2D(((2, 0), (0, 1)))(_norm()(x))),
+    "norm_inverted_conv_same": lambda x: L.Conv2D(3, 3, padding="same")(_norm(invert=True)(x)),
+    "flatten_norm_dense": lambda x: L.Dense(4)(L.Normalization(
+        mean=np.linspace(-1, 1, 200), variance=np.linspace(0.1, 3, 200))(L.Flatten()(x))),
+    "norm_add_dense": lambda x: L.Dense(4)(L.Flatten()(L.Add()([_norm()(x),
+                                                               L.Rescaling(-3.0)(x)]))),
 }
+
+
+def _norm(invert=False):
+    """Per-channel Normalization of the two input channels."""
+    return L.Normalization(mean=[0.3, -0.6], variance=[0.25, 4.0], invert=invert)
 
 
 def randomise(model, rng):

@@ -3,7 +3,9 @@
 Each Keras layer is translated into the operations of :class:`~distsnn.convert.plan.Planner`
 (shared with the ONNX front-end): ``Conv2D(linear) -> BatchNormalization -> ReLU`` becomes
 one population fed by one folded Conv2D connection, ``AveragePooling2D -> Flatten -> Dense``
-one AvgPoolDense2D connection, and ``Add`` collects the terms of its inputs.
+one AvgPoolDense2D connection, and ``Add`` collects the terms of its inputs. ``Rescaling``
+and ``Normalization`` on a model input are input preprocessing, folded exactly into the
+Dense or Conv2D that follows.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ IDENTITY_LAYERS = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialD
 
 SUPPORTED = ("InputLayer, Dense, Conv2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, "
              "Reshape to a vector, Add, ReLU, Activation (relu/softmax/linear), Softmax (output), "
-             "BatchNormalization (after Dense/Conv2D), ZeroPadding2D (before Conv2D), Dropout")
+             "BatchNormalization (after Dense/Conv2D), ZeroPadding2D (before Conv2D), "
+             "Rescaling and Normalization (on an input, before Dense/Conv2D), Dropout")
 
 _INSTEAD = {
     "MaxPooling2D": "use AveragePooling2D", "MaxPool2D": "use AveragePooling2D",
@@ -42,8 +45,6 @@ _INSTEAD = {
     "AveragePooling1D": "use AveragePooling2D", "AveragePooling3D": "use AveragePooling2D",
     "LayerNormalization": "use BatchNormalization directly after a Dense or Conv2D",
     "GroupNormalization": "use BatchNormalization directly after a Dense or Conv2D",
-    "Rescaling": "scale the data before conversion instead",
-    "Normalization": "normalise the data before conversion instead",
     "Lambda": "rebuild the model from standard layers (Lambda code cannot be inspected)",
 }
 for _name in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM2D", "LSTMCell",
@@ -73,7 +74,7 @@ def _is_ops_op(op, name: str) -> bool:
 
 _SINGLE_INPUT = (L.Dense, L.Conv2D, L.BatchNormalization, L.AveragePooling2D,
                  L.GlobalAveragePooling2D, L.Flatten, L.Reshape, L.ZeroPadding2D, L.ReLU,
-                 L.Activation, L.Softmax)
+                 L.Activation, L.Softmax, L.Rescaling, L.Normalization)
 
 
 class KerasFrontend(Frontend):
@@ -266,6 +267,10 @@ class _Walker(Planner):
             self._channels_last(op)
             pads = tuple(tuple(int(p) for p in axis) for axis in op.padding)
             return self.zero_pad(op, x, pads, _shape(out), Probe(out))
+        if cls is L.Rescaling:
+            return self.scale(op, x, to_numpy(op.scale), to_numpy(op.offset), Probe(out))
+        if cls is L.Normalization:
+            return self._normalization(op, x, out)
         if cls is L.ReLU:
             return self._nonlinear(op, x, out, relu_layer_kind(op))
         if cls is L.Activation:
@@ -355,6 +360,13 @@ class _Walker(Planner):
                                   "use padding='valid'")
             size, strides = op.pool_size, op.strides
         return self.pool(op, x, size, strides, _shape(out), Probe(out))
+
+    def _normalization(self, op, x: Value, out) -> Value:
+        mean, variance = to_numpy(op.mean)[0], to_numpy(op.variance)[0]
+        std = np.maximum(np.sqrt(variance), np.float32(keras.config.epsilon()))
+        if op.invert:
+            return self.scale(op, x, std, mean, Probe(out))
+        return self.scale(op, x, 1.0 / std, -mean / std, Probe(out))
 
     def _flatten(self, op, x: Value, out) -> Value:
         shape = _shape(out)

@@ -7,8 +7,12 @@ every ReLU and every model output) or a :class:`Virtual` value: a sum of linear
 :class:`~distsnn.convert.terms.Term` s from populations plus a bias, which the consumers of
 the tensor take over. So ``Conv(linear) -> BatchNormalization -> ReLU`` is one population
 fed by one folded convolution, ``AveragePool -> Flatten -> Dense`` is one AvgPoolDense2D
-connection, and ``Add`` simply collects the terms of its inputs. :class:`Planner` holds these
-operations; the front-ends only translate their framework's layers or nodes into them.
+connection, and ``Add`` simply collects the terms of its inputs. Elementwise input
+preprocessing (``x * factor + offset``: Keras Rescaling and Normalization) is a
+:class:`~distsnn.convert.terms.Scale` term operation plus a bias, both folded exactly into
+the Dense or convolution that follows, so the network takes the raw inputs. :class:`Planner`
+holds these operations; the front-ends only translate their framework's layers or nodes into
+them.
 """
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from .. import connectivity as conn
 from .errors import ConversionError
-from .terms import ConvOp, DenseOp, Pad, Pool, Reshape, Term, fold_padding
+from .terms import (ConvOp, DenseOp, Pad, Pool, Reshape, Scale, Term, fold_padding,
+                    unfolded_error)
 
 #: Activation kinds; any other activation is described by its name.
 LINEAR, RELU, SOFTMAX = "linear", "relu", "softmax"
@@ -175,10 +181,9 @@ class Planner:
     def population(self, owner, value: Value, probe: Probe) -> PopulationSpec:
         v = self.virtual(value)
         for term in v.terms:
-            pads = [op for op in term.ops if isinstance(op, Pad)]
-            if pads:
-                raise ConversionError(f"layer {pads[0].layer_name!r} (ZeroPadding2D): zero "
-                                      f"padding is only supported directly before a Conv2D")
+            unfolded = unfolded_error(term)
+            if unfolded is not None:
+                raise unfolded
         return self.new_population(owner, v.shape, v.terms, v.bias, probe)
 
     def output(self, owner, value: Value) -> PopulationSpec:
@@ -258,22 +263,35 @@ class Planner:
 
     def dense(self, owner, x: Value, kernel: np.ndarray, bias: Optional[np.ndarray],
               shape: tuple, probe: Probe) -> Virtual:
-        """``x @ kernel + bias`` for a vector ``x`` (the pre-activation)."""
+        """``x @ kernel + bias`` for a vector ``x`` (the pre-activation); input scales and
+        offsets in ``x`` are folded into the kernel and the bias."""
         v = self.weighted_input(owner, x)
-        dense = DenseOp(np.asarray(kernel, np.float32))
-        return Virtual(tuple(shape), [t.then(dense) for t in v.terms], bias, probe, owner)
+        kernel = np.asarray(kernel, np.float32)
+        terms = []
+        for term in v.terms:
+            ops, scales = _without_scales(term.ops)
+            scaled = kernel
+            for scale in scales:
+                scaled = scaled * scale.factor.reshape(-1, 1)
+            terms.append(Term(term.source, ops + (DenseOp(scaled),)))
+        if v.bias is not None:
+            offset = (v.bias.reshape(-1).astype(np.float64) @ kernel).astype(np.float32)
+            bias = offset if bias is None else bias + offset
+        return Virtual(tuple(shape), terms, bias, probe, owner)
 
     def conv(self, owner, x: Value, kernel: np.ndarray, strides: tuple, padding: str,
              bias: Optional[np.ndarray], shape: tuple, probe: Probe,
              pads: Optional[tuple] = None) -> Virtual:
         """A convolution with TF ``padding``, after explicit zero ``pads`` ((t, b), (l, r))
-        if given; zero padding before it is folded into its padding (exactly)."""
+        if given; zero padding before it is folded into its padding (exactly), per-channel
+        input scales into its kernel and input offsets into its bias."""
         if len(x.shape) != 3:
             raise layer_error(owner, f"needs a (height, width, channels) input, not {x.shape}")
         v = self.weighted_input(owner, x)
         if pads is not None and any(p for axis in pads for p in axis):
+            padded = None if v.bias is None else np.pad(v.bias, tuple(pads) + ((0, 0),))
             v = Virtual(v.shape, [t.then(Pad(pads, tuple(x.shape[:2]), owner.name))
-                                  for t in v.terms], v.bias, v.probe, v.owner)
+                                  for t in v.terms], padded, v.probe, v.owner)
         kernel = np.asarray(kernel, np.float32)
         strides = tuple(int(s) for s in strides)
         terms = []
@@ -282,8 +300,15 @@ class Planner:
             if ops and isinstance(ops[-1], Pad):
                 mode = fold_padding(ops[-1], kernel.shape[:2], strides, padding)
                 ops = ops[:-1]
-            terms.append(Term(term.source, ops + (ConvOp(kernel, strides, mode),)))
+            ops, scales = _without_scales(ops)
+            scaled = kernel * _channel_scale(owner, scales, kernel.shape[2])[:, None]
+            terms.append(Term(term.source, ops + (ConvOp(scaled, strides, mode),)))
         bias = None if bias is None else np.broadcast_to(bias, shape).astype(np.float32)
+        if v.bias is not None:
+            # The input offset, convolved as the model does: the zeros of the padding are not
+            # offset, so at the borders of a 'same' or zero-padded convolution this varies.
+            offset = _convolved(v.bias, kernel, strides, padding)
+            bias = offset if bias is None else bias + offset
         return Virtual(tuple(shape), terms, bias, probe, owner)
 
     def batch_norm(self, owner, x: Value, scale: np.ndarray, shift: np.ndarray,
@@ -319,12 +344,37 @@ class Planner:
     def zero_pad(self, owner, x: Value, pads: tuple, shape: tuple, probe: Probe) -> Virtual:
         """Zero padding ((top, bottom), (left, right)), to be folded into a convolution."""
         v = self.virtual(x)
-        if v.bias is not None or any(t.ops and not all(isinstance(o, Pool) for o in t.ops)
-                                     for t in v.terms):
-            raise layer_error(owner, "must follow a population or an AveragePooling2D and come "
-                                     "right before a Conv2D")
+        pooled = all(all(isinstance(o, Pool) for o in t.ops) for t in v.terms)
+        if not (pooled and v.bias is None or all(_input_scaled(t) for t in v.terms)):
+            raise layer_error(owner, "must follow a population, an AveragePooling2D or input "
+                                     "preprocessing and come right before a Conv2D")
         pad = Pad(pads, tuple(x.shape[:2]), owner.name)
-        return Virtual(tuple(shape), [t.then(pad) for t in v.terms], None, probe, owner)
+        bias = None if v.bias is None else np.pad(v.bias, tuple(pads) + ((0, 0),))
+        return Virtual(tuple(shape), [t.then(pad) for t in v.terms], bias, probe, owner)
+
+    def scale(self, owner, x: Value, factor: np.ndarray, offset: np.ndarray,
+              probe: Probe) -> Virtual:
+        """``x * factor + offset`` elementwise (input preprocessing), ``factor`` and ``offset``
+        broadcastable to ``x``'s shape; folded into the following Dense or convolution."""
+        v = self.virtual(x)
+        if not all(_input_scaled(t) for t in v.terms):
+            raise layer_error(owner, f"is only supported on a model input (after other input "
+                                     f"preprocessing at most), before the first {self.WEIGHTED}",
+                              "move it there, or scale the data instead (--scale/--mean/--std "
+                              "of distsnn evaluate)")
+        factor = np.broadcast_to(factor, v.shape).astype(np.float32)
+        terms = []
+        for t in v.terms:
+            if t.ops and isinstance(t.ops[-1], Scale):
+                last = t.ops[-1]
+                terms.append(Term(t.source, t.ops[:-1] + (Scale(last.factor * factor,
+                                                                last.owner),)))
+            else:
+                terms.append(t.then(Scale(factor, describe_owner(owner))))
+        bias = np.broadcast_to(offset, v.shape).astype(np.float32)
+        if v.bias is not None:
+            bias = v.bias * factor + bias
+        return Virtual(v.shape, terms, bias if np.any(bias) else None, probe, owner)
 
     def flatten(self, owner, x: Value, shape: tuple, probe: Probe) -> Value:
         """``x`` in C order as a vector of ``shape``."""
@@ -334,3 +384,50 @@ class Planner:
         bias = None if v.bias is None else v.bias.reshape(-1)
         return Virtual(tuple(shape), [t.then(Reshape(tuple(shape))) for t in v.terms], bias,
                        probe, owner)
+
+
+def _input_scaled(term: Term) -> bool:
+    """True if ``term`` is a model input, at most scaled and reshaped."""
+    return term.source.is_input and all(isinstance(o, (Scale, Reshape)) for o in term.ops)
+
+
+def _without_scales(ops: tuple) -> tuple[tuple, list]:
+    """``ops`` without their Scale operations, and those."""
+    return (tuple(o for o in ops if not isinstance(o, Scale)),
+            [o for o in ops if isinstance(o, Scale)])
+
+
+def _channel_scale(owner, scales: list, channels: int) -> np.ndarray:
+    """The per-input-channel product of ``scales``, which must not vary across positions."""
+    total = np.ones(channels, np.float32)
+    for scale in scales:
+        per_channel = scale.factor.reshape(-1, channels)
+        if np.any(per_channel != per_channel[0]):
+            raise ConversionError(
+                f"{scale.owner}: its scale varies across image positions, so it cannot be "
+                f"folded into the convolution {describe_owner(owner)}; normalise per channel "
+                f"(axis=-1) or scale the data instead (--scale/--mean/--std of distsnn evaluate)")
+        total = total * per_channel[0]
+    return total
+
+
+def _convolved(image: np.ndarray, kernel: np.ndarray, strides: tuple, padding: str
+               ) -> np.ndarray:
+    """The TF convolution (zero ``padding``) of one ``(height, width, channels)`` image."""
+    pads, window, outs = [], [], []
+    for axis in (0, 1):
+        n, k, s = image.shape[axis], kernel.shape[axis], strides[axis]
+        out = conn.conv_output_size(n, k, s, padding)
+        before = conn.conv_pad_before(n, k, s, padding)
+        extent = (out - 1) * s + k
+        pads.append((before, max(extent - n - before, 0)))
+        window.append(extent)
+        outs.append(out)
+    padded = np.pad(image.astype(np.float64), tuple(pads) + ((0, 0),))[:window[0], :window[1]]
+    result = np.zeros((outs[0], outs[1], kernel.shape[3]))
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            patch = padded[i:i + (outs[0] - 1) * strides[0] + 1:strides[0],
+                           j:j + (outs[1] - 1) * strides[1] + 1:strides[1]]
+            result += patch @ kernel[i, j].astype(np.float64)
+    return result.astype(np.float32)

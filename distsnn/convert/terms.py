@@ -15,12 +15,13 @@ the IR can express are::
 
 ``Reshape`` (Flatten) operations only change the view: flattening is C order, which is how
 the IR flattens channels-last shapes, so they vanish when lowered. ``Pad`` operations are
-folded into the following convolution's padding by the graph walker.
+folded into the following convolution's padding, and ``Scale`` operations into the
+following layer's kernel, by the planner.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -46,6 +47,18 @@ class Pad:
     pads: tuple[tuple[int, int], tuple[int, int]]
     in_hw: tuple[int, int]
     layer_name: str
+
+
+@dataclass(frozen=True, eq=False)
+class Scale:
+    """Elementwise multiplication by ``factor`` (shaped as the value it multiplies).
+
+    The scale of input preprocessing (Rescaling/Normalization), the first of which is
+    ``owner`` (described as in messages, e.g. ``layer 'norm' (Normalization)``).
+    """
+
+    factor: np.ndarray
+    owner: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +91,7 @@ class ConvOp:
         return replace(self, kernel=self.kernel * channel_scale.astype(np.float32))
 
 
-Op = Union[Pool, Pad, Reshape, DenseOp, ConvOp]
+Op = Union[Pool, Pad, Scale, Reshape, DenseOp, ConvOp]
 WEIGHTED = (DenseOp, ConvOp)
 
 
@@ -134,12 +147,26 @@ def lower(term: Term, scale: float = 1.0) -> conn.Connectivity:
         return conn.AvgPoolConv2D(weight=_scaled(c.kernel, scale), pool_size=pool.pool_size,
                                   pool_strides=pool.strides, strides=c.strides,
                                   padding=c.padding)
-    pads = [op for op in ops if isinstance(op, Pad)]
-    if pads:
-        raise ConversionError(f"layer {pads[0].layer_name!r} (ZeroPadding2D): zero padding is "
-                              f"only supported directly before a Conv2D, into which it is folded")
+    unfolded = unfolded_error(term)
+    if unfolded is not None:
+        raise unfolded
     raise ConversionError(f"the chain {term.describe()} has no spiking equivalent; put a ReLU "
                           f"between consecutive weighted or pooling layers")
+
+
+def unfolded_error(term: Term) -> Optional[ConversionError]:
+    """The error for a zero padding or input scale left in ``term`` (None if there is none)."""
+    for op in term.ops:
+        if isinstance(op, Pad):
+            return ConversionError(f"layer {op.layer_name!r} (ZeroPadding2D): zero padding is "
+                                   f"only supported directly before a Conv2D, into which it is "
+                                   f"folded")
+        if isinstance(op, Scale):
+            return ConversionError(f"{op.owner}: is only supported on a model input followed "
+                                   f"by a Dense or Conv2D, into which it is folded; move it "
+                                   f"there, or scale the data instead (--scale/--mean/--std of "
+                                   f"distsnn evaluate)")
+    return None
 
 
 def _scaled(kernel: np.ndarray, scale: float) -> np.ndarray:
