@@ -52,7 +52,7 @@ class HandWritten:
         from pygenn import (GeNNModel, VarAccess, VarAccessMode, create_custom_update_model,
                             create_neuron_model, create_postsynaptic_model, create_var_ref,
                             init_postsynaptic, init_weight_update)
-        from distsnn.compile.toeplitz import toeplitz_connectivity
+        from distsnn.genn.toeplitz import toeplitz_connectivity
         from distsnn.connectivity import Dense
         from distsnn.lowering import kernel_geometry, kernel_values
         from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput, IntegrateFire, IntegrateFireInput
@@ -186,7 +186,7 @@ class HandWritten:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Outputs (spike counts or few-spike pre-activations) for every example."""
-        model, runtime, T = self.model, self.model._runtime, self.T
+        runtime, T = self.model._runtime, self.T
         n = len(x)
         x = x.reshape(n, -1)
         outputs = np.empty((n, self.out.size), np.float64)
@@ -259,7 +259,7 @@ def child(order: str, name: str, examples: int, optimize_code: bool, inner: int 
     if order == "hand_first":
         # the hand-written model needs distsnn's GeNN preferences: take them from a model
         # description that is never loaded (GeNNNetwork builds no code until build_and_load)
-        from distsnn.compile import CompileOptions, GeNNNetwork
+        from distsnn.genn import CompileOptions, GeNNNetwork
         c = compiler
         probe = GeNNNetwork(net, CompileOptions(mode=c.mode, example_timesteps=c.timesteps,
                                                 backend="cpu", genn_kwargs=c.genn_kwargs))

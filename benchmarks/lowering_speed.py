@@ -1,6 +1,6 @@
 """Per-step time of one convolution under each GeNN lowering (single-threaded CPU backend).
 
-distsnn's Toeplitz snippet (``distsnn.compile.toeplitz``, CPU and CUDA forms), explicit SPARSE
+distsnn's Toeplitz snippet (``distsnn.genn.toeplitz``, CPU and CUDA forms), explicit SPARSE
 synapses and GeNN's built-in ``Conv2D`` Toeplitz snippet (stride 1, odd kernels only) on the
 same spikes; every lowering's output is checked against SPARSE. Writes results/lowering.json.
 
@@ -19,7 +19,7 @@ from pygenn import (GeNNModel, create_neuron_model, init_postsynaptic, init_toep
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BUILD, machine_info, table, write_result  # noqa: E402
 
-from distsnn.compile.toeplitz import toeplitz_connectivity  # noqa: E402
+from distsnn.genn.toeplitz import toeplitz_connectivity  # noqa: E402
 from distsnn.connectivity import AvgPoolConv2D, Conv2D  # noqa: E402
 from distsnn.lowering import kernel_geometry, kernel_values  # noqa: E402
 

@@ -180,7 +180,7 @@ def _kernel_s(model) -> float:
 
 
 def step_overhead(name: str, rounds: int = 5) -> dict:
-    from distsnn.compile import CompileOptions, GeNNNetwork
+    from distsnn.genn import CompileOptions, GeNNNetwork
     if name == "tiny_rate":
         net, mode, steps = tiny_network(), "rate", 100
         rounds_steps = 20000
@@ -292,7 +292,7 @@ def per_batch_calls(genn, net, mode: str, reps: int = 300) -> dict:
 
 
 def optimisation(name: str, examples: int = 3, rounds: int = 3) -> dict:
-    from distsnn.compile import CompileOptions, GeNNNetwork
+    from distsnn.genn import CompileOptions, GeNNNetwork
     w = WORKLOADS[name]
     net, mode, steps = w.network(), w.mode, w.timesteps
     inp, out = net.inputs[0], net.outputs[0]

@@ -335,7 +335,7 @@ def _check_backend(comm, backend: str, batch_size: int) -> str:
     from distsnn.errors import UserError, agree
 
     def check() -> str:
-        from distsnn.compile import resolve_backend
+        from distsnn.genn import resolve_backend
         from distsnn.devices import visible_gpus
         if batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, not {batch_size}")

@@ -199,7 +199,7 @@ class CompiledInferenceNetwork:
 
     # context manager ---------------------------------------------------------------
     def __enter__(self) -> "CompiledInferenceNetwork":
-        from .compile import (CompileOptions, GeNNNetwork, SynapseCache, default_build_dir,
+        from .genn import (CompileOptions, GeNNNetwork, SynapseCache, default_build_dir,
                               resolve_backend)
         from .devices import select_gpu, visible_gpus
         from .lowering import memory_budget
@@ -572,7 +572,7 @@ class CompiledFewSpikeNetwork(CompiledInferenceNetwork):
         return ()
 
     def _schedule(self, genn, batches, outputs, on_result, cb) -> SpikeStats:
-        from .compile import pipeline_depths
+        from .genn import pipeline_depths
         return run_few_spike(genn, batches, outputs, self.compiler.k,
                              pipeline_depths(self.network), on_result, cb)
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator, Optional
 import numpy as np
 
 from .callbacks import CallbackList
-from .compile import GeNNNetwork
+from .genn import GeNNNetwork
 from .network import Population
 from .statistics import SpikeStats
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from pygenn import SynapseMatrixType
 
-import distsnn.compile.builder as builder
-from distsnn.compile.toeplitz import toeplitz_connectivity
+import distsnn.genn.builder as builder
+from distsnn.genn.toeplitz import toeplitz_connectivity
 from distsnn.compilers import InferenceCompiler
 from distsnn.connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Conv2D, Dense,
                                   OneToOne, ShapeError)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from distsnn.callbacks import CallbackList
-from distsnn.compile import available_backends
+from distsnn.genn import available_backends
 from distsnn.compilers import InferenceCompiler
 from distsnn.connectivity import Conv2D, Dense, OneToOne
 from distsnn.network import Network
@@ -512,7 +512,7 @@ def test_predict_outside_the_context_is_an_error(build_dir):
 def test_genn_seed_is_fixed_and_non_zero_whatever_the_base_seed():
     """GeNN compiles its seed into the code (0 = std::random_device): distsnn always passes
     1 and keeps randomness in per-example streams, so one build serves every seed."""
-    from distsnn.compile import CompileOptions, GeNNNetwork
+    from distsnn.genn import CompileOptions, GeNNNetwork
     net, _, _ = one_hop([[1.0]])
     models = [GeNNNetwork(net, CompileOptions(seed=s)) for s in (0, 7)]
     assert [m.genn_model.seed for m in models] == [1, 1]
@@ -580,7 +580,7 @@ def test_a_second_live_copy_of_the_same_model_is_refused(build_dir):
 
 
 def test_genn_preferences_are_part_of_the_build_key():
-    from distsnn.compile import CompileOptions, GeNNNetwork
+    from distsnn.genn import CompileOptions, GeNNNetwork
     net, _, _ = one_hop([[1.0]])
     names = {GeNNNetwork(net, CompileOptions(genn_kwargs=kw)).model_name
              for kw in ({}, {"optimize_code": False}, {"optimize_code": True})}

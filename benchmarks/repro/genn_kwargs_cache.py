@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distsnn.compile import CompileOptions, GeNNNetwork
+from distsnn.genn import CompileOptions, GeNNNetwork
 from distsnn.connectivity import Dense
 from distsnn.network import Network
 from distsnn.neurons import IntegrateFire, IntegrateFireInput

@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from distsnn import connectivity as C  # noqa: E402
-from distsnn.compile import CompileOptions, GeNNNetwork  # noqa: E402
+from distsnn.genn import CompileOptions, GeNNNetwork  # noqa: E402
 from workloads import cifar_vgg  # noqa: E402
 
 

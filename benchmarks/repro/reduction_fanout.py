@@ -22,7 +22,7 @@ try:
     from distsnn import statistics as stats_module  # since f6c1c98
 except ImportError:  # pragma: no cover - older layout
     from distsnn import simulation as stats_module
-from distsnn.compile import CompileOptions, GeNNNetwork  # noqa: E402
+from distsnn.genn import CompileOptions, GeNNNetwork  # noqa: E402
 from distsnn.connectivity import Dense  # noqa: E402
 from distsnn.network import Network  # noqa: E402
 from distsnn.neurons import IntegrateFire, IntegrateFireInput  # noqa: E402

@@ -3,8 +3,8 @@
 :class:`GeNNNetwork` is the only object the evaluation loop talks to; it hides pygenn.
 Each connection's GeNN matrix type comes from :func:`distsnn.lowering.plan_lowering` (the
 one place that decides, with the memory model): DENSE weights, distsnn's own TOEPLITZ
-snippets (compile/toeplitz.py) for every convolution-like connection, or SPARSE explicit
-synapses computed once per node and cached (compile/synapse_cache.py). The plan's memory
+snippets (genn/toeplitz.py) for every convolution-like connection, or SPARSE explicit
+synapses computed once per node and cached (genn/synapse_cache.py). The plan's memory
 estimate is checked against the per-rank budget before anything large is allocated.
 """
 from __future__ import annotations

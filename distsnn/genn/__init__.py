@@ -1,4 +1,4 @@
-"""GeNN compilation: the only part of distsnn that imports pygenn."""
+"""GeNN lowering: the only part of distsnn that imports pygenn."""
 from .builder import (BuildInfo, CompileOptions, GeNNNetwork, available_backends,
                       default_build_dir, pipeline_depths, resolve_backend)
 from .synapse_cache import SynapseCache
