@@ -9,8 +9,8 @@ Lowerings (GeNN matrix types):
 * ``SPARSE``: explicit synapses (``OneToOne`` always; convolution-like connections when asked).
 
 Measured on the single-threaded CPU backend (benchmarks/README.md), the Toeplitz snippet is
-both the smallest and the fastest lowering of every convolution kind (14x faster per step than
-SPARSE on a 32x32x64 3x3 conv), so ``auto`` picks it; ``sparse`` (``prefer_in_memory_connect=
+both the smallest and the fastest lowering of every convolution kind (1.7-4.9x faster per
+step than SPARSE in ``benchmarks/lowering_speed.py``), so ``auto`` picks it; ``sparse`` (``prefer_in_memory_connect=
 False``) keeps explicit synapses. Whatever the choice, :func:`plan_lowering` estimates the
 per-rank memory before anything large is allocated and refuses a network over the budget.
 """

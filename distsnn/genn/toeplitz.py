@@ -8,7 +8,7 @@ channel, adding ``kernel[tap_row, tap_col, chan, out_chan]`` (pooling factor pre
 
 Two variants of the same loops: on the CPU the output-channel loop is innermost and
 contiguous (the compiler vectorises it; GeNN's built-in ``Conv2D`` Toeplitz snippet decodes
-every synapse from a diagonal index and was 26x slower), on CUDA each (tap, output channel)
+every synapse from a diagonal index and was 5-7x slower, benchmarks/lowering_speed.py), on CUDA each (tap, output channel)
 is one Toeplitz diagonal, i.e. one thread, as GeNN's CUDA backend parallelises diagonals.
 """
 from __future__ import annotations
