@@ -27,7 +27,7 @@ fi
 
 OUT_DIR="${1:-${OUT:-benchmarks/results}}"
 mkdir -p "$OUT_DIR" .site
-export PYTHONPATH="$PWD/.site:$PWD" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/.site:$PWD" PYTHONUNBUFFERED=1 CXXFLAGS="-O2"
 PY=python3
 step() { echo "[gpu_check] $(date +%T) $*"; }
 

@@ -145,11 +145,12 @@ class Lowering(str, Enum):
     auto = "auto"
     toeplitz = "toeplitz"
     sparse = "sparse"
+    procedural = "procedural"
 
 
 CONNECTIVITY = typer.Option(Lowering.auto, "--connectivity", help="Lowering of convolutions: "
                             "toeplitz stores only kernels (auto: the fastest that fits), sparse "
-                            "stores explicit synapses.")
+                            "stores explicit synapses, procedural (CUDA) regenerates them.")
 MEMORY_BUDGET = typer.Option(None, "--memory-budget", help="Per-rank memory budget, e.g. 8GiB "
                              "(default: 90% of node memory / ranks on the node).")
 

@@ -63,7 +63,8 @@ class InferenceCompiler:
             dense accuracy-vs-time curve; ``evaluate`` only).
         metrics: default metrics of ``evaluate`` calls that give none (as in the mlGeNN
             documentation's example).
-        connectivity: "auto" (default; see ``distsnn.lowering``), "toeplitz" or "sparse";
+        connectivity: "auto" (default; see ``distsnn.lowering``), "toeplitz", "sparse" or
+            "procedural" (CUDA);
             overrides ``prefer_in_memory_connect``.
         memory_budget: per-rank memory budget ("4GiB", bytes); default 90% of the node's
             memory divided by the ranks on the node. A network estimated over it is refused

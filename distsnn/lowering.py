@@ -7,6 +7,9 @@ Lowerings (GeNN matrix types):
   ``AvgPool2D``, fused ``AvgPoolConv2D`` and ``AvgPoolDense2D``) generated from a
   :class:`KernelGeometry` by distsnn's own Toeplitz snippet: only the kernel is stored.
 * ``SPARSE``: explicit synapses (``OneToOne`` always; convolution-like connections when asked).
+* ``PROCEDURAL_KERNELG`` (CUDA only, ``connectivity="procedural"``): the same loops as the
+  Toeplitz snippet regenerate each spike's synapses from the kernel (mlGeNN's lowering of
+  strided convolutions); whether it beats Toeplitz on a GPU is measured by gpu_check.sh.
 
 Measured on the single-threaded CPU backend (benchmarks/README.md), the Toeplitz snippet is
 both the smallest and the fastest lowering of every convolution kind (1.7-4.9x faster per
@@ -28,7 +31,7 @@ from .connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Connectivit
 from .errors import UserError
 from .network import Connection, Network
 
-CONNECTIVITY_CHOICES = ("auto", "sparse", "toeplitz")
+CONNECTIVITY_CHOICES = ("auto", "sparse", "toeplitz", "procedural")
 
 #: Memory model, bytes per rank (checked against measured RSS in benchmarks/scale.py).
 BYTES_PER_NEURON = 40          # ~6 GeNN state words, spike queue and count (per batch lane)
@@ -254,7 +257,8 @@ def _plan_connection(conn: Connection, connectivity: str) -> ConnectionPlan:
         n_explicit, longest = geometry.explicit_synapses()
         return _sparse_plan(conn.name, n, n_explicit, longest, conn.source.size)
     kernel = int(np.prod(geometry.kernel_shape)) * BYTES_PER_WEIGHT
-    return ConnectionPlan(conn.name, "TOEPLITZ", n, kernel, 0, 0)
+    matrix = "PROCEDURAL_KERNELG" if connectivity == "procedural" else "TOEPLITZ"
+    return ConnectionPlan(conn.name, matrix, n, kernel, 0, 0)
 
 
 def _sparse_plan(name: str, n: int, n_explicit: int, longest: int, n_src: int) -> ConnectionPlan:

@@ -124,3 +124,55 @@ def _one_to_one_net() -> Network:
     b = net.add_population("b", 6, IntegrateFire())
     net.connect(a, b, OneToOne(0.5))
     return net
+
+
+def test_procedural_row_code_generates_the_paths_of_the_geometry(tmp_path):
+    """The PROCEDURAL_KERNELG row-build code (CUDA) is checked on the CPU: GeNN's own
+    initialisation of SPARSE connectivity from the same snippet must give, for every
+    (source, target) pair, as many synapses as the geometry has routes (overlapping pooling
+    windows included), and rows no longer than the snippet's maximum."""
+    from pygenn import GeNNModel, create_neuron_model, init_postsynaptic, init_weight_update
+
+    from distsnn.genn.toeplitz import _max_paths, procedural_connectivity
+    rng = np.random.default_rng(3)
+    cases = [((9, 7, 2), Conv2D(rng.normal(size=(4, 3, 2, 3)).astype(np.float32),
+                                strides=(2, 1), padding="same")),
+             ((8, 8, 2), Conv2D(rng.normal(size=(3, 3, 2, 2)).astype(np.float32), strides=2,
+                                padding=((1, 0), (0, 1)))),
+             ((10, 10, 2), AvgPool2D((3, 3), (2, 2))),
+             ((10, 9, 2), AvgPoolConv2D(rng.normal(size=(2, 2, 2, 3)).astype(np.float32),
+                                        (3, 3), (2, 2), padding="same")),
+             ((10, 10, 1), AvgPoolDense2D(rng.normal(size=(25, 4)).astype(np.float32), (2, 2)))]
+    neuron = create_neuron_model("lowering_probe", vars=[("x", "scalar")])
+    for i, (shape, conn) in enumerate(cases):
+        geometry = kernel_geometry(conn, shape)
+        out_shape = conn.output_shape(shape)
+        model = GeNNModel("float", f"rows{i}", backend="single_threaded_cpu")
+        pre = model.add_neuron_population("pre", int(np.prod(shape)), neuron, {}, {"x": 0.0})
+        post = model.add_neuron_population("post", int(np.prod(out_shape)), neuron, {},
+                                           {"x": 0.0})
+        sg = model.add_synapse_population("s", "SPARSE", pre, post,
+                                          init_weight_update("StaticPulse", {}, {"g": 1.0}),
+                                          init_postsynaptic("DeltaCurr"),
+                                          procedural_connectivity(geometry))
+        model.build(str(tmp_path))
+        model.load()
+        sg.pull_connectivity_from_device()
+        counts = np.zeros((pre.num_neurons, post.num_neurons), np.int64)
+        np.add.at(counts, (sg.get_sparse_pre_inds(), sg.get_sparse_post_inds()), 1)
+        model.unload()
+        rows, cols = geometry.axis_paths(0), geometry.axis_paths(1)
+        per_pixel = np.einsum("ro,cp->rcop", rows, cols)  # (ih, iw, oh, ow) routes
+        channels = (np.eye(shape[2], dtype=np.int64) if geometry.depthwise
+                    else np.ones((shape[2], geometry.oc), np.int64))
+        expected = np.einsum("rcop,ij->rciopj", per_pixel, channels).reshape(counts.shape)
+        np.testing.assert_array_equal(counts, expected, err_msg=type(conn).__name__)
+        assert counts.sum(axis=1).max() <= _max_paths(geometry.params(), geometry.depthwise)
+
+
+def test_procedural_connectivity_needs_the_cuda_backend(conv_files, tmp_path):
+    result = run([DISTSNN, "evaluate", str(conv_files / "net.h5"), "--data",
+                  str(conv_files / "data.npz"), "-t", "3", "--connectivity", "procedural",
+                  "--build-dir", str(tmp_path)])
+    assert result.returncode == 2
+    assert "procedural connectivity needs the CUDA backend" in result.stderr

@@ -20,11 +20,12 @@ import numpy as np
 from pygenn import GeNNModel, create_var_ref, init_postsynaptic, init_weight_update
 
 from ..communicator import Communicator, SerialCommunicator
+from ..errors import UserError
 from ..lowering import LoweringPlan, kernel_geometry, kernel_values, plan_lowering
 from ..network import Connection, Network, Population
 from ..neurons import FewSpikeRelu, FewSpikeReluInput
 from .synapse_cache import SynapseCache
-from .toeplitz import toeplitz_connectivity
+from .toeplitz import procedural_connectivity, toeplitz_connectivity
 from .models import (ANALOG_PULSE, EXAMPLE_GATED_DELTA, HELD_DELTA, SIGNED_PULSE, NeuronCode,
                      example_streams, neuron_code, reset_update_model)
 
@@ -118,6 +119,9 @@ class GeNNNetwork:
         self.plan: LoweringPlan = plan_lowering(
             network, options.connectivity, options.batch_size, options.memory_budget,
             options.memory_budget_source)
+        if options.connectivity == "procedural" and options.backend != "cuda":
+            raise UserError("procedural connectivity needs the CUDA backend (GeNN's CPU backend "
+                            "has none); use --connectivity toeplitz or auto")
         self.plan.check_budget()  # before anything large is allocated
         self.synapse_cache = synapse_cache or SynapseCache(None)
         self.model_name = f"distsnn_{network.content_hash()[:16]}_{options.signature()}"
@@ -213,6 +217,12 @@ class GeNNNetwork:
                 init_weight_update(wu_model, {}, {"g": kernel_values(c, shape)},
                                    pre_var_refs=pre_refs), psm,
                 toeplitz_connectivity(kernel_geometry(c, shape), opts.backend))
+        elif matrix == "PROCEDURAL_KERNELG":
+            sg = model.add_synapse_population(
+                conn.name, "PROCEDURAL_KERNELG", src, trg,
+                init_weight_update(wu_model, {}, {"g": kernel_values(c, shape)},
+                                   pre_var_refs=pre_refs), psm,
+                procedural_connectivity(kernel_geometry(c, shape)))
         elif matrix == "DENSE":
             sg = model.add_synapse_population(
                 conn.name, "DENSE", src, trg,

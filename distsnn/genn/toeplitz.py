@@ -6,14 +6,19 @@ holds it, each kernel tap that maps that window onto an output pixel (strides an
 solved exactly, so even kernels and ``same`` offsets need no special case) and each output
 channel, adding ``kernel[tap_row, tap_col, chan, out_chan]`` (pooling factor pre-multiplied).
 
-Two variants of the same loops: on the CPU the output-channel loop is innermost and
+The same loops, as sparse row-build code, give PROCEDURAL_KERNELG connectivity on CUDA
+(:func:`procedural_connectivity`: synapses regenerated per spike from the kernel, mlGeNN's
+choice for strided convolutions), opt-in with ``connectivity="procedural"``.
+
+Two Toeplitz variants of the same loops: on the CPU the output-channel loop is innermost and
 contiguous (the compiler vectorises it; GeNN's built-in ``Conv2D`` Toeplitz snippet decodes
 every synapse from a diagonal index and was 5-7x slower, benchmarks/lowering_speed.py), on CUDA each (tap, output channel)
 is one Toeplitz diagonal, i.e. one thread, as GeNN's CUDA backend parallelises diagonals.
 """
 from __future__ import annotations
 
-from pygenn import create_toeplitz_connect_init_snippet, init_toeplitz_connectivity
+from pygenn import (create_sparse_connect_init_snippet, create_toeplitz_connect_init_snippet,
+                    init_sparse_connectivity, init_toeplitz_connectivity)
 
 from ..lowering import KernelGeometry
 
@@ -101,6 +106,31 @@ def _snippet(variant: str):
             calc_max_row_len_func=lambda num_pre, num_post, pars: rows(pars),
             calc_kernel_size_func=kernel)
     return _SNIPPETS[variant]
+
+
+def _row_snippet(pool: bool):
+    """Sparse row-build snippet with the CPU loops (one row = one presynaptic neuron)."""
+    variant = "rows_pool" if pool else "rows"
+    if variant not in _SNIPPETS:
+        geometry_kernel = (lambda p: [1]) if pool else (
+            lambda p: [int(p["kh"]), int(p["kw"]), int(p["ic"]), int(p["oc"])])
+        _SNIPPETS[variant] = create_sparse_connect_init_snippet(
+            f"distsnn_{variant}", params=_PARAMS, row_build_code=_POOL if pool else _CPU_CONV,
+            calc_max_row_len_func=lambda num_pre, num_post, pars: _max_paths(pars, pool),
+            calc_kernel_size_func=geometry_kernel)
+    return _SNIPPETS[variant]
+
+
+def _max_paths(pars, pool: bool) -> int:
+    """Longest row: synapses (paths, duplicates included) of the busiest source neuron."""
+    geometry = KernelGeometry(**{name: int(pars[name]) for name, _ in _PARAMS}, depthwise=pool)
+    return int(geometry.fan_out().max(initial=1))
+
+
+def procedural_connectivity(geometry: KernelGeometry):
+    """GeNN sparse connectivity initialiser for PROCEDURAL_KERNELG (CUDA; rows may repeat a
+    target where pooling windows overlap: each path adds its own kernel weight)."""
+    return init_sparse_connectivity(_row_snippet(geometry.depthwise), geometry.params())
 
 
 def toeplitz_connectivity(geometry: KernelGeometry, backend: str):
