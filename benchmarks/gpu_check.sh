@@ -27,7 +27,7 @@ fi
 
 OUT_DIR="${1:-${OUT:-benchmarks/results}}"
 mkdir -p "$OUT_DIR" .site
-export PYTHONPATH="$PWD/.site:$PWD" PYTHONUNBUFFERED=1 CXXFLAGS="-O2"
+export PYTHONPATH="$PWD/.site:$PWD" PYTHONUNBUFFERED=1
 PY=python3
 step() { echo "[gpu_check] $(date +%T) $*"; }
 
@@ -38,7 +38,7 @@ step "building pygenn with CUDA (limit 300 s)"
 "$PY" -m pip install --quiet --no-index --no-deps --target .site "$CARRY"/*.whl
 SRC=$(mktemp -d); tar -xzf "$CARRY/$GENN_TARBALL" -C "$SRC" --strip-components=1
 export CUDA_PATH="${CUDA_PATH:-$(dirname "$(dirname "$(command -v nvcc)")")}"
-(cd "$SRC" && timeout 300 "$PY" -m pip wheel --quiet --no-build-isolation --no-deps -w "$SRC/dist" .)
+(cd "$SRC" && CXXFLAGS=-O2 timeout 300 "$PY" -m pip wheel --quiet --no-build-isolation --no-deps -w "$SRC/dist" .)
 "$PY" -m pip install --quiet --no-index --no-deps --target .site "$SRC"/dist/pygenn-*.whl
 "$PY" -c "import pygenn.cuda_backend; print('pygenn CUDA backend OK')"
 
