@@ -41,14 +41,17 @@ def run_demo(output_dir: Path, ranks: int = 2, seed: int = 1) -> int:
     np.savez(output_dir / "norm.npz", x=data.x_train[:NORM_EXAMPLES])
     print(f"[demo] ANN test accuracy {100 * ann_accuracy:.2f}% on {len(data.y_test)} examples",
           flush=True)
+    # label -> (file stem, options): distsnn's defaults, and mlGeNN's recipe for comparison
     runs = {
-        "few-spike (K=8)": ["--method", "few-spike", "--k", "8"],
-        "data-norm (Poisson)": ["--method", "data-norm", "--timesteps", "100,200,500",
-                                "--input", "poisson", "--readout", "spikes", "--reset", "zero"],
+        "few-spike (K=8)": ("few-spike", ["--method", "few-spike", "--k", "8"]),
+        "data-norm (default)": ("data-norm", ["--method", "data-norm",
+                                              "--timesteps", "100,200,500"]),
+        "data-norm (mlGeNN)": ("data-norm-mlgenn", [
+            "--method", "data-norm", "--timesteps", "100,200,500", "--input", "poisson",
+            "--readout", "spikes", "--reset", "zero"]),
     }
     results = {}
-    for label, args in runs.items():
-        stem = label.split()[0]
+    for label, (stem, args) in runs.items():
         command = [_tool("mpiexec"), "-n", str(ranks), _tool("distsnn"), "evaluate",
                    str(model_path), "--data", str(output_dir / "test.npz"),
                    "--norm-data", str(output_dir / "norm.npz"), *args, "--seed", str(seed),
