@@ -19,6 +19,7 @@ per-rank memory before anything large is allocated and refuses a network over th
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -100,16 +101,43 @@ class KernelGeometry:
                     paths[rows, num // s] += 1
         return paths
 
+    @functools.lru_cache(maxsize=None)
+    def axis_fan_out(self, axis: int) -> np.ndarray:
+        """Routes leaving each source row (axis 0) or column (axis 1); cached per geometry
+        (a few hundred integers), as the statistics read it after every chunk."""
+        out = self.axis_paths(axis).sum(axis=1)
+        out.flags.writeable = False
+        return out
+
+    @property
+    def out_channels_per_source(self) -> int:
+        return 1 if self.depthwise else self.oc
+
     def fan_out(self) -> np.ndarray:
         """Synaptic events per spike of each source neuron (kernel taps, zeros included)."""
-        rows, cols = self.axis_paths(0).sum(axis=1), self.axis_paths(1).sum(axis=1)
-        per_pixel = np.outer(rows, cols) * (1 if self.depthwise else self.oc)
-        return np.repeat(per_pixel.reshape(-1), self.ic)
+        per_pixel = np.outer(self.axis_fan_out(0), self.axis_fan_out(1))
+        return np.repeat(per_pixel.reshape(-1) * self.out_channels_per_source, self.ic)
+
+    def synapse_count(self) -> int:
+        """Sum of :meth:`fan_out` without building it."""
+        return int(self.axis_fan_out(0).sum() * self.axis_fan_out(1).sum()) * self.ic \
+            * self.out_channels_per_source
+
+    def longest_row(self) -> int:
+        """Maximum of :meth:`fan_out` without building it."""
+        return int(self.axis_fan_out(0).max(initial=0) * self.axis_fan_out(1).max(initial=0)) \
+            * self.out_channels_per_source
+
+    def synaptic_events(self, spikes: np.ndarray) -> int:
+        """``spikes @ fan_out()`` (spikes per source neuron) without building the fan-out."""
+        per_pixel = np.asarray(spikes, np.int64).reshape(self.ih, self.iw, self.ic).sum(axis=2)
+        return int(self.axis_fan_out(0) @ per_pixel @ self.axis_fan_out(1)) \
+            * self.out_channels_per_source
 
     def explicit_synapses(self) -> tuple[int, int]:
         """(distinct synapses, longest row) of the explicit (SPARSE) form."""
         rows, cols = self.axis_paths(0) > 0, self.axis_paths(1) > 0
-        per_channel = 1 if self.depthwise else self.oc
+        per_channel = self.out_channels_per_source
         n = int(rows.sum()) * int(cols.sum()) * self.ic * per_channel
         longest = int(rows.sum(axis=1).max(initial=0) * cols.sum(axis=1).max(initial=0))
         return n, longest * per_channel
@@ -153,17 +181,16 @@ def kernel_values(c: Connectivity, input_shape: Shape) -> np.ndarray:
     return weight.reshape(-1)
 
 
-def fan_out(conn: Connection) -> np.ndarray:
-    """Synaptic events per spike of each source neuron of a connection."""
-    c, n_src = conn.connectivity, conn.source.size
-    if isinstance(c, Dense):
-        return np.full(n_src, conn.target.size, np.int64)
-    if isinstance(c, OneToOne):
-        return np.ones(n_src, np.int64)
+def synaptic_events(conn: Connection, spikes: np.ndarray) -> int:
+    """Synaptic events delivered by ``spikes`` (per source neuron) through a connection."""
+    c = conn.connectivity
+    if isinstance(c, (Dense, OneToOne)):
+        per_spike = conn.target.size if isinstance(c, Dense) else 1
+        return int(np.sum(spikes, dtype=np.int64)) * per_spike
     geometry = kernel_geometry(c, conn.source.shape)
     if geometry is None:
         raise TypeError(f"no fan-out for {type(c).__name__}")
-    return geometry.fan_out()
+    return geometry.synaptic_events(spikes)
 
 
 def is_all_zero(c: Connectivity) -> bool:
@@ -252,7 +279,7 @@ def _plan_connection(conn: Connection, connectivity: str) -> ConnectionPlan:
         n = conn.source.size
         return _sparse_plan(conn.name, n, n, 1, conn.source.size)
     geometry = kernel_geometry(c, conn.source.shape)
-    n = int(geometry.fan_out().sum())
+    n = geometry.synapse_count()
     if connectivity == "sparse":
         n_explicit, longest = geometry.explicit_synapses()
         return _sparse_plan(conn.name, n, n_explicit, longest, conn.source.size)
@@ -318,10 +345,12 @@ def node_memory_bytes() -> int:
 def memory_budget(override: Optional[str | int], ranks_on_node: int) -> tuple[int, str]:
     """Per-rank budget in bytes and where it came from: ``override`` (or
     ``$DISTSNN_MEMORY_BUDGET``), else 90% of the node's memory divided by its ranks."""
-    override = override if override is not None else os.environ.get("DISTSNN_MEMORY_BUDGET")
+    source = "--memory-budget"
+    if override is None:
+        override, source = os.environ.get("DISTSNN_MEMORY_BUDGET"), "$DISTSNN_MEMORY_BUDGET"
     if override not in (None, ""):
         value = override if isinstance(override, int) else parse_bytes(override)
-        return value, "--memory-budget"
+        return value, source
     total = node_memory_bytes()
     ranks = max(1, int(ranks_on_node))
     return int(0.9 * total / ranks), f"90% of {format_bytes(total)} node memory / {ranks} rank(s) on this node"

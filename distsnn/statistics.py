@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .lowering import fan_out
+from .lowering import synaptic_events
 from .network import Network
 
 
@@ -23,7 +23,7 @@ class SpikeStats:
     def synaptic_operations(self, network: Network) -> int:
         """Synaptic events delivered: each spike times its neuron's fan-out (every kernel
         tap of a convolution counts, zero weights included, as the simulation processes it)."""
-        return sum(int(np.dot(self.spikes[c.source.name], fan_out(c)))
+        return sum(synaptic_events(c, self.spikes[c.source.name])
                    for c in network.connections if c.source.name in self.spikes)
 
 

@@ -113,6 +113,10 @@ def test_geometry_fan_out_counts_every_kernel_tap():
         pre, _, _ = conn.synapses(shape)
         explicit = np.bincount(pre, minlength=int(np.prod(shape)))
         np.testing.assert_array_equal(geometry.fan_out(), explicit, err_msg=type(conn).__name__)
+        spikes = rng.integers(0, 5, explicit.size)
+        assert geometry.synaptic_events(spikes) == int(spikes @ explicit)
+        assert geometry.synapse_count() == explicit.sum()
+        assert geometry.longest_row() == explicit.max()
         assert geometry.explicit_synapses()[0] == len(pre)
     one_to_one = plan_lowering(_one_to_one_net(), "auto").connections["a_to_b"]
     assert (one_to_one.matrix, one_to_one.synapses) == ("SPARSE", 6)

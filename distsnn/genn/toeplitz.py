@@ -124,7 +124,7 @@ def _row_snippet(pool: bool):
 def _max_paths(pars, pool: bool) -> int:
     """Longest row: synapses (paths, duplicates included) of the busiest source neuron."""
     geometry = KernelGeometry(**{name: int(pars[name]) for name, _ in _PARAMS}, depthwise=pool)
-    return int(geometry.fan_out().max(initial=1))
+    return max(geometry.longest_row(), 1)
 
 
 def procedural_connectivity(geometry: KernelGeometry):
