@@ -58,44 +58,17 @@ def digits_files(tmp_path_factory) -> dict:
             "ann_accuracy": accuracy, "n_test": len(data.y_test), "dir": root}
 
 
-@pytest.fixture(scope="session")
-def small_files(tmp_path_factory) -> dict:
-    """A deterministic (constant-current input) conv network file and a 31-example dataset."""
+def _conv_network_files(root: Path, input_neuron, seed: int, n: int) -> dict:
+    """A 6x6x1 -> conv 6x6x3 -> dense 4 network file and an ``n``-example dataset."""
     import numpy as np
 
     from distsnn.connectivity import Conv2D, Dense
     from distsnn.netfile import save_network
     from distsnn.network import Network
-    from distsnn.neurons import IntegrateFire, IntegrateFireInput
-    root = tmp_path_factory.mktemp("small")
-    rng = np.random.default_rng(3)
+    from distsnn.neurons import IntegrateFire
+    rng = np.random.default_rng(seed)
     net = Network(metadata={"method": "test"})
-    inp = net.add_population("in", (6, 6, 1), IntegrateFireInput())
-    hid = net.add_population("conv", (6, 6, 3), IntegrateFire())
-    out = net.add_population("out", (4,), IntegrateFire(readout="spike_count"))
-    net.connect(inp, hid, Conv2D(rng.normal(0, 0.7, (3, 3, 1, 3)).astype(np.float32), padding="same"))
-    net.connect(hid, out, Dense(rng.normal(0, 0.4, (108, 4)).astype(np.float32)))
-    net.outputs = [out]
-    save_network(net, root / "net.h5")
-    x = rng.random((31, 6, 6, 1)).astype(np.float32)
-    np.savez(root / "data.npz", x=x, y=rng.integers(0, 4, 31))
-    return {"net": root / "net.h5", "data": root / "data.npz", "n": 31, "dir": root,
-            "x": x}
-
-
-@pytest.fixture(scope="session")
-def poisson_files(tmp_path_factory):
-    """A Poisson-input conv network and 96 examples (random inputs: the journal must be exact)."""
-    import numpy as np
-
-    from distsnn.connectivity import Conv2D, Dense
-    from distsnn.netfile import save_network
-    from distsnn.network import Network
-    from distsnn.neurons import IntegrateFire, PoissonInput
-    root = tmp_path_factory.mktemp("jobs")
-    rng = np.random.default_rng(5)
-    net = Network(metadata={"method": "test"})
-    inp = net.add_population("in", (6, 6, 1), PoissonInput())
+    inp = net.add_population("in", (6, 6, 1), input_neuron)
     hid = net.add_population("conv", (6, 6, 3), IntegrateFire())
     out = net.add_population("out", (4,), IntegrateFire(readout="spike_count"))
     net.connect(inp, hid, Conv2D(rng.normal(0, 0.7, (3, 3, 1, 3)).astype(np.float32),
@@ -103,6 +76,20 @@ def poisson_files(tmp_path_factory):
     net.connect(hid, out, Dense(rng.normal(0, 0.4, (108, 4)).astype(np.float32)))
     net.outputs = [out]
     save_network(net, root / "net.h5")
-    x = rng.random((96, 6, 6, 1)).astype(np.float32)
-    np.savez(root / "data.npz", x=x, y=rng.integers(0, 4, 96))
-    return {"net": root / "net.h5", "data": root / "data.npz", "x": x, "dir": root}
+    x = rng.random((n, 6, 6, 1)).astype(np.float32)
+    np.savez(root / "data.npz", x=x, y=rng.integers(0, 4, n))
+    return {"net": root / "net.h5", "data": root / "data.npz", "n": n, "dir": root, "x": x}
+
+
+@pytest.fixture(scope="session")
+def small_files(tmp_path_factory) -> dict:
+    """A deterministic (constant-current input) conv network file and a 31-example dataset."""
+    from distsnn.neurons import IntegrateFireInput
+    return _conv_network_files(tmp_path_factory.mktemp("small"), IntegrateFireInput(), 3, 31)
+
+
+@pytest.fixture(scope="session")
+def poisson_files(tmp_path_factory) -> dict:
+    """A Poisson-input conv network and 96 examples (random inputs: the journal must be exact)."""
+    from distsnn.neurons import PoissonInput
+    return _conv_network_files(tmp_path_factory.mktemp("jobs"), PoissonInput(), 5, 96)

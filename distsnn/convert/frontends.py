@@ -2,10 +2,20 @@
 (``.onnx``, ``onnx.ModelProto``). Neither framework is imported before it is needed."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from .plan import Frontend
+
+
+def file_sha256(path: Union[str, Path]) -> str:
+    """SHA-256 of a model file (read in 1 MiB blocks), recorded in the network's metadata."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def is_onnx(model: Any) -> bool:

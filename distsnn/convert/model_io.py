@@ -10,6 +10,7 @@ import numpy as np
 
 from ._backend import keras, to_numpy
 from .errors import ModelFileError
+from .frontends import file_sha256
 
 MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")
 
@@ -58,14 +59,6 @@ def _check_container(path: Path) -> None:
     if not ok:
         raise ModelFileError(f"{path}: not a complete Keras model file ({kind}; this one, "
                              f"{path.stat().st_size} bytes, is truncated or of another format)")
-
-
-def file_sha256(path: Union[str, Path]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weights_sha256(model) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..layout import CHANNELS_FIRST, channels_first_shape
 from .errors import ConversionError, ModelFileError
+from .frontends import file_sha256
 from .plan import (LINEAR, RELU, SOFTMAX, ConversionGraph, Frontend, LayerInfo, Planner,
                    PopulationSpec, Probe, Value, layer_error)
 
@@ -102,7 +103,7 @@ class OnnxFrontend(Frontend):
             except Exception as err:  # noqa: BLE001 - any loader failure names the file
                 raise ModelFileError(f"{path}: cannot be read as an ONNX model "
                                      f"({type(err).__name__}: {err})") from None
-            return cls(model, _file_sha256(path), "file", str(path))
+            return cls(model, file_sha256(path), "file", str(path))
         data = source.SerializeToString()
         return cls(source, hashlib.sha256(data).hexdigest(), "model", None)
 
@@ -175,14 +176,6 @@ class OnnxFrontend(Frontend):
         if self.channels_first:
             meta["input_layout"] = CHANNELS_FIRST
         return meta
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _opset(model) -> int:
