@@ -257,6 +257,28 @@ def test_preprocess_spikes_and_helpers():
     np.testing.assert_allclose(log.spike_times, [4.0 * np.log(2.0)])
 
 
+@pytest.mark.parametrize("dt", [1.0, 0.5])
+def test_spike_times_are_emitted_at_the_first_step_not_before_them(build_dir, dt):
+    """mlGeNN's t_spk: a spike at 2.5 ms is emitted at the first step with t >= 2.5; three
+    spikes at 0 leave on three successive steps; the second example starts again at 0."""
+    from distsnn.callbacks import SpikeRecorder
+    net = Network()
+    inp = net.add_population("in", 3, SpikeInput(max_spikes=8), record_spikes=True)
+    out = net.add_population("out", 1, LeakyIntegrate(tau_mem=5.0, readout="var"))
+    net.connect(inp, out, Dense(np.ones((3, 1), np.float32)))
+    net.outputs = [out]
+    x = [preprocess_spikes(np.array([2.5, 0.0, 0.0, 0.0, 1.2]), np.array([0, 1, 1, 1, 2]), 3)] * 2
+    compiled = InferenceCompiler(8, dt=dt, rng_seed=1, build_dir=str(build_dir)).compile(net)
+    with compiled:
+        _, data = compiled.predict({inp: x}, [out], callbacks=[SpikeRecorder(inp, key="s")])
+    expected = sorted([(np.ceil(2.5 / dt) * dt, 0), (0.0, 1), (dt, 1), (2 * dt, 1),
+                       (np.ceil(1.2 / dt) * dt, 2)])
+    times_per_example, ids_per_example = data["s"]
+    assert len(times_per_example) == 2
+    for times, ids in zip(times_per_example, ids_per_example):
+        assert sorted(zip(np.round(times, 6).tolist(), ids.tolist())) == expected
+
+
 def test_batched_lanes_replay_each_example():
     """The batch layout (B = 3, one lane padded) read by the GeNN threshold rule gives every
     lane exactly its own example's spikes, and the padded lane none."""
