@@ -24,7 +24,7 @@ from .network import Network, Population
 from .neurons import FewSpikeRelu, IntegrateFire, Integrator, LeakyIntegrate, LeakyIntegrateFire
 from .simulation import run_few_spike, run_rate
 from .statistics import SpikeStats, spike_report
-from .utils.data import take_rows
+from .utils.data import as_examples, take_rows
 
 log = logging.getLogger("distsnn")
 
@@ -630,11 +630,11 @@ def _as_list(value) -> Optional[list]:
 
 def _split(batch, pops: list[Population]) -> dict:
     if len(pops) == 1:
-        return {pops[0]: np.asarray(batch)}
+        return {pops[0]: as_examples(batch)}
     if len(batch) != len(pops):
         raise ValueError(f"a batch has {len(batch)} parts but there are {len(pops)} "
                          f"populations {[p.name for p in pops]}")
-    return {p: np.asarray(b) for p, b in zip(pops, batch)}
+    return {p: as_examples(b) for p, b in zip(pops, batch)}
 
 
 def _common_length(arrays: dict) -> int:

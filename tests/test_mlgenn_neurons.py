@@ -319,6 +319,9 @@ def _binary_vs_trains(build_dir, backend="cpu", batch_size=1):
                                      batch_size=batch_size).compile(net)
         with compiled:
             metrics, _ = compiled.evaluate({inp: data}, {out: y}, callbacks=[])
+            by_iter, _ = compiled.evaluate_batch_iter(
+                inp, out, [(data[s:s + 2], y[s:s + 2]) for s in range(0, n, 2)], callbacks=[])
+            assert (by_iter[out].correct, by_iter[out].total) == (metrics[out].correct, n)
             preds, _ = compiled.predict({inp: data}, [out], callbacks=[])
             spikes = compiled.last_report.spikes["populations"]
         results.append((metrics[out].correct, metrics[out].total, preds[out],

@@ -105,17 +105,20 @@ def is_spike_trains(data) -> bool:
             and len(data) > 0 and isinstance(data[0], PreprocessedSpikes))
 
 
-def take_rows(data, start: int, stop: int):
-    """Examples ``[start, stop)`` of an array (as an array) or of a list of
-    PreprocessedSpikes (as a list)."""
+def as_examples(data):
+    """A batch or dataset as an array, or as a list when it holds PreprocessedSpikes."""
     if isinstance(data, PreprocessedSpikes):
         raise TypeError("a single PreprocessedSpikes was given as a dataset: pass a list of "
                         "PreprocessedSpikes, one per example")
-    if is_spike_trains(data):
-        return list(data[start:stop])
-    return np.asarray(data[start:stop])
+    return list(data) if is_spike_trains(data) else np.asarray(data)
 
 
-__all__ = ["PreprocessedSpikes", "batch_spikes", "calc_latest_spike_time", "calc_max_spikes",
+def take_rows(data, start: int, stop: int):
+    """Examples ``[start, stop)`` of an array (as an array) or of a list of
+    PreprocessedSpikes (as a list)."""
+    return as_examples(data if isinstance(data, PreprocessedSpikes) else data[start:stop])
+
+
+__all__ = ["PreprocessedSpikes", "as_examples", "batch_spikes", "calc_latest_spike_time", "calc_max_spikes",
            "calc_start_spikes", "linear_latency_encode_data", "log_latency_encode_data",
            "preprocess_spikes", "take_rows"]
