@@ -360,8 +360,8 @@ def test_bad_spike_inputs_give_clear_errors(build_dir):
     many = preprocess_spikes(np.arange(5.0), np.zeros(5, int), N_IN)
     with InferenceCompiler(T, rng_seed=1, build_dir=str(build_dir)).compile(net) as compiled:
         preds, _ = compiled.predict({inp: [few]}, [out], callbacks=[])
-        with pytest.raises(UserError, match=r"'in': a batch of 1 examples holds 5 spikes but "
-                                            r"SpikeInput\(max_spikes=4\)"):
+        with pytest.raises(UserError, match=r"'in': 5 spikes in a batch of 1 example\(s\), "
+                                            r"but SpikeInput\(max_spikes=4\)"):
             compiled.predict({inp: [few, many]}, [out], callbacks=[])
         with pytest.raises(ValueError, match="one entry per neuron"):
             compiled.predict({inp: [preprocess_spikes(np.zeros(1), np.zeros(1, int), 3)]},

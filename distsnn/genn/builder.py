@@ -360,8 +360,8 @@ class GeNNNetwork:
         batch = batch_spikes(examples, self.batch_size, pop.size, pop.name)
         limit = self.codes[pop.name].max_spikes
         if len(batch.spike_times) > limit:
-            raise UserError(f"input population {pop.name!r}: a batch of {len(examples)} examples "
-                            f"holds {len(batch.spike_times)} spikes but SpikeInput(max_spikes="
+            raise UserError(f"input population {pop.name!r}: {len(batch.spike_times)} spikes in "
+                            f"a batch of {len(examples)} example(s), but SpikeInput(max_spikes="
                             f"{limit}) takes at most {limit} per batch; raise max_spikes (e.g. "
                             f"calc_max_spikes(data) * batch_size)")
         group = self.groups[pop.name]
