@@ -389,3 +389,19 @@ def test_spike_trains_on_two_ranks_equal_one(tmp_path, build_dir):
     assert {k: v for k, v in one.items() if k != "ranks"} == \
         {k: v for k, v in two.items() if k != "ranks"}
     assert np.asarray(one["predictions"]).sum() > 0
+
+
+def test_command_line_refuses_spike_input_networks_in_one_line(tmp_path, build_dir):
+    from conftest import DISTSNN
+    net = Network()
+    inp = net.add_population("in", 3, SpikeInput())
+    out = net.add_population("out", 2, LeakyIntegrateFire(readout="spike_count"))
+    net.connect(inp, out, Dense(np.ones((3, 2), np.float32)))
+    net.outputs = [out]
+    save_network(net, tmp_path / "net.h5")
+    np.savez(tmp_path / "data.npz", x=np.ones((4, 3), np.float32), y=np.zeros(4, int))
+    proc = run([DISTSNN, "evaluate", str(tmp_path / "net.h5"), "--data", str(tmp_path / "data.npz"),
+                "--build-dir", str(build_dir), "--no-progress"])
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("distsnn: error:")]
+    assert len(errors) == 1 and "'in' is a SpikeInput" in errors[0], proc.stderr
