@@ -118,8 +118,7 @@ def readout(kind: str, pre, post, spikes, dt: float = 1.0) -> np.ndarray:
         return (w * pre).sum(0) / steps
     if kind == "spike_count":
         return spikes.sum(0)
-    first = np.where(spikes.any(0), -spikes.argmax(0) * dt, LOWEST)
-    return first
+    return np.where(spikes.any(0), -spikes.argmax(0) * dt, LOWEST)
 
 
 # --------------------------------------------------------------------------------------
@@ -191,9 +190,8 @@ def test_readouts_equal_numpy(simulated, name, kind):
     model, params = CONFIGS[name]
     ref = np.array([readout(kind, *sim) for sim in _reference(examples, w, model, params)])
     np.testing.assert_allclose(preds[pops[name, kind]], ref, rtol=2e-6, atol=1e-6)
-    if kind == "first_spike_time":
-        assert (ref == LOWEST).any() or (ref > LOWEST).all()
-        assert (ref > LOWEST).any()
+    if kind == "first_spike_time":  # both spiking and silent neurons occur
+        assert (ref > LOWEST).any() and (ref == LOWEST).any()
 
 
 def test_readout_objects_are_their_names():
