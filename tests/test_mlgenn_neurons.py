@@ -292,7 +292,8 @@ def test_batched_lanes_replay_each_example():
     assert end.shape == start.shape == (3, N_IN)
     got = np.zeros((3, T, N_IN), bool)
     for n in range(T):  # the model's threshold and reset, per lane and neuron
-        fire = (start != end) & (n >= batch.spike_times[np.minimum(start, len(batch.spike_times) - 1)])
+        nxt = batch.spike_times[np.minimum(start, len(batch.spike_times) - 1)]
+        fire = (start != end) & (n >= nxt)
         got[:, n] = fire
         start = start + fire
     for lane, (times, ids) in enumerate(examples):

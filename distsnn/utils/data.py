@@ -119,6 +119,6 @@ def take_rows(data, start: int, stop: int):
     return as_examples(data if isinstance(data, PreprocessedSpikes) else data[start:stop])
 
 
-__all__ = ["PreprocessedSpikes", "as_examples", "batch_spikes", "calc_latest_spike_time", "calc_max_spikes",
-           "calc_start_spikes", "linear_latency_encode_data", "log_latency_encode_data",
-           "preprocess_spikes", "take_rows"]
+__all__ = ["PreprocessedSpikes", "as_examples", "batch_spikes", "calc_latest_spike_time",
+           "calc_max_spikes", "calc_start_spikes", "linear_latency_encode_data",
+           "log_latency_encode_data", "preprocess_spikes", "take_rows"]
