@@ -21,9 +21,10 @@ from .communicator import Communicator, SerialCommunicator
 from .data import shard_bounds
 from .metrics import MetricSpec, SparseCategoricalAccuracy, make_metric
 from .network import Network, Population
-from .neurons import FewSpikeRelu, IntegrateFire, Integrator
+from .neurons import FewSpikeRelu, IntegrateFire, Integrator, LeakyIntegrate, LeakyIntegrateFire
 from .simulation import run_few_spike, run_rate
 from .statistics import SpikeStats, spike_report
+from .utils.data import as_examples, take_rows
 
 log = logging.getLogger("distsnn")
 
@@ -549,7 +550,7 @@ class CompiledInferenceNetwork:
             e = min(s + b, stop)
             tags = (np.arange(s, e, dtype=np.int64) + index_offset if indices is None
                     else np.asarray(indices[s:e], np.int64))
-            yield tags, {p: np.asarray(v[s:e]) for p, v in arrays.items()}
+            yield tags, {p: take_rows(v, s, e) for p, v in arrays.items()}
 
     def _by_population(self, data: dict, expected: list[Population], what: str) -> dict:
         if not isinstance(data, dict):
@@ -597,6 +598,11 @@ def _readout_kind(pop: Population) -> str:
         return neuron.readout or "spike_count"
     if isinstance(neuron, Integrator):
         return neuron.readout or "avg_input"
+    if isinstance(neuron, (LeakyIntegrate, LeakyIntegrateFire)):
+        if neuron.readout is None:
+            raise ValueError(f"output population {pop.name!r} ({type(neuron).__name__}) has no "
+                             f"readout: give it one, e.g. readout='avg_var' or AvgVar()")
+        return neuron.readout
     raise ValueError(f"population {pop.name!r} ({type(neuron).__name__}) cannot be an output")
 
 
@@ -624,11 +630,11 @@ def _as_list(value) -> Optional[list]:
 
 def _split(batch, pops: list[Population]) -> dict:
     if len(pops) == 1:
-        return {pops[0]: np.asarray(batch)}
+        return {pops[0]: as_examples(batch)}
     if len(batch) != len(pops):
         raise ValueError(f"a batch has {len(batch)} parts but there are {len(pops)} "
                          f"populations {[p.name for p in pops]}")
-    return {p: np.asarray(b) for p, b in zip(pops, batch)}
+    return {p: as_examples(b) for p, b in zip(pops, batch)}
 
 
 def _common_length(arrays: dict) -> int:

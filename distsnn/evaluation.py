@@ -28,7 +28,7 @@ from .jobs import JobOptions, evaluate_job
 from .layout import to_network_layout
 from .netfile import FORMAT_NAME, load_network, network_to_bytes
 from .network import Network
-from .neurons import FewSpikeReluInput
+from .neurons import FewSpikeReluInput, SpikeInput
 
 
 #: Points of the accuracy-vs-time curve read out in every rate-coded evaluation (every 2 %).
@@ -153,6 +153,10 @@ def evaluate_file(network: Network, data: str, comm: Communicator, timings: Timi
         raise UserError("the command line evaluates networks with one input and one output; "
                         "use the library API for more")
     inp, out = network.inputs[0], network.outputs[0]
+    if isinstance(inp.neuron, SpikeInput):
+        raise UserError(f"input population {inp.name!r} is a SpikeInput, whose examples are "
+                        f"spike trains: evaluate it with the library API and a list of "
+                        f"distsnn.utils.data.PreprocessedSpikes")
     if Path(data).is_dir():  # an image folder: rank 0 lists it, each rank decodes its shard
         folder, info, identity = on_root(comm, lambda: _scan_images(data, network, job))
         read = folder.iter_rows

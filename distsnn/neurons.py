@@ -9,10 +9,14 @@ from typing import ClassVar, Optional, Union
 
 import numpy as np
 
+from .readouts import readout_name
+
 Value = Union[float, np.ndarray]
 
-#: Readouts an output population can provide.
-READOUTS = ("spike_count", "var", "avg_var", "avg_input")
+#: Readouts an output population can provide (mlGeNN's, see :mod:`distsnn.readouts`, and
+#: distsnn's ``avg_input`` of :class:`Integrator`).
+READOUTS = ("spike_count", "var", "avg_var", "avg_input", "sum_var", "max_var",
+            "avg_var_exp_weight", "first_spike_time")
 #: Reset modes of integrate-and-fire neurons.
 RESET_MODES = ("zero", "subtract")
 
@@ -137,3 +141,68 @@ NEURON_TYPES: dict[str, type[Neuron]] = {
     for cls in (IntegrateFire, IntegrateFireInput, AnalogInput, Integrator, PoissonInput,
                 BinarySpikeInput, FewSpikeReluInput, FewSpikeRelu)
 }
+
+
+@dataclass
+class LeakyIntegrate(Neuron):
+    """mlGeNN's non-spiking leaky integrator (typically an output):
+    ``V = Alpha V + Isyn + bias`` with ``Alpha = exp(-dt / tau_mem)``; with ``scale_i`` the
+    input is scaled by ``1 - Alpha``. ``readout`` is a name or a :mod:`distsnn.readouts` class.
+    """
+
+    kind: ClassVar[str] = "leaky_integrate"
+    v: float = 0.0
+    bias: Value = 0.0
+    tau_mem: Value = 20.0
+    scale_i: bool = False
+    readout: Optional[str] = None
+
+    def __post_init__(self):
+        self.readout = readout_name(self.readout, "LeakyIntegrate")
+
+
+@dataclass
+class LeakyIntegrateFire(Neuron):
+    """mlGeNN's leaky integrate-and-fire neuron: ``V = Alpha V + Isyn`` (``(1 - Alpha) Isyn``
+    with ``scale_i``), ``Alpha = exp(-dt / tau_mem)``; spike when ``V >= v_thresh`` (and not
+    refractory), then ``V -= v_thresh - v_reset`` (``relative_reset``) or ``V = v_reset``.
+
+    With ``tau_refrac`` [ms] a spike starts a refractory period; ``integrate_during_refrac``
+    keeps integrating during it.
+    """
+
+    kind: ClassVar[str] = "leaky_integrate_fire"
+    v_thresh: Value = 1.0
+    v_reset: Value = 0.0
+    v: float = 0.0
+    tau_mem: Value = 20.0
+    tau_refrac: Optional[Value] = None
+    relative_reset: bool = True
+    integrate_during_refrac: bool = True
+    scale_i: bool = False
+    readout: Optional[str] = None
+
+    def __post_init__(self):
+        self.readout = readout_name(self.readout, "LeakyIntegrateFire")
+
+
+@dataclass
+class SpikeInput(Neuron):
+    """mlGeNN's spike-train input: each example is a
+    :class:`distsnn.utils.data.PreprocessedSpikes` (spike times in ms from the example's
+    start); a spike at time s is emitted at the first step with ``t >= s``, at most one per
+    neuron and step. ``max_spikes`` bounds the spikes of one batch (all its examples).
+    """
+
+    kind: ClassVar[str] = "spike_train_input"
+    is_input: ClassVar[bool] = True
+    max_spikes: int = 1000000
+
+    def __post_init__(self):
+        if int(self.max_spikes) < 1:
+            raise ValueError(f"SpikeInput: max_spikes must be a positive number of spikes, "
+                             f"not {self.max_spikes}")
+        self.max_spikes = int(self.max_spikes)
+
+
+NEURON_TYPES.update({cls.kind: cls for cls in (LeakyIntegrate, LeakyIntegrateFire, SpikeInput)})

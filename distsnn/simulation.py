@@ -19,6 +19,7 @@ import numpy as np
 from .callbacks import CallbackList
 from .genn import GeNNNetwork
 from .network import Population
+from .readouts import AVERAGED
 from .statistics import SpikeStats
 
 #: ``on_result(batch_index, checkpoint, population, readout[b, size])``
@@ -98,7 +99,7 @@ def run_rate(genn: GeNNNetwork, batches: Iterable[dict[Population, np.ndarray]],
             for pop, kind in outputs.items():
                 value = genn.readout(pop, kind)[:sizes[-1]]
                 on_result(index, checkpoint, pop,
-                          value / checkpoint if kind in ("avg_var", "avg_input") else value)
+                          value / checkpoint if kind in AVERAGED else value)
         spikes.after_window(index, sizes)
         callbacks.on_batch_end(index)
     return SpikeStats(sum(sizes), timesteps, spikes.finish())

@@ -24,6 +24,7 @@ from ..errors import UserError
 from ..lowering import LoweringPlan, kernel_geometry, kernel_values, plan_lowering
 from ..network import Connection, Network, Population
 from ..neurons import FewSpikeRelu, FewSpikeReluInput
+from ..utils.data import batch_spikes, calc_start_spikes
 from .synapse_cache import SynapseCache
 from .toeplitz import procedural_connectivity, toeplitz_connectivity
 from .models import (ANALOG_PULSE, EXAMPLE_GATED_DELTA, HELD_DELTA, SIGNED_PULSE, NeuronCode,
@@ -157,6 +158,8 @@ class GeNNNetwork:
                                                 code.vars)
             if opts.dynamic_thresholds and "Vthresh" in code.params:
                 group.set_param_dynamic("Vthresh")
+            for egp, values in code.egps.items():
+                group.extra_global_params[egp].set_init_values(values)
             group.spike_recording_enabled = pop.record_spikes
             self.codes[pop.name], self.groups[pop.name] = code, group
         self.synapse_groups = {}
@@ -188,7 +191,7 @@ class GeNNNetwork:
                 np.asarray(neuron.bias, np.float32).reshape(-1), (pop.size,)).copy())
         return neuron_code(neuron, pop.name, dynamic_threshold=opts.dynamic_thresholds,
                            record_max_input=opts.record_max_input,
-                           example_steps=opts.example_timesteps)
+                           example_steps=opts.example_timesteps, dt=opts.dt)
 
     def _add_connection(self, model: GeNNModel, conn: Connection):
         opts = self.options
@@ -335,13 +338,40 @@ class GeNNNetwork:
                 var.push_to_device()
 
     def set_input(self, pop: Population, x: np.ndarray) -> None:
-        """Write a batch of inputs ``x[b, ...]`` (b <= batch size; the rest is zero)."""
+        """Write a batch of inputs ``x[b, ...]`` (b <= batch size; the rest is zero), or for a
+        SpikeInput a list of b PreprocessedSpikes (the rest spike nowhere)."""
+        if self.codes[pop.name].max_spikes:
+            self._set_spike_trains(pop, x)
+            return
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"input population {pop.name!r} ({type(pop.neuron).__name__}) takes "
+                            f"arrays, not {type(x).__name__}; PreprocessedSpikes need a "
+                            f"SpikeInput population")
         var = self._input_views[pop.name]
         view = var.view.reshape(self.batch_size, pop.size)
         b = x.shape[0]
         view[:b] = x.reshape(b, pop.size)
         view[b:] = 0.0
         var.push_to_device()
+
+    def _set_spike_trains(self, pop: Population, examples) -> None:
+        """Lay a batch of PreprocessedSpikes out as one ``SpikeTimes`` array and per-lane
+        ``[StartSpike, EndSpike)`` ranges of each neuron."""
+        batch = batch_spikes(examples, self.batch_size, pop.size, pop.name)
+        limit = self.codes[pop.name].max_spikes
+        if len(batch.spike_times) > limit:
+            raise UserError(f"input population {pop.name!r}: {len(batch.spike_times)} spikes in "
+                            f"a batch of {len(examples)} example(s), but SpikeInput(max_spikes="
+                            f"{limit}) takes at most {limit} per batch; raise max_spikes (e.g. "
+                            f"calc_max_spikes(data) * batch_size)")
+        group = self.groups[pop.name]
+        times = group.extra_global_params["SpikeTimes"]
+        times.view[:len(batch.spike_times)] = batch.spike_times
+        times.push_to_device()
+        for var, value in (("EndSpike", batch.end_spikes),
+                           ("StartSpike", calc_start_spikes(batch.end_spikes))):
+            group.vars[var].view.reshape(self.batch_size, pop.size)[...] = value
+            group.vars[var].push_to_device()
 
     def step(self, n: int = 1) -> None:
         runtime = self._model._runtime  # one bound call per step: the hot loop

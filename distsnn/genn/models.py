@@ -15,7 +15,8 @@ from pygenn import (VarAccess, VarAccessMode, create_custom_update_model, create
                     create_postsynaptic_model, create_weight_update_model)
 
 from ..neurons import (AnalogInput, BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput,
-                       IntegrateFire, IntegrateFireInput, Integrator, Neuron, PoissonInput)
+                       IntegrateFire, IntegrateFireInput, Integrator, LeakyIntegrate,
+                       LeakyIntegrateFire, Neuron, PoissonInput, SpikeInput)
 
 #: Postsynaptic model for rate-coded (per-example) runs: input arriving before step
 #: ``FirstStep`` of an example can only be a spike emitted by the previous example (each hop
@@ -75,6 +76,10 @@ class NeuronCode:
     signed: bool = False
     #: An analog input: its connections carry ``g * Input`` once per example.
     analog: bool = False
+    #: A spike-train input (:class:`SpikeInput`): spikes per batch at most (its ``SpikeTimes``).
+    max_spikes: int = 0
+    #: Extra global parameters and their initial arrays.
+    egps: dict = field(default_factory=dict)
 
 
 RW = VarAccess.READ_WRITE
@@ -93,7 +98,7 @@ def _value(name: str, value, params: list, vars_: list, values_p: dict, values_v
 
 
 def integrate_fire(n: IntegrateFire, name: str, dynamic_threshold: bool,
-                   record_max_input: bool) -> NeuronCode:
+                   record_max_input: bool, example_steps: int = 1) -> NeuronCode:
     params, vars_ = [("Vreset", "scalar")], [("V", "scalar", RW), ("SpikeTotal", "unsigned int", RW)]
     pv: dict = {"Vreset": float(n.v_reset)}
     vv: dict = {"V": float(n.v_reset), "SpikeTotal": 0}
@@ -109,15 +114,9 @@ def integrate_fire(n: IntegrateFire, name: str, dynamic_threshold: bool,
     sim.append("V += In;")
     reset_vals: dict = {"V": float(n.v_reset)}
     readouts = {"var": "V"}
-    extra_reset = []
-    if n.readout == "spike_count":
-        vars_.append(("Scount", "unsigned int", RW))
-        vv["Scount"], reset_vals["Scount"], readouts["spike_count"] = 0, 0, "Scount"
-        extra_reset.append("Scount++;")
-    if n.readout == "avg_var":
-        vars_.append(("VSum", "scalar", RW))
-        vv["VSum"], reset_vals["VSum"], readouts["avg_var"] = 0.0, 0.0, "VSum"
-        sim.append("VSum += V;")
+    extra_reset: list[str] = []
+    add_readout(n.readout, name, ReadoutParts(params, vars_, pv, vv, sim, extra_reset,
+                                              reset_vals, readouts), example_steps)
     if record_max_input:
         vars_.append(("MaxIn", "scalar", RW))
         vars_.append(("LastIn", "scalar", RW))
@@ -305,6 +304,151 @@ def few_spike_relu(n: FewSpikeRelu, name: str, src_alpha: float, src_signed: boo
     return NeuronCode(model, pv, vv, readout_var={"var": "Out"})
 
 
+#: The step within the current example (time need not restart at 0 for every batch).
+_LOCAL_STEP = "(((int)(t / dt + 0.5)) % ExampleSteps)"
+_LOWEST = float(np.finfo(np.float32).min)
+
+
+@dataclass
+class ReadoutParts:
+    """The pieces of a neuron model under construction that readouts add to."""
+
+    params: list
+    vars: list
+    param_values: dict
+    var_values: dict
+    sim: list            # sim code lines (the output variable is final after them)
+    reset_code: list     # lines run after each spike; None for non-spiking models
+    reset: dict          # variables restored at the start of every example
+    readout_var: dict    # readout name -> variable
+
+
+def add_readout(readout: str | None, name: str, m: ReadoutParts, example_steps: int,
+                out: str = "V") -> None:
+    """Add mlGeNN's readout ``readout`` of output variable ``out`` (see distsnn.readouts)."""
+    m.readout_var["var"] = out
+    if readout is None or readout == "var":
+        return
+    if readout in ("spike_count", "first_spike_time") and m.reset_code is None:
+        raise ValueError(f"population {name!r}: the {readout} readout needs a spiking neuron; "
+                         f"use var, avg_var, sum_var, max_var or avg_var_exp_weight")
+    if readout in ("avg_var_exp_weight", "first_spike_time") and not any(
+            p[0] == "ExampleSteps" for p in m.params):
+        m.params.append(("ExampleSteps", "int"))
+        m.param_values["ExampleSteps"] = int(example_steps)
+    if readout == "spike_count":
+        _readout_var(m, "Scount", "unsigned int", 0)
+        m.reset_code.append("Scount++;")
+    elif readout in ("avg_var", "sum_var"):
+        _readout_var(m, f"{out}Sum", "scalar", 0.0)
+        m.sim.append(f"{out}Sum += {out};")
+    elif readout == "avg_var_exp_weight":
+        _readout_var(m, f"{out}ExpSum", "scalar", 0.0)
+        m.sim.append(f"{out}ExpSum += exp(-(scalar){_LOCAL_STEP} / (scalar)ExampleSteps) * {out};")
+    elif readout == "max_var":
+        _readout_var(m, f"{out}Max", "scalar", _LOWEST)
+        m.sim.append(f"{out}Max = fmax({out}Max, {out});")
+    elif readout == "first_spike_time":
+        _readout_var(m, "TFirstSpike", "scalar", _LOWEST)
+        m.reset_code.append(f"TFirstSpike = fmax(-(scalar){_LOCAL_STEP} * dt, TFirstSpike);")
+    else:
+        raise ValueError(f"population {name!r}: unknown readout {readout!r}")
+    m.readout_var[readout] = m.vars[-1][0]
+
+
+def _readout_var(m: ReadoutParts, var: str, type_: str, initial) -> None:
+    m.vars.append((var, type_, RW))
+    m.var_values[var] = m.reset[var] = initial
+
+
+def _scalar_v(n: Neuron, name: str) -> float:
+    if np.ndim(n.v) != 0:
+        raise ValueError(f"population {name!r}: the initial v must be one value (it is also "
+                         f"what V is reset to before every example), not an array")
+    return float(n.v)
+
+
+def _alpha(tau_mem, dt: float, name: str):
+    tau = np.asarray(tau_mem, np.float64)
+    if np.any(tau <= 0):
+        raise ValueError(f"population {name!r}: tau_mem must be positive, not {tau_mem!r}")
+    alpha = np.exp(-dt / tau)
+    return float(alpha) if alpha.ndim == 0 else alpha
+
+
+def _integration(scale_i: bool, bias: str = "") -> str:
+    """mlGeNN's leaky update of ``V`` (``bias``: a term added each step, e.g. " + Bias")."""
+    drive = "((1.0 - Alpha) * Isyn)" if scale_i else "Isyn"
+    return f"V = (Alpha * V) + {drive}{bias};"
+
+
+def leaky_integrate(n: LeakyIntegrate, name: str, dt: float, example_steps: int) -> NeuronCode:
+    """mlGeNN's LeakyIntegrate: ``V = Alpha V + Isyn (* (1 - Alpha)) + Bias``, no spikes."""
+    v0 = _scalar_v(n, name)
+    params, vars_ = [], [("V", "scalar", RW), ("SpikeTotal", "unsigned int", RW)]
+    pv: dict = {}
+    vv: dict = {"V": v0, "SpikeTotal": 0}
+    _value("Alpha", _alpha(n.tau_mem, dt, name), params, vars_, pv, vv)
+    _value("Bias", n.bias, params, vars_, pv, vv)
+    parts = ReadoutParts(params, vars_, pv, vv, [_integration(n.scale_i, " + Bias")], None,
+                         {"V": v0}, {})
+    add_readout(n.readout, name, parts, example_steps)
+    model = create_neuron_model(f"li_{name}", params=params, vars=vars_,
+                                sim_code="\n".join(parts.sim))
+    return NeuronCode(model, pv, vv, parts.reset, readout_var=parts.readout_var)
+
+
+def leaky_integrate_fire(n: LeakyIntegrateFire, name: str, dt: float,
+                         example_steps: int) -> NeuronCode:
+    """mlGeNN's LeakyIntegrateFire, refractory period and readouts included."""
+    v0 = _scalar_v(n, name)
+    params, vars_ = [], [("V", "scalar", RW), ("SpikeTotal", "unsigned int", RW)]
+    pv: dict = {}
+    vv: dict = {"V": v0, "SpikeTotal": 0}
+    for param, value in (("Vthresh", n.v_thresh), ("Vreset", n.v_reset),
+                         ("Alpha", _alpha(n.tau_mem, dt, name))):
+        _value(param, value, params, vars_, pv, vv)
+    update = _integration(n.scale_i)
+    reset_code = ["V -= (Vthresh - Vreset);" if n.relative_reset else "V = Vreset;"]
+    threshold = "V >= Vthresh"
+    reset = {"V": v0}
+    if n.tau_refrac is None:
+        sim = [update]
+    else:
+        _value("TauRefrac", n.tau_refrac, params, vars_, pv, vv)
+        vars_.append(("RefracTime", "scalar", RW))
+        vv["RefracTime"] = reset["RefracTime"] = 0.0
+        countdown = "if (RefracTime > 0.0) {\n    RefracTime -= dt;\n}"
+        sim = ([update, countdown] if n.integrate_during_refrac
+               else [f"{countdown}\nelse {{\n    {update}\n}}"])
+        reset_code.append("RefracTime = TauRefrac;")
+        threshold += " && RefracTime <= 0.0"
+    reset_code.append("SpikeTotal++;")
+    parts = ReadoutParts(params, vars_, pv, vv, sim, reset_code, reset, {})
+    add_readout(n.readout, name, parts, example_steps)
+    model = create_neuron_model(f"lif_{name}", params=params, vars=vars_,
+                                sim_code="\n".join(sim), threshold_condition_code=threshold,
+                                reset_code="\n".join(reset_code))
+    return NeuronCode(model, pv, vv, reset, readout_var=parts.readout_var)
+
+
+def spike_train_input(n: SpikeInput, name: str, example_steps: int) -> NeuronCode:
+    """Replays per batch lane the spikes ``SpikeTimes[StartSpike:EndSpike]`` of each neuron
+    (times from the example's start); the host writes all three per batch."""
+    model = create_neuron_model(
+        f"spike_train_{name}", params=[("ExampleSteps", "int")],
+        vars=[("StartSpike", "unsigned int", RW), ("EndSpike", "unsigned int", RO_BATCH),
+              ("SpikeTotal", "unsigned int", RW)],
+        extra_global_params=[("SpikeTimes", "scalar*")],
+        threshold_condition_code=("StartSpike != EndSpike && "
+                                  f"(scalar){_LOCAL_STEP} * dt >= SpikeTimes[StartSpike]"),
+        reset_code="StartSpike++;\nSpikeTotal++;")
+    return NeuronCode(model, {"ExampleSteps": int(example_steps)},
+                      {"StartSpike": 0, "EndSpike": 0, "SpikeTotal": 0}, input_var="EndSpike",
+                      max_spikes=n.max_spikes,
+                      egps={"SpikeTimes": np.zeros(n.max_spikes, np.float32)})
+
+
 def reset_update_model(name: str, values: dict, types: dict):
     """Custom update that writes constants into the given neuron variables."""
     code = "\n".join(f"{var} = {_literal(v)};" for var, v in values.items())
@@ -319,14 +463,20 @@ def _literal(value) -> str:
 
 def neuron_code(neuron: Neuron, name: str, *, dynamic_threshold: bool = False,
                 record_max_input: bool = False, src_alpha: float = 1.0,
-                src_signed: bool = False, example_steps: int = 1) -> NeuronCode:
+                src_signed: bool = False, example_steps: int = 1, dt: float = 1.0) -> NeuronCode:
     """GeNN code for one population's neuron description."""
     if isinstance(neuron, AnalogInput):
         return analog_input(name, example_steps)
     if isinstance(neuron, Integrator):
         return integrator(neuron, name)
     if isinstance(neuron, IntegrateFire):
-        return integrate_fire(neuron, name, dynamic_threshold, record_max_input)
+        return integrate_fire(neuron, name, dynamic_threshold, record_max_input, example_steps)
+    if isinstance(neuron, LeakyIntegrate):
+        return leaky_integrate(neuron, name, dt, example_steps)
+    if isinstance(neuron, LeakyIntegrateFire):
+        return leaky_integrate_fire(neuron, name, dt, example_steps)
+    if isinstance(neuron, SpikeInput):
+        return spike_train_input(neuron, name, example_steps)
     if isinstance(neuron, IntegrateFireInput):
         return if_input(neuron, name)
     if isinstance(neuron, PoissonInput):

@@ -1,0 +1,1 @@
+"""mlGeNN's ``ml_genn.utils`` helpers that inference needs (see :mod:`distsnn.utils.data`)."""
