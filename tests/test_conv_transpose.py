@@ -316,3 +316,102 @@ def test_memory_estimate_and_events_from_the_real_synapses():
     assert sparse.resident_bytes == src.size * (longest * 8 + 4)
     spikes = np.random.default_rng(3).integers(0, 4, src.size)
     assert synaptic_events(c, spikes) == int(np.sum(spikes[pre]))
+
+
+# --------------------------------------------------------------------------------------
+# conversion of Keras models
+# --------------------------------------------------------------------------------------
+def _randomise(model, seed: int):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if isinstance(layer, L.BatchNormalization):
+            gamma, beta, mean, var = weights
+            layer.set_weights([rng.uniform(0.5, 2, gamma.shape), rng.uniform(-1, 1, beta.shape),
+                               rng.uniform(-1, 1, mean.shape), rng.uniform(0.5, 2, var.shape)])
+        elif weights:
+            layer.set_weights([rng.uniform(-1, 1, w.shape) if w.ndim > 1
+                               else rng.uniform(0, 0.3, w.shape) for w in weights])
+    return model
+
+
+def test_harness_conversion_is_exact(tmp_path):
+    """One hop from the input (spec §13.1 harness): bias, BatchNormalization folded into the
+    kernel's output channels, and an input Normalization folded into its input channels and,
+    transposed-convolved, into the bias."""
+    from distsnn.convert.testing import HarnessConverter, linear_response
+    inp = keras.Input((5, 6, 2), name="inp")
+    norm = L.Normalization(mean=[0.3, -0.6], variance=[0.25, 4.0])
+    outs = [L.Conv2DTranspose(2, 3, strides=2, padding="same", name="s2_same")(inp),
+            L.Conv2DTranspose(3, 4, use_bias=False, name="k4_valid")(inp),
+            L.BatchNormalization(name="bn")(L.Conv2DTranspose(2, 3, strides=2)(inp)),
+            L.Conv2DTranspose(2, 4, strides=2, padding="same", name="norm_s2")(norm(inp))]
+    model = _randomise(keras.Model(inp, outs), 11)
+    x = _binary((5, 6, 2), n=3, seed=4)
+    expected = [keras.ops.convert_to_numpy(t) for t in model(x, training=False)]
+
+    converter = HarnessConverter()
+    net, inputs, outputs, _ = converter.convert(model)
+    assert len(net.populations) == 5
+    assert all(type(c.connectivity) is Conv2DTranspose for c in net.connections)
+    for out, exp in zip(outputs, expected):
+        host = linear_response(net, out, {inputs[0]: x}, bias_scale=2.0)
+        np.testing.assert_allclose(host, exp, rtol=1e-5, atol=1e-4, err_msg=out.name)
+    compiled = converter.create_compiler(rng_seed=1, build_dir=str(tmp_path)).compile(
+        net, inputs=inputs, outputs=outputs)
+    with compiled:
+        predictions, _ = compiled.predict({inputs[0]: x}, outputs, callbacks=[])
+    for out, exp in zip(outputs, expected):
+        np.testing.assert_allclose(predictions[out], exp, rtol=1e-5, atol=1e-4, err_msg=out.name)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    """Conv2D(relu) -> Conv2DTranspose(relu, stride 2, same, bias) -> Flatten -> Dense."""
+    inp = keras.Input((6, 6, 1), name="inp")
+    h = L.Conv2D(3, 3, padding="same", activation="relu", name="conv")(inp)
+    h = L.Conv2DTranspose(2, 3, strides=2, padding="same", activation="relu", name="up")(h)
+    model = _randomise(keras.Model(inp, L.Dense(4, name="out")(L.Flatten()(h))), 3)
+    x = np.random.default_rng(6).uniform(0, 1, (40, 6, 6, 1)).astype(np.float32)
+    dense = model.get_layer("out")
+    kernel, bias = dense.get_weights()
+    centred = bias - model.predict(x, verbose=0).mean(axis=0)  # every class predicted somewhere
+    dense.set_weights([kernel, centred])
+    logits = model.predict(x, verbose=0).astype(np.float64)
+    # the largest sum of absolute contributions to a logit: what quantisation errors scale with
+    up = keras.Model(inp, model.get_layer("up").output).predict(x, verbose=0).reshape(40, -1)
+    magnitude = float((np.abs(up) @ np.abs(kernel)).max())
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.02 * magnitude
+    assert clear.sum() >= 8 and len(set(logits[clear].argmax(axis=1))) > 1
+    return model, x, x[clear][:8], logits[clear][:8], magnitude
+
+
+def _snn_readout(converter, model, x, build_dir) -> np.ndarray:
+    net, inputs, outputs, layer_pops = converter.convert(model)
+    up = layer_pops[model.get_layer("up")]
+    assert [type(c.connectivity).__name__ for c in net.incoming(up)] == ["Conv2DTranspose"]
+    compiled = converter.create_compiler(rng_seed=1, build_dir=str(build_dir)).compile(
+        net, inputs=inputs, outputs=outputs)
+    with compiled:
+        predictions, _ = compiled.predict({inputs[0]: x}, outputs, callbacks=[])
+    return predictions[outputs[0]].astype(np.float64)
+
+
+def test_few_spike_agrees_with_the_ann(cnn, tmp_path):
+    from distsnn.convert import FewSpike
+    model, x_norm, x, logits, magnitude = cnn
+    snn = _snn_readout(FewSpike(k=8, norm_data=x_norm), model, x, tmp_path)
+    np.testing.assert_array_equal(snn.argmax(axis=1), logits.argmax(axis=1))
+    assert np.abs(snn - logits).max() < 0.005 * magnitude
+
+
+def test_data_norm_agrees_with_the_ann(cnn, tmp_path):
+    """Analog input and readout: the readout is the ANN logit over the output's scale λ."""
+    from distsnn.convert import DataNorm, InputType
+    model, x_norm, x, logits, magnitude = cnn
+    converter = DataNorm(100, norm_data=x_norm, input_type=InputType.ANALOG, readout="analog")
+    snn = _snn_readout(converter, model, x, tmp_path)
+    np.testing.assert_array_equal(snn.argmax(axis=1), logits.argmax(axis=1))
+    scale = float(np.sum(snn * logits) / np.sum(snn * snn))
+    assert np.abs(scale * snn - logits).max() < 0.02 * magnitude
