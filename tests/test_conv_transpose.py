@@ -415,3 +415,72 @@ def test_data_norm_agrees_with_the_ann(cnn, tmp_path):
     np.testing.assert_array_equal(snn.argmax(axis=1), logits.argmax(axis=1))
     scale = float(np.sum(snn * logits) / np.sum(snn * snn))
     assert np.abs(scale * snn - logits).max() < 0.02 * magnitude
+
+
+# --------------------------------------------------------------------------------------
+# ONNX ConvTranspose (PyTorch's ConvTranspose2d: NCHW, explicit pads and output_padding)
+# --------------------------------------------------------------------------------------
+def _onnx_model(nodes: list, outputs: list, inits: dict, shape=(2, 5, 6)):
+    from onnx import TensorProto, helper, numpy_helper, shape_inference
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])
+    graph = helper.make_graph(nodes, "g", [x], [],
+                              [numpy_helper.from_array(np.asarray(v, np.float32), k)
+                               for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    infos = {vi.name: vi for vi in shape_inference.infer_shapes(model).graph.value_info}
+    model.graph.output.extend(infos[o] for o in outputs)
+    return model
+
+
+def test_onnx_conv_transpose_is_exact(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import helper
+
+    from distsnn.convert.testing import HarnessConverter
+    rng = np.random.default_rng(8)
+    inits = {"w1": rng.uniform(-1, 1, (2, 3, 3, 3)), "b1": rng.uniform(-1, 1, 3),
+             "w2": rng.uniform(-1, 1, (2, 2, 4, 4)), "w3": rng.uniform(-1, 1, (2, 1, 3, 2)),
+             "g": [1.5, 0.5], "beta": [0.2, -0.4], "mean": [0.1, -0.3], "var": [0.8, 1.7]}
+    nodes = [helper.make_node("ConvTranspose", ["x", "w1", "b1"], ["up"], strides=[2, 2],
+                              pads=[1, 0, 1, 1], output_padding=[1, 0]),
+             helper.make_node("ConvTranspose", ["x", "w2"], ["t2"], strides=[2, 2],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["t2", "g", "beta", "mean", "var"],
+                              ["bn"]),
+             helper.make_node("ConvTranspose", ["x", "w3"], ["full"], strides=[1, 3])]
+    model = _onnx_model(nodes, ["up", "bn", "full"], inits)
+    onnx.checker.check_model(model)
+    x = _binary((2, 5, 6), n=3, seed=9)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = [e.transpose(0, 2, 3, 1) for e in session.run(["up", "bn", "full"], {"x": x})]
+    assert expected[0].shape == (3, 10, 12, 3)
+
+    converter = HarnessConverter()
+    net, inputs, outputs, _ = converter.convert(model)
+    assert all(type(c.connectivity) is Conv2DTranspose for c in net.connections)
+    compiled = converter.create_compiler(rng_seed=1, build_dir=str(tmp_path)).compile(
+        net, inputs=inputs, outputs=outputs)
+    with compiled:
+        predictions, _ = compiled.predict({inputs[0]: x.transpose(0, 2, 3, 1)}, outputs,
+                                          callbacks=[])
+    for out, exp in zip(outputs, expected):
+        np.testing.assert_allclose(predictions[out], exp, rtol=1e-5, atol=1e-4, err_msg=out.name)
+
+
+def test_onnx_conv_transpose_refusals_name_the_node():
+    pytest.importorskip("onnx")
+    from onnx import helper
+
+    from distsnn.convert import ConversionError, Simple
+    w = {"w": np.ones((2, 2, 3, 3))}
+    cases = [(dict(strides=[2, 2], output_padding=[1, 1]), "output_padding [1, 1] larger than "
+                                                          "its end pads"),
+             (dict(auto_pad="SAME_UPPER", strides=[2, 2]), "give explicit pads"),
+             (dict(dilations=[2, 2]), "use groups=1 and dilation=1")]
+    for attrs, message in cases:
+        model = _onnx_model([helper.make_node("ConvTranspose", ["x", "w"], ["bad"], name="bad",
+                                              **attrs)], ["bad"], w)
+        with pytest.raises(ConversionError, match=r"node 'bad' \(ConvTranspose\)") as err:
+            Simple(10).convert(model)
+        assert message in str(err.value)

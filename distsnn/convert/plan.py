@@ -321,6 +321,15 @@ class Planner:
         v = self.weighted_input(owner, x)
         kernel = np.asarray(kernel, np.float32)
         strides = tuple(int(s) for s in strides)
+        c = conn.Conv2DTranspose(kernel, kernel.shape[2], kernel.shape[:2], conv_strides=strides,
+                                 conv_padding=padding)
+        try:
+            computed = c.output_shape(v.shape)
+        except conn.ShapeError as err:
+            raise layer_error(owner, str(err)) from None
+        if computed != tuple(shape):
+            raise layer_error(owner, f"outputs {tuple(shape)} but its kernel, strides and "
+                                     f"padding give {computed}")
         terms = []
         for term in v.terms:
             ops, scales = _without_scales(term.ops)
@@ -328,8 +337,6 @@ class Planner:
             terms.append(Term(term.source, ops + (ConvTransposeOp(scaled, strides, padding),)))
         bias = None if bias is None else np.broadcast_to(bias, shape).astype(np.float32)
         if v.bias is not None:
-            c = conn.Conv2DTranspose(kernel, kernel.shape[2], kernel.shape[:2],
-                                     conv_strides=strides, conv_padding=padding)
             offset = conn.forward(c, v.bias.reshape(1, -1), v.shape).reshape(shape)
             bias = offset.astype(np.float32) if bias is None else bias + offset.astype(np.float32)
         return Virtual(tuple(shape), terms, bias, probe, owner)
