@@ -11,6 +11,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import re
 import zlib
 
 import numpy as np
@@ -316,6 +317,22 @@ def test_memory_estimate_and_events_from_the_real_synapses():
     assert sparse.resident_bytes == src.size * (longest * 8 + 4)
     spikes = np.random.default_rng(3).integers(0, 4, src.size)
     assert synaptic_events(c, spikes) == int(np.sum(spikes[pre]))
+
+
+def test_inspect_lists_the_connection(tmp_path):
+    from conftest import DISTSNN, run
+    case = EXTRAS[0]
+    net = Network()
+    src = net.add_population("in", case.in_shape, BinarySpikeInput())
+    out = net.add_population("up", case.make().output_shape(case.in_shape), IntegrateFire())
+    net.connect(src, out, case.make())
+    save_network(net, tmp_path / "net.h5")
+    n = len(case.make().synapses(case.in_shape)[0])
+    result = run([DISTSNN, "inspect", str(tmp_path / "net.h5")])
+    assert result.returncode == 0, result.stderr
+    assert "in -> up: conv2d_transpose (" in result.stdout
+    kernel_bytes = 4 * case.w.size  # only the kernel is stored
+    assert re.search(rf"in_to_up\s+TOEPLITZ\s+{n:,}\s+{kernel_bytes} B", result.stdout)
 
 
 # --------------------------------------------------------------------------------------
