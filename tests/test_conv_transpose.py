@@ -108,7 +108,8 @@ EXTRAS = [Case((4, 5, 2), (3, 2), 3, (2, 3), "same"),    # asymmetric kernel and
           Case((4, 5, 2), (2, 2), 2, (3, 3), "same"),
           Case((4, 5, 1), (5, 5), 2, (2, 2), "same"),
           Case((4, 5, 2), (3, 3), 2, (2, 2), ((1, 0), (2, 1))),  # ONNX-style explicit pads
-          Case((4, 4, 2), (4, 4), 1, (2, 2), ((1, 1), (1, 1)))]
+          Case((4, 4, 2), (4, 4), 1, (2, 2), ((1, 1), (1, 1))),
+          Case((4, 5, 2), (2, 2), 2, (3, 3), ((2, 0), (0, 1)))]  # crops more than k - 1
 CASES = GRID + EXTRAS
 #: simulated: one of each stride, padding, kernel size and channel count, and the extras
 SIMULATED = [c for c in GRID if (c.kernel[0] + c.strides[0] + c.in_shape[2] + c.filters
@@ -172,7 +173,8 @@ def test_network_file_round_trip(tmp_path):
     case = EXTRAS[0]
     net = Network()
     src = net.add_population("in", case.in_shape, BinarySpikeInput())
-    for i, conn in enumerate([case.make(), Conv2DTranspose(-0.25, 2, 3, conv_strides=2)]):
+    for i, conn in enumerate([case.make(), EXTRAS[4].make(),
+                              Conv2DTranspose(-0.25, 2, 3, conv_strides=2)]):
         out = net.add_population(f"out{i}", conn.output_shape(case.in_shape), IntegrateFire())
         net.connect(src, out, conn)
     save_network(net, tmp_path / "net.h5")
