@@ -338,7 +338,8 @@ class Planner:
         bias = None if bias is None else np.broadcast_to(bias, shape).astype(np.float32)
         if v.bias is not None:
             offset = conn.forward(c, v.bias.reshape(1, -1), v.shape).reshape(shape)
-            bias = offset.astype(np.float32) if bias is None else bias + offset.astype(np.float32)
+            offset = offset.astype(np.float32)
+            bias = offset if bias is None else bias + offset
         return Virtual(tuple(shape), terms, bias, probe, owner)
 
     def batch_norm(self, owner, x: Value, scale: np.ndarray, shift: np.ndarray,

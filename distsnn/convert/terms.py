@@ -95,8 +95,8 @@ class ConvOp:
 
 @dataclass(frozen=True, eq=False)
 class ConvTransposeOp:
-    """A Keras Conv2DTranspose kernel ``[kh, kw, filters, c_in]`` with strides and padding
-    (TF ``valid``/``same`` or explicit cropping, see :class:`distsnn.connectivity.Conv2DTranspose`)."""
+    """A Keras Conv2DTranspose kernel ``[kh, kw, filters, c_in]`` with strides and padding (TF
+    ``valid``/``same`` or explicit cropping, see :class:`~distsnn.connectivity.Conv2DTranspose`)."""
 
     kernel: np.ndarray
     strides: tuple[int, int]

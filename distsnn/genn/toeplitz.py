@@ -38,7 +38,7 @@ const int pcHi = (inCol / psw < pw - 1) ? inCol / psw : pw - 1;
 """
 
 #: CPU: all taps of one window, then the contiguous output-channel loop. The first tap is the
-#: smallest one congruent to ``p + pad`` modulo the stride that keeps the output in range.
+#: smallest one congruent to ``p * u + pad`` modulo the stride that keeps the output in range.
 _CPU_CONV = _SOURCE + """
 for (int pr = prLo; pr <= prHi; pr++) {
     const int rowNum = pr * uh + padh;
