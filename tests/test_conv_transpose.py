@@ -386,11 +386,12 @@ def test_harness_conversion_is_exact(tmp_path):
 
 @pytest.fixture(scope="module")
 def cnn():
-    """Conv2D(relu) -> Conv2DTranspose(relu, stride 2, same, bias) -> Flatten -> Dense."""
-    inp = keras.Input((6, 6, 1), name="inp")
-    h = L.Conv2D(3, 3, padding="same", activation="relu", name="conv")(inp)
-    h = L.Conv2DTranspose(2, 3, strides=2, padding="same", activation="relu", name="up")(h)
-    model = _randomise(keras.Model(inp, L.Dense(4, name="out")(L.Flatten()(h))), 3)
+    """Sequential Conv2D(relu) -> Conv2DTranspose(relu, stride 2, same, bias) -> Flatten ->
+    Dense."""
+    model = _randomise(keras.Sequential([
+        keras.Input((6, 6, 1)), L.Conv2D(3, 3, padding="same", activation="relu", name="conv"),
+        L.Conv2DTranspose(2, 3, strides=2, padding="same", activation="relu", name="up"),
+        L.Flatten(), L.Dense(4, name="out")]), 3)
     x = np.random.default_rng(6).uniform(0, 1, (40, 6, 6, 1)).astype(np.float32)
     dense = model.get_layer("out")
     kernel, bias = dense.get_weights()
@@ -398,7 +399,8 @@ def cnn():
     dense.set_weights([kernel, centred])
     logits = model.predict(x, verbose=0).astype(np.float64)
     # the largest sum of absolute contributions to a logit: what quantisation errors scale with
-    up = keras.Model(inp, model.get_layer("up").output).predict(x, verbose=0).reshape(40, -1)
+    up = keras.Model(model.inputs, model.get_layer("up").output).predict(x, verbose=0)
+    up = up.reshape(len(x), -1)
     magnitude = float((np.abs(up) @ np.abs(kernel)).max())
     top2 = np.sort(logits, axis=1)[:, -2:]
     clear = top2[:, 1] - top2[:, 0] > 0.02 * magnitude
