@@ -321,3 +321,111 @@ def forward(connectivity: Connectivity, x: np.ndarray, input_shape: Shape) -> np
     for i in range(x.shape[0]):
         np.add.at(out[i], post, x[i, pre] * w)
     return out
+
+
+def transpose_output_size(size: int, kernel: int, stride: int, padding: AxisPadding) -> int:
+    """Output length of a TF transposed convolution (no output padding) along one axis."""
+    if not isinstance(padding, str):
+        return (size - 1) * stride + kernel - padding[0] - padding[1]
+    if padding == "valid":
+        return size * stride + max(kernel - stride, 0)
+    if padding == "same":
+        return size * stride
+    raise ValueError(f"padding must be 'valid' or 'same', not {padding!r}")
+
+
+def transpose_pad_before(kernel: int, stride: int, padding: AxisPadding) -> int:
+    """Rows (columns) cropped before the first output: input pixel ``i`` and kernel tap ``t``
+    reach output ``i * stride + t - pad_before`` (TF's 'same' crops ``max(k - s, 0) // 2``)."""
+    if not isinstance(padding, str):
+        return padding[0]
+    return 0 if padding == "valid" else max(kernel - stride, 0) // 2
+
+
+@dataclass(eq=False)
+class Conv2DTranspose(Connectivity):
+    """TF Conv2DTranspose with kernel ``weight[kh, kw, filters, c_in]`` (Keras' layout).
+
+    mlGeNN's signature: ``weight`` is the kernel or one scalar for every tap (expanded by
+    :meth:`resolve`), ``conv_size`` and ``conv_strides`` an int or a pair, ``conv_padding``
+    ``"valid"``, ``"same"`` or explicit ``((top, bottom), (left, right))`` cropping of the
+    full output (ONNX ``pads``). Input pixel ``(r, c)`` adds ``x * weight[kr, kc, o, i]`` to
+    output ``(r * sh + kr - pad_top, c * sw + kc - pad_left, o)`` where that is inside the
+    output. ``flatten`` is accepted as in mlGeNN (a flat target is always allowed).
+    """
+
+    kind: ClassVar[str] = "conv2d_transpose"
+    weight: Union[float, np.ndarray]
+    filters: int
+    conv_size: tuple[int, int]
+    flatten: bool = False
+    conv_strides: Optional[tuple[int, int]] = None
+    conv_padding: Padding = "valid"
+    delay: int = 0
+
+    def __post_init__(self):
+        self.filters = int(self.filters)
+        self.conv_size = _pair(self.conv_size)
+        self.conv_strides = _pair(self.conv_strides if self.conv_strides is not None else 1)
+        self.conv_padding = normalise_padding(self.conv_padding)
+        if self.filters < 1 or min(self.conv_size) < 1 or min(self.conv_strides) < 1:
+            raise ValueError(f"Conv2DTranspose needs filters, conv_size and conv_strides of at "
+                             f"least 1, not filters={self.filters}, conv_size={self.conv_size}, "
+                             f"conv_strides={self.conv_strides}")
+
+    def kernel(self, input_shape: Shape) -> np.ndarray:
+        """The float32 kernel ``[kh, kw, filters, c_in]`` (a scalar weight broadcast)."""
+        c_in = _image_shape(input_shape, "Conv2DTranspose")[2]
+        expected = (*self.conv_size, self.filters, c_in)
+        w = np.asarray(self.weight, np.float32)
+        if w.ndim == 0:
+            return np.full(expected, w, np.float32)
+        if w.shape != expected:
+            raise ShapeError(f"Conv2DTranspose weight has shape {w.shape} but conv_size "
+                             f"{self.conv_size}, {self.filters} filters and a source with {c_in} "
+                             f"channels (shape {tuple(input_shape)}) need {expected}")
+        return w
+
+    def resolve(self, input_shape: Shape, output_shape: Shape) -> None:
+        """Expand a scalar weight to the full kernel."""
+        if np.ndim(self.weight) == 0:
+            self.weight = self.kernel(input_shape)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        h, w, _ = _image_shape(input_shape, "Conv2DTranspose")
+        self.kernel(input_shape)
+        (kh, kw), (sh, sw) = self.conv_size, self.conv_strides
+        out = (transpose_output_size(h, kh, sh, axis_padding(self.conv_padding, 0)),
+               transpose_output_size(w, kw, sw, axis_padding(self.conv_padding, 1)))
+        if min(out) < 1:
+            raise ShapeError(f"Conv2DTranspose padding {self.conv_padding} crops the whole "
+                             f"output of a {h}x{w} source; use smaller pads")
+        return (*out, self.filters)
+
+    def pad_before(self) -> tuple[int, int]:
+        """``(pad_top, pad_left)``: outputs cropped before the first row and column."""
+        return tuple(transpose_pad_before(k, s, axis_padding(self.conv_padding, axis))
+                     for axis, (k, s) in enumerate(zip(self.conv_size, self.conv_strides)))
+
+    def synapses(self, input_shape: Shape):
+        ih, iw, ic = _image_shape(input_shape, "Conv2DTranspose")
+        kernel = self.kernel(input_shape)
+        oh, ow, oc = self.output_shape(input_shape)
+        (kh, kw), (sh, sw), (ph, pw) = self.conv_size, self.conv_strides, self.pad_before()
+        # every (input row, input col, tap row, tap col) whose output lies inside
+        i_r, i_c, k_r, k_c = np.meshgrid(np.arange(ih), np.arange(iw), np.arange(kh),
+                                         np.arange(kw), indexing="ij")
+        o_r, o_c = i_r * sh + k_r - ph, i_c * sw + k_c - pw
+        ok = (o_r >= 0) & (o_r < oh) & (o_c >= 0) & (o_c < ow)
+        i_r, i_c, k_r, k_c, o_r, o_c = (a[ok] for a in (i_r, i_c, k_r, k_c, o_r, o_c))
+        ch_in, ch_out = (a.reshape(-1) for a in np.meshgrid(np.arange(ic), np.arange(oc),
+                                                             indexing="ij"))
+        pre = ((i_r * iw + i_c) * ic)[:, None] + ch_in[None, :]
+        post = ((o_r * ow + o_c) * oc)[:, None] + ch_out[None, :]
+        w = kernel[k_r[:, None], k_c[:, None], ch_out[None, :], ch_in[None, :]]
+        keep = w != 0.0
+        return (pre[keep].astype(np.uint32), post[keep].astype(np.uint32),
+                w[keep].astype(np.float32))
+
+
+CONNECTIVITY_TYPES[Conv2DTranspose.kind] = Conv2DTranspose

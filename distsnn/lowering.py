@@ -4,7 +4,8 @@ Lowerings (GeNN matrix types):
 
 * ``DENSE``: all-to-all weights (``Dense``), 4 bytes per synapse.
 * ``TOEPLITZ``: convolution-like connections (``Conv2D`` with any stride/padding/kernel,
-  ``AvgPool2D``, fused ``AvgPoolConv2D`` and ``AvgPoolDense2D``) generated from a
+  ``AvgPool2D``, fused ``AvgPoolConv2D`` and ``AvgPoolDense2D``, ``Conv2DTranspose`` as a
+  correlation over its stride-upsampled source) generated from a
   :class:`KernelGeometry` by distsnn's own Toeplitz snippet: only the kernel is stored.
 * ``SPARSE``: explicit synapses (``OneToOne`` always; convolution-like connections when asked).
 * ``PROCEDURAL_KERNELG`` (CUDA only, ``connectivity="procedural"``): the same loops as the
@@ -27,8 +28,8 @@ from typing import Optional
 
 import numpy as np
 
-from .connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Connectivity, Conv2D, Dense,
-                           OneToOne, Shape, axis_padding, conv_pad_before)
+from .connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Connectivity, Conv2D,
+                           Conv2DTranspose, Dense, OneToOne, Shape, axis_padding, conv_pad_before)
 from .errors import UserError
 from .network import Connection, Network
 
@@ -55,6 +56,9 @@ class KernelGeometry:
     pooled grid ``(ph, pw)`` (1x1 windows: no pooling); a ``(kh, kw)`` kernel with strides
     ``(sh, sw)`` and TF padding-before ``(padh, padw)`` maps it to ``(oh, ow, oc)``.
     ``depthwise``: pooling only, output channel = input channel, one shared weight.
+    ``(uh, uw)``: source upsampling; pooled pixel ``p`` sits at ``p * u`` of a zero-filled
+    grid that the kernel correlates (a transposed convolution with strides ``u``, its kernel
+    flipped, stride 1 and padding-before ``k - 1 - crop``; 1: none).
     """
 
     ih: int
@@ -76,6 +80,8 @@ class KernelGeometry:
     ow: int
     oc: int
     depthwise: bool = False
+    uh: int = 1
+    uw: int = 1
 
     def params(self) -> dict[str, int]:
         """Snippet parameters (every field but ``depthwise``)."""
@@ -88,15 +94,15 @@ class KernelGeometry:
     def axis_paths(self, axis: int) -> np.ndarray:
         """``paths[i, o]``: routes from source row (axis 0) or column (axis 1) ``i`` to output
         row/column ``o`` through a pooling window and a kernel tap."""
-        n_in, pk, ps, n_pool, k, s, pad, n_out = (
-            (self.ih, self.pkh, self.psh, self.ph, self.kh, self.sh, self.padh, self.oh)
+        n_in, pk, ps, n_pool, k, s, pad, n_out, up = (
+            (self.ih, self.pkh, self.psh, self.ph, self.kh, self.sh, self.padh, self.oh, self.uh)
             if axis == 0 else
-            (self.iw, self.pkw, self.psw, self.pw, self.kw, self.sw, self.padw, self.ow))
+            (self.iw, self.pkw, self.psw, self.pw, self.kw, self.sw, self.padw, self.ow, self.uw))
         paths = np.zeros((n_in, n_out), np.int64)
         for p in range(n_pool):
             rows = np.arange(p * ps, min(p * ps + pk, n_in))
             for tap in range(k):
-                num = p + pad - tap
+                num = p * up + pad - tap
                 if num >= 0 and num % s == 0 and num // s < n_out:
                     paths[rows, num // s] += 1
         return paths
@@ -145,6 +151,8 @@ class KernelGeometry:
 
 def kernel_geometry(c: Connectivity, input_shape: Shape) -> Optional[KernelGeometry]:
     """The Toeplitz geometry of a convolution-like connectivity, ``None`` for the others."""
+    if isinstance(c, Conv2DTranspose):
+        return _transpose_geometry(c, input_shape)
     if not isinstance(c, (Conv2D, AvgPool2D, AvgPoolConv2D, AvgPoolDense2D)):
         return None
     ih, iw, ic = (int(s) for s in input_shape)
@@ -169,8 +177,21 @@ def kernel_geometry(c: Connectivity, input_shape: Shape) -> Optional[KernelGeome
                           oh, ow, int(oc))
 
 
+def _transpose_geometry(c: Conv2DTranspose, input_shape: Shape) -> KernelGeometry:
+    """A transposed convolution as a stride-1 correlation of the upsampled source."""
+    ih, iw, ic = (int(s) for s in input_shape)
+    (kh, kw), (sh, sw), (crop_h, crop_w) = c.conv_size, c.conv_strides, c.pad_before()
+    oh, ow, oc = c.output_shape(input_shape)
+    return KernelGeometry(ih, iw, ic, 1, 1, 1, 1, ih, iw, kh, kw, 1, 1, kh - 1 - crop_h,
+                          kw - 1 - crop_w, oh, ow, oc, uh=sh, uw=sw)
+
+
 def kernel_values(c: Connectivity, input_shape: Shape) -> np.ndarray:
-    """The Toeplitz kernel (flat float32, C order of ``kernel_shape``), pooling factor included."""
+    """The Toeplitz kernel (flat float32, C order of ``kernel_shape``), pooling factor included;
+    a transposed convolution's kernel flipped to ``[kh, kw, c_in, filters]``."""
+    if isinstance(c, Conv2DTranspose):
+        return np.ascontiguousarray(c.kernel(input_shape)[::-1, ::-1].transpose(0, 1, 3, 2)
+                                    ).reshape(-1)
     geometry = kernel_geometry(c, input_shape)
     area = geometry.pkh * geometry.pkw
     if isinstance(c, AvgPool2D):

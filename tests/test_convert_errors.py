@@ -32,8 +32,9 @@ UNSUPPORTED = [
      "GlobalMaxPooling2D", "use GlobalAveragePooling2D"),
     ("leaky_relu", lambda: image_model(L.Conv2D(2, 3), L.LeakyReLU(name="bad")), "LeakyReLU",
      "use ReLU"),
-    ("conv_transpose", lambda: image_model(L.Conv2DTranspose(2, 3, name="bad")),
-     "Conv2DTranspose", "use Conv2D"),
+    ("conv_transpose_output_padding", lambda: image_model(
+        L.Conv2DTranspose(2, 3, strides=2, output_padding=1, name="bad")),
+     "Conv2DTranspose", "use output_padding=None"),
     ("depthwise", lambda: image_model(L.DepthwiseConv2D(3, name="bad")), "DepthwiseConv2D",
      "use Conv2D"),
     ("relu6", lambda: image_model(L.Conv2D(2, 3), L.ReLU(max_value=6.0, name="bad")), "ReLU",

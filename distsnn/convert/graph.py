@@ -5,7 +5,8 @@ Each Keras layer is translated into the operations of :class:`~distsnn.convert.p
 one population fed by one folded Conv2D connection, ``AveragePooling2D -> Flatten -> Dense``
 one AvgPoolDense2D connection, and ``Add`` collects the terms of its inputs. ``Rescaling``
 and ``Normalization`` on a model input are input preprocessing, folded exactly into the
-Dense or Conv2D that follows.
+Dense or Conv2D that follows. ``Conv2DTranspose`` is a weighted layer like Conv2D (its
+connection a :class:`~distsnn.connectivity.Conv2DTranspose`).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ L = keras.layers
 IDENTITY_LAYERS = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
                    L.GaussianDropout, L.GaussianNoise, L.AlphaDropout, L.ActivityRegularization)
 
-SUPPORTED = ("InputLayer, Dense, Conv2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, "
-             "Reshape to a vector, Add, ReLU, Activation (relu/softmax/linear), Softmax (output), "
+SUPPORTED = ("InputLayer, Dense, Conv2D, Conv2DTranspose, AveragePooling2D, "
+             "GlobalAveragePooling2D, Flatten, Reshape to a vector, Add, ReLU, "
+             "Activation (relu/softmax/linear), Softmax (output), "
              "BatchNormalization (after Dense/Conv2D), ZeroPadding2D (before Conv2D), "
              "Rescaling and Normalization (on an input, before Dense/Conv2D), Dropout")
 
@@ -40,7 +42,6 @@ _INSTEAD = {
     "Minimum": "merge branches with Add instead", "Dot": "merge branches with Add instead",
     "LeakyReLU": "use ReLU", "PReLU": "use ReLU", "ELU": "use ReLU",
     "DepthwiseConv2D": "use Conv2D", "SeparableConv2D": "use Conv2D",
-    "Conv2DTranspose": "use Conv2D (transposed convolutions are not supported)",
     "Conv1D": "use Conv2D", "Conv3D": "use Conv2D",
     "AveragePooling1D": "use AveragePooling2D", "AveragePooling3D": "use AveragePooling2D",
     "LayerNormalization": "use BatchNormalization directly after a Dense or Conv2D",
@@ -72,7 +73,7 @@ def _is_ops_op(op, name: str) -> bool:
             and not isinstance(op, keras.layers.Layer))
 
 
-_SINGLE_INPUT = (L.Dense, L.Conv2D, L.BatchNormalization, L.AveragePooling2D,
+_SINGLE_INPUT = (L.Dense, L.Conv2D, L.Conv2DTranspose, L.BatchNormalization, L.AveragePooling2D,
                  L.GlobalAveragePooling2D, L.Flatten, L.Reshape, L.ZeroPadding2D, L.ReLU,
                  L.Activation, L.Softmax, L.Rescaling, L.Normalization)
 
@@ -228,7 +229,7 @@ class _Walker(Planner):
         if self.validate is None:
             return
         activation, has_bias = None, False
-        if type(op) in (L.Dense, L.Conv2D):
+        if type(op) in (L.Dense, L.Conv2D, L.Conv2DTranspose):
             activation, has_bias = activation_kind(op.activation), bool(op.use_bias)
         elif type(op) is L.Activation:
             activation = activation_kind(op.activation)
@@ -257,6 +258,8 @@ class _Walker(Planner):
             return self._dense(op, x, in_tensor, out)
         if cls is L.Conv2D:
             return self._conv(op, x, in_tensor, out)
+        if cls is L.Conv2DTranspose:
+            return self._conv_transpose(op, x, in_tensor, out)
         if cls is L.BatchNormalization:
             return self._batch_norm(op, x, out)
         if cls in (L.AveragePooling2D, L.GlobalAveragePooling2D):
@@ -325,8 +328,25 @@ class _Walker(Planner):
                         Probe(out))
         return self._activate(op, pre, in_tensor, out)
 
+    def _conv_transpose(self, op, x: Value, in_tensor, out) -> Value:
+        self._channels_last(op)
+        if tuple(op.dilation_rate) != (1, 1):
+            raise layer_error(op, "dilated transposed convolutions are not supported",
+                              "use dilation_rate=1")
+        if op.output_padding is not None:
+            raise layer_error(op, f"output_padding={op.output_padding} is not supported",
+                              "use output_padding=None")
+        if op.padding not in ("valid", "same"):
+            raise layer_error(op, f"padding {op.padding!r} is not supported",
+                              "use 'valid' or 'same'")
+        bias = to_numpy(op.bias) if op.use_bias else None
+        pre = self.conv_transpose(op, x, to_numpy(op.kernel), op.strides, op.padding, bias,
+                                  _shape(out), Probe(out))
+        return self._activate(op, pre, in_tensor, out)
+
     def _activate(self, op, pre: Virtual, in_tensor, out) -> Value:
-        """The built-in activation of a Dense/Conv2D ``op`` applied to its pre-activation."""
+        """The built-in activation of a Dense/Conv2D/Conv2DTranspose ``op`` applied to its
+        pre-activation."""
         kind = activation_kind(op.activation)
         if kind in (LINEAR, RELU):
             return self._nonlinear(op, pre, out, kind)

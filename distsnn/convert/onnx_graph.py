@@ -31,17 +31,17 @@ try:
 except ImportError:  # pragma: no cover - reported when an ONNX model is given
     onnx = None
 
-SUPPORTED = ("Conv (group 1, dilation 1), Gemm, MatMul (by a constant), Add, Relu, Clip(min 0, "
-             "no max), AveragePool (no padding), GlobalAveragePool, BatchNormalization (after "
-             "Conv/Gemm/MatMul), Flatten, Reshape to (batch, features), Identity, Dropout, "
-             "Softmax (output), Constant")
+SUPPORTED = ("Conv (group 1, dilation 1), ConvTranspose (group 1, dilation 1, explicit pads), "
+             "Gemm, MatMul (by a constant), Add, Relu, Clip(min 0, no max), AveragePool (no "
+             "padding), GlobalAveragePool, BatchNormalization (after Conv/Gemm/MatMul), "
+             "Flatten, Reshape to (batch, features), Identity, Dropout, Softmax (output), "
+             "Constant")
 _ELEMENTWISE = "merge branches with Add; other arithmetic cannot be converted"
 _INSTEAD = {
     "MaxPool": "use average pooling (AveragePool, e.g. torch.nn.AvgPool2d)",
     "GlobalMaxPool": "use GlobalAveragePool (e.g. torch.nn.AdaptiveAvgPool2d(1))",
     "Concat": _ELEMENTWISE, "Sub": _ELEMENTWISE, "Mul": _ELEMENTWISE, "Div": _ELEMENTWISE,
     "Max": _ELEMENTWISE, "Min": _ELEMENTWISE, "Sum": _ELEMENTWISE, "Mean": _ELEMENTWISE,
-    "ConvTranspose": "transposed convolutions are not supported; use Conv",
     "Pad": "use the Conv's own padding (pads) instead of a separate Pad",
     "Transpose": "export the model in NCHW (PyTorch's layout) without explicit transposes",
     "Shape": "export with static shapes and flatten with torch.flatten(x, 1) or nn.Flatten "
@@ -324,7 +324,7 @@ class _Walker(Planner):
         if self.validate is None:
             return
         op, activation, has_bias = node.op_type, None, False
-        if op in ("Conv", "Gemm"):
+        if op in ("Conv", "ConvTranspose", "Gemm"):
             activation = LINEAR
             has_bias = len(node.proto.input) > 2 and bool(node.proto.input[2])
         elif op == "Relu":
@@ -500,6 +500,38 @@ class _Walker(Planner):
         shape = self._to_planner(self._onnx_shape(out, node))
         pre = self.conv(node, x, weight.transpose(2, 3, 1, 0), strides, "valid", bias, shape,
                         Probe(out), pads=pads)
+        return pre, None
+
+    def _op_ConvTranspose(self, node: Node, out: str):
+        """Weight ``(c_in, c_out, kh, kw)``; output pixel ``i * s + t - pad_begin``, cropped
+        ``pad_end - output_padding`` after (distsnn's explicit Conv2DTranspose padding)."""
+        attrs = self._attrs(node)
+        weight = self._const(node, 1, "weight")
+        if weight.ndim != 4:
+            raise layer_error(node, f"is a {weight.ndim - 2}-D transposed convolution",
+                              "only 2-D (NCHW) transposed convolutions are supported")
+        if attrs.get("group", 1) != 1 or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise layer_error(node, "is grouped or dilated", "use groups=1 and dilation=1")
+        auto = attrs.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+        if auto not in ("NOTSET", "", "VALID") or "output_shape" in attrs:
+            raise layer_error(node, "sets auto_pad or output_shape",
+                              "give explicit pads and output_padding (as PyTorch exports)")
+        x = self._value(node)
+        if len(x.shape) != 3:
+            raise layer_error(node, f"needs an image input (batch, channels, height, width), "
+                                    f"not a vector of {x.shape[0]}")
+        p = [0, 0, 0, 0] if auto == "VALID" else [int(v) for v in attrs.get("pads", [0] * 4)]
+        extra = [int(v) for v in attrs.get("output_padding", [0, 0])]
+        crops = ((p[0], p[2] - extra[0]), (p[1], p[3] - extra[1]))
+        if min(crops[0][1], crops[1][1]) < 0:
+            raise layer_error(node, f"has output_padding {extra} larger than its end pads "
+                                    f"{[p[2], p[3]]}", "use output_padding <= pads")
+        strides = tuple(int(s) for s in attrs.get("strides", [1, 1]))
+        bias = self._const(node, 2, "bias", required=False)
+        shape = self._to_planner(self._onnx_shape(out, node))
+        pre = self.conv_transpose(node, x, weight.transpose(2, 3, 1, 0), strides, crops, bias,
+                                  shape, Probe(out))
         return pre, None
 
     @staticmethod

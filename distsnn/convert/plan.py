@@ -24,8 +24,8 @@ import numpy as np
 
 from .. import connectivity as conn
 from .errors import ConversionError
-from .terms import (ConvOp, DenseOp, Pad, Pool, Reshape, Scale, Term, fold_padding,
-                    unfolded_error)
+from .terms import (ConvOp, ConvTransposeOp, DenseOp, Pad, Pool, Reshape, Scale, Term,
+                    fold_padding, unfolded_error)
 
 #: Activation kinds; any other activation is described by its name.
 LINEAR, RELU, SOFTMAX = "linear", "relu", "softmax"
@@ -308,6 +308,37 @@ class Planner:
             # The input offset, convolved as the model does: the zeros of the padding are not
             # offset, so at the borders of a 'same' or zero-padded convolution this varies.
             offset = _convolved(v.bias, kernel, strides, padding)
+            bias = offset if bias is None else bias + offset
+        return Virtual(tuple(shape), terms, bias, probe, owner)
+
+    def conv_transpose(self, owner, x: Value, kernel: np.ndarray, strides: tuple, padding,
+                       bias: Optional[np.ndarray], shape: tuple, probe: Probe) -> Virtual:
+        """A transposed convolution (kernel ``[kh, kw, filters, c_in]``, TF ``padding`` or
+        explicit cropping); per-channel input scales are folded into its kernel and input
+        offsets, transposed-convolved, into its bias."""
+        if len(x.shape) != 3:
+            raise layer_error(owner, f"needs a (height, width, channels) input, not {x.shape}")
+        v = self.weighted_input(owner, x)
+        kernel = np.asarray(kernel, np.float32)
+        strides = tuple(int(s) for s in strides)
+        c = conn.Conv2DTranspose(kernel, kernel.shape[2], kernel.shape[:2], conv_strides=strides,
+                                 conv_padding=padding)
+        try:
+            computed = c.output_shape(v.shape)
+        except conn.ShapeError as err:
+            raise layer_error(owner, str(err)) from None
+        if computed != tuple(shape):
+            raise layer_error(owner, f"outputs {tuple(shape)} but its kernel, strides and "
+                                     f"padding give {computed}")
+        terms = []
+        for term in v.terms:
+            ops, scales = _without_scales(term.ops)
+            scaled = kernel * _channel_scale(owner, scales, kernel.shape[3])
+            terms.append(Term(term.source, ops + (ConvTransposeOp(scaled, strides, padding),)))
+        bias = None if bias is None else np.broadcast_to(bias, shape).astype(np.float32)
+        if v.bias is not None:
+            offset = conn.forward(c, v.bias.reshape(1, -1), v.shape).reshape(shape)
+            offset = offset.astype(np.float32)
             bias = offset if bias is None else bias + offset
         return Virtual(tuple(shape), terms, bias, probe, owner)
 

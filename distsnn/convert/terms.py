@@ -2,7 +2,8 @@
 
 While the Keras graph is walked, the value of every tensor that is not itself a population
 is kept as a sum of *terms* plus a bias. A term is a source population followed by a chain
-of linear operations (pooling, zero padding, reshape, one weighted Dense or Conv2D).
+of linear operations (pooling, zero padding, reshape, one weighted Dense, Conv2D or
+Conv2DTranspose).
 When a population is created, each incoming term becomes one connection; the chains that
 the IR can express are::
 
@@ -12,6 +13,7 @@ the IR can express are::
     (Pool, Dense)           -> AvgPoolDense2D
     (Conv,)                 -> Conv2D
     (Pool, Conv)            -> AvgPoolConv2D
+    (ConvTranspose,)        -> Conv2DTranspose
 
 ``Reshape`` (Flatten) operations only change the view: flattening is C order, which is how
 the IR flattens channels-last shapes, so they vanish when lowered. ``Pad`` operations are
@@ -91,8 +93,23 @@ class ConvOp:
         return replace(self, kernel=self.kernel * channel_scale.astype(np.float32))
 
 
-Op = Union[Pool, Pad, Scale, Reshape, DenseOp, ConvOp]
-WEIGHTED = (DenseOp, ConvOp)
+@dataclass(frozen=True, eq=False)
+class ConvTransposeOp:
+    """A Keras Conv2DTranspose kernel ``[kh, kw, filters, c_in]`` with strides and padding (TF
+    ``valid``/``same`` or explicit cropping, see :class:`~distsnn.connectivity.Conv2DTranspose`)."""
+
+    kernel: np.ndarray
+    strides: tuple[int, int]
+    padding: conn.Padding
+
+    def scaled(self, channel_scale: np.ndarray) -> "ConvTransposeOp":
+        """Output channels (the kernel's third axis) multiplied by ``channel_scale``."""
+        factor = channel_scale.astype(np.float32)[:, None]
+        return replace(self, kernel=self.kernel * factor)
+
+
+Op = Union[Pool, Pad, Scale, Reshape, DenseOp, ConvOp, ConvTransposeOp]
+WEIGHTED = (DenseOp, ConvOp, ConvTransposeOp)
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,6 +164,12 @@ def lower(term: Term, scale: float = 1.0) -> conn.Connectivity:
         return conn.AvgPoolConv2D(weight=_scaled(c.kernel, scale), pool_size=pool.pool_size,
                                   pool_strides=pool.strides, strides=c.strides,
                                   padding=c.padding)
+    if kinds == (ConvTransposeOp,):
+        c = ops[0]
+        kh, kw, filters, _ = c.kernel.shape
+        return conn.Conv2DTranspose(weight=_scaled(c.kernel, scale), filters=filters,
+                                    conv_size=(kh, kw), conv_strides=c.strides,
+                                    conv_padding=c.padding)
     unfolded = unfolded_error(term)
     if unfolded is not None:
         raise unfolded

@@ -5,6 +5,8 @@ Per presynaptic spike at source ``(row, col, chan)`` the code visits each poolin
 holds it, each kernel tap that maps that window onto an output pixel (strides and TF padding
 solved exactly, so even kernels and ``same`` offsets need no special case) and each output
 channel, adding ``kernel[tap_row, tap_col, chan, out_chan]`` (pooling factor pre-multiplied).
+A transposed convolution is the same loop over its stride-upsampled source (window ``p`` at
+``p * u``; stride 1, kernel flipped on the host).
 
 The same loops, as sparse row-build code, give PROCEDURAL_KERNELG connectivity on CUDA
 (:func:`procedural_connectivity`: synapses regenerated per spike from the kernel, mlGeNN's
@@ -36,16 +38,16 @@ const int pcHi = (inCol / psw < pw - 1) ? inCol / psw : pw - 1;
 """
 
 #: CPU: all taps of one window, then the contiguous output-channel loop. The first tap is the
-#: smallest one congruent to ``p + pad`` modulo the stride that keeps the output in range.
+#: smallest one congruent to ``p * u + pad`` modulo the stride that keeps the output in range.
 _CPU_CONV = _SOURCE + """
 for (int pr = prLo; pr <= prHi; pr++) {
-    const int rowNum = pr + padh;
+    const int rowNum = pr * uh + padh;
     const int krFirst = rowNum - (oh - 1) * sh;
     const int krEnd = (rowNum < kh - 1) ? rowNum : kh - 1;
     for (int kr = (krFirst > rowNum % sh) ? krFirst : rowNum % sh; kr <= krEnd; kr += sh) {
         const int outRow = (rowNum - kr) / sh;
         for (int pc = pcLo; pc <= pcHi; pc++) {
-            const int colNum = pc + padw;
+            const int colNum = pc * uw + padw;
             const int kcFirst = colNum - (ow - 1) * sw;
             const int kcEnd = (colNum < kw - 1) ? colNum : kw - 1;
             for (int kc = (kcFirst > colNum % sw) ? kcFirst : colNum % sw; kc <= kcEnd; kc += sw) {
@@ -66,10 +68,10 @@ const int kc = (id_diag / oc) % kw;
 const int o = id_diag % oc;
 """ + _SOURCE + """
 for (int pr = prLo; pr <= prHi; pr++) {
-    const int rowNum = pr + padh - kr;
+    const int rowNum = pr * uh + padh - kr;
     if (rowNum >= 0 && (rowNum % sh) == 0 && rowNum / sh < oh) {
         for (int pc = pcLo; pc <= pcHi; pc++) {
-            const int colNum = pc + padw - kc;
+            const int colNum = pc * uw + padw - kc;
             if (colNum >= 0 && (colNum % sw) == 0 && colNum / sw < ow) {
                 addSynapse(((rowNum / sh) * ow + colNum / sw) * oc + o, kr, kc, inChan, o);
             }
