@@ -193,7 +193,14 @@ class MetricsResult(dict):
 
 
 class CompiledInferenceNetwork:
-    """A compiled network: ``with compiled:`` builds (once per node) and loads it."""
+    """A compiled network: ``with compiled:`` builds (once per node) and loads it.
+
+    Besides evaluate/predict it has mlGeNN's attributes: ``genn_model`` (usable before
+    ``with``, see :mod:`distsnn.model_handle`), ``neuron_populations``,
+    ``connection_populations``, ``evaluate_timesteps``, ``num_recording_timesteps`` and the
+    step-by-step methods ``set_input``, ``step_time``, ``get_readout``, ``reset_time`` and
+    ``custom_update``. On entering, every rank checks that all ranks hold the same network.
+    """
 
     def __init__(self, compiler: InferenceCompiler, network: Network,
                  inputs: list[Population], outputs: list[Population], name: Optional[str]):
@@ -323,9 +330,10 @@ class CompiledInferenceNetwork:
             genn.set_input(pop, x)
 
     def get_readout(self, outputs):
-        """Readout of one output population, shape ``(batch,) + shape`` (padded lanes
-        included, as mlGeNN's), or a list of them for a sequence of populations. Averaging
-        readouts are divided by ``evaluate_timesteps`` (mlGeNN scales them by 1/T)."""
+        """Readout of an output population ``(batch,) + shape``; a list for a sequence.
+
+        Padded lanes are included, as in mlGeNN. Averaging readouts are divided by
+        ``evaluate_timesteps`` (mlGeNN scales them by 1/T)."""
         if isinstance(outputs, (list, tuple)):
             return [self.get_readout(o) for o in outputs]
         pop = _population(self.network, outputs)
@@ -336,8 +344,10 @@ class CompiledInferenceNetwork:
         return value.reshape((-1,) + pop.shape)
 
     def step_time(self, callback_list: Optional[CallbackList] = None) -> None:
-        """Simulate one timestep; ``callback_list`` gets ``on_timestep_begin/end`` with the
-        index of that step (mlGeNN's ``CompiledNetwork.step_time``)."""
+        """Simulate one timestep, calling ``callback_list``'s timestep hooks with its index.
+
+        As mlGeNN's ``CompiledNetwork.step_time``: ``on_timestep_begin`` and
+        ``on_timestep_end`` both get the index of the step simulated."""
         genn = self._require()
         step = genn.genn_model.timestep
         if callback_list is not None:
@@ -351,8 +361,10 @@ class CompiledInferenceNetwork:
         self._require().set_timestep(0)
 
     def custom_update(self, name: str) -> None:
-        """Run custom update group ``name``; "Reset" (mlGeNN's name) runs what each new batch
-        runs: readout accumulators, and with ``reset_vars_between_batches`` the neuron state."""
+        """Run custom update group ``name`` ("Reset": what each new batch runs).
+
+        "Reset" (mlGeNN's name) resets the readout accumulators and, with
+        ``reset_vars_between_batches``, the neuron state."""
         self._require().custom_update(name, reset_vars=self.compiler.reset_vars)
 
     # public API ------------------------------------------------------------------
@@ -379,9 +391,10 @@ class CompiledInferenceNetwork:
 
     def evaluate_batch(self, x: dict, y: dict, metrics: Union[MetricSpec, dict, None] = None,
                        callbacks: Optional[Sequence] = ()) -> tuple["MetricsResult", dict]:
-        """Evaluate one batch: ``x``/``y`` hold at most this rank's batch size of examples
-        (each rank its own batch, as in mlGeNN); the metrics are global. Returns
-        ``(metrics, callback_data)``; no progress bar by default (mlGeNN's ``[]``).
+        """Evaluate one batch per rank (mlGeNN's); returns ``(metrics, callback_data)``.
+
+        ``x``/``y`` hold at most this rank's batch size of examples (each rank its own batch,
+        as in mlGeNN); the metrics are global. No progress bar by default (mlGeNN's ``[]``).
         Examples are numbered on from the previous ``evaluate_batch`` calls, in rank order.
         """
         x = self._by_population(x, self.inputs, "x")
