@@ -252,6 +252,7 @@ class CompiledInferenceNetwork:
             genn.unload()
             raise
         self._genn = genn
+        self._examples_fed = self._batches_evaluated = 0
         return self
 
     def _extra_options(self) -> dict:
