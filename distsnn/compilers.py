@@ -702,6 +702,11 @@ class CompiledInferenceNetwork:
 class CompiledFewSpikeNetwork(CompiledInferenceNetwork):
     """A compiled few-spike network; evaluation runs the pipelined window schedule."""
 
+    @property
+    def k(self) -> int:
+        """Timesteps per window (mlGeNN's attribute)."""
+        return self.compiler.k
+
     def _checkpoints(self) -> Sequence[int]:
         return ()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, run, run_mpi
+from conftest import run, run_mpi
 from distsnn.callbacks import (Callback, CallbackList, Checkpoint, CustomHook,
                                CustomUpdateOnBatchBegin,
                                CustomUpdateOnBatchEnd, CustomUpdateOnTimestepBegin,
@@ -281,9 +281,11 @@ def test_evaluate_timesteps_attributes():
     assert InferenceCompiler(evaluate_timesteps=7).evaluate_timesteps == 7
     compiler = InferenceCompiler(example_timesteps=9)
     assert compiler.evaluate_timesteps == compiler.example_timesteps == compiler.timesteps == 9
-    assert FewSpikeCompiler(k=5).evaluate_timesteps == 5
+    few_spike = FewSpikeCompiler(k=5)
+    assert few_spike.evaluate_timesteps == 5
     net, _, _, _ = _net()
     assert compiler.compile(net).evaluate_timesteps == 9
+    assert few_spike.compile(net).k == 5
 
 
 # 4. validate_tf_layer's config ----------------------------------------------------------
