@@ -1,19 +1,33 @@
-"""Callbacks run by the evaluation loop (mlGeNN-style hooks).
+"""Callbacks run by the evaluation loop: mlGeNN's callback protocol.
 
 Hooks: ``on_test_begin()``, ``on_test_end(metrics)``, ``on_batch_begin(batch)``,
 ``on_batch_end(batch, metrics)``, ``on_timestep_begin(step)``, ``on_timestep_end(step)``.
-Only hooks a callback overrides are called; timestep hooks make the loop step one timestep
-at a time, so leave them out where speed matters.
+Only hooks a callback overrides are called (any object with the method, for callbacks that
+do not derive from :class:`Callback`); timestep hooks make the loop step one timestep at a
+time, so leave them out where speed matters.
+
+Set-up, as mlGeNN's ``CallbackList`` does it: ``set_params`` is called with the keywords
+``data`` (a dict shared by the list), ``compiled_network`` and ``num_batches`` (this rank's
+batches, when known), plus distsnn's ``batch_info`` and ``communicator``; a ``set_params``
+without ``**kwargs`` gets only the keywords it names. ``set_first()`` is called on the first
+callback of each type that has it. ``get_data()`` returns ``(key, data)``, collected into the
+dict that ``evaluate``/``predict`` return (a ``None`` key: the callback's index); returning
+None (the base class) adds nothing.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, Union
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 HOOKS = ("on_test_begin", "on_test_end", "on_batch_begin", "on_batch_end",
          "on_timestep_begin", "on_timestep_end")
+
+#: mlGeNN's default ``callbacks`` of evaluate, evaluate_batch_iter and predict.
+DEFAULT_CALLBACKS = ("batch_progress_bar",)
 
 
 @dataclass
@@ -30,8 +44,10 @@ class Callback:
 
     key: Any = None
 
-    def set_params(self, compiled_network, batch_info: BatchInfo, num_batches: Optional[int],
-                   communicator) -> None:
+    def set_params(self, compiled_network=None, batch_info: Optional[BatchInfo] = None,
+                   num_batches: Optional[int] = None, communicator=None, *,
+                   data: Optional[dict] = None, **kwargs) -> None:
+        """Called when an evaluation starts (mlGeNN's keywords and distsnn's)."""
         self.compiled_network = compiled_network
         self.batch_info = batch_info
         self.num_batches = num_batches
@@ -44,8 +60,8 @@ class Callback:
     def on_timestep_begin(self, timestep: int) -> None: ...
     def on_timestep_end(self, timestep: int) -> None: ...
 
-    def get_data(self) -> Any:
-        """Data to return (None: nothing)."""
+    def get_data(self) -> Optional[tuple[Any, Any]]:
+        """``(key, data)`` to return (None: nothing)."""
         return None
 
 
@@ -62,9 +78,15 @@ class CallbackList:
     def __init__(self, callbacks: Sequence[Union[Callback, str]], **params):
         self.callbacks = [make_callback(c) for c in callbacks]
         self.metrics: dict = {}
+        self.data: dict = {}
+        first: dict[type, Any] = {}
         for cb in self.callbacks:
             if hasattr(cb, "set_params"):
-                cb.set_params(**params)
+                _call_accepting(cb.set_params, data=self.data, **params)
+            first.setdefault(type(cb), cb)
+        for cb in first.values():
+            if hasattr(cb, "set_first"):
+                cb.set_first()
         self._hooks = {h: [getattr(c, h) for c in self.callbacks
                            if (_overrides(c, h) if isinstance(c, Callback) else hasattr(c, h))]
                        for h in HOOKS}
@@ -83,9 +105,9 @@ class CallbackList:
         for h in self._hooks["on_batch_begin"]:
             h(batch)
 
-    def on_batch_end(self, batch):
+    def on_batch_end(self, batch, metrics=None):
         for h in self._hooks["on_batch_end"]:
-            h(batch, self.metrics)
+            h(batch, self.metrics if metrics is None else metrics)
 
     def on_timestep_begin(self, timestep):
         for h in self._hooks["on_timestep_begin"]:
@@ -96,6 +118,7 @@ class CallbackList:
             h(timestep)
 
     def get_data(self) -> dict:
+        """Every callback's ``(key, data)`` as a dict (a None key: the callback's index)."""
         data = {}
         for i, cb in enumerate(self.callbacks):
             if not hasattr(cb, "get_data"):
@@ -103,7 +126,10 @@ class CallbackList:
             value = cb.get_data()
             if value is None:
                 continue
-            key = getattr(cb, "key", None)
+            if not (isinstance(value, tuple) and len(value) == 2):
+                raise TypeError(f"callback {type(cb).__name__}: get_data() must return a "
+                                f"(key, data) pair, as mlGeNN's callbacks do, or None")
+            key, value = value
             key = i if key is None else key
             if key in data:
                 raise KeyError(f"two callbacks return data under the key {key!r}")
@@ -111,12 +137,22 @@ class CallbackList:
         return data
 
 
+def _call_accepting(fn: Callable, **params) -> Any:
+    """Call ``fn`` with the keyword arguments it accepts (all of them with ``**kwargs``)."""
+    signature = inspect.signature(fn)
+    kinds = {p.kind for p in signature.parameters.values()}
+    if inspect.Parameter.VAR_KEYWORD not in kinds:
+        params = {k: v for k, v in params.items() if k in signature.parameters}
+    return fn(**params)
+
+
 class BatchProgressBar(Callback):
     """Progress on rank 0 with the estimated global examples/s (see :mod:`distsnn.progress`):
     a bar on a terminal, plain lines every 10 % in a log file."""
 
-    def set_params(self, compiled_network, batch_info, num_batches, communicator):
-        super().set_params(compiled_network, batch_info, num_batches, communicator)
+    def set_params(self, compiled_network=None, batch_info=None, num_batches=None,
+                   communicator=None, **kwargs):
+        super().set_params(compiled_network, batch_info, num_batches, communicator, **kwargs)
         self.progress = None
 
     def on_test_begin(self):
@@ -189,8 +225,9 @@ class _Recorder(Callback):
         self.neuron_filter = neuron_filter
         self.records: list[tuple[int, Any]] = []
 
-    def set_params(self, compiled_network, batch_info, num_batches, communicator):
-        super().set_params(compiled_network, batch_info, num_batches, communicator)
+    def set_params(self, compiled_network=None, batch_info=None, num_batches=None,
+                   communicator=None, **kwargs):
+        super().set_params(compiled_network, batch_info, num_batches, communicator, **kwargs)
         self.neurons = neuron_mask(self.neuron_filter, self.pop.shape)
         self.records = []
 
@@ -200,11 +237,11 @@ class _Recorder(Callback):
         return np.flatnonzero(mask), indices[mask]
 
     def get_data(self):
-        """Per-example records in dataset order, from every rank."""
+        """``(key, per-example records in dataset order, from every rank)``."""
         gathered = self.communicator.gather_object(self.records)
         gathered = self.communicator.broadcast_object(gathered)
         ordered = sorted((r for rank in gathered for r in rank), key=lambda r: r[0])
-        return self._format([data for _, data in ordered])
+        return self.key, self._format([data for _, data in ordered])
 
     def _format(self, records):
         return records
@@ -279,10 +316,94 @@ class CustomHook(Callback):
             setattr(self, name, fn)
 
 
+class CustomUpdate(Callback):
+    """Base of the callbacks that run custom update group ``name`` (e.g. "Reset") when
+    ``filter_fn(index)`` is true or absent (mlGeNN's ``CustomUpdate``)."""
+
+    def __init__(self, name: str, filter_fn: Optional[Callable[[int], bool]] = None):
+        self.name = name
+        self.filter_fn = filter_fn
+
+    def _custom_update(self, index: int) -> None:
+        if self.filter_fn is None or self.filter_fn(index):
+            self.compiled_network.custom_update(self.name)
+
+
+class CustomUpdateOnBatchBegin(CustomUpdate):
+    """Run custom update ``name`` at the start of every (filtered) batch."""
+
+    def on_batch_begin(self, batch):
+        self._custom_update(batch)
+
+
+class CustomUpdateOnBatchEnd(CustomUpdate):
+    """Run custom update ``name`` at the end of every (filtered) batch."""
+
+    def on_batch_end(self, batch, metrics):
+        self._custom_update(batch)
+
+
+class CustomUpdateOnTimestepBegin(CustomUpdate):
+    """Run custom update ``name`` before every (filtered) timestep of an example."""
+
+    def on_timestep_begin(self, timestep):
+        self._custom_update(timestep)
+
+
+class CustomUpdateOnTimestepEnd(CustomUpdate):
+    """Run custom update ``name`` after every (filtered) timestep of an example."""
+
+    def on_timestep_end(self, timestep):
+        self._custom_update(timestep)
+
+
+class Checkpoint(Callback):
+    """mlGeNN's ``Checkpoint(serialiser, epoch_interval)``, for inference.
+
+    mlGeNN's saves training state every ``epoch_interval`` epochs, so it does nothing during
+    inference (there are no epochs). Here each evaluation run with the callback (evaluate,
+    evaluate_batch_iter, evaluate_batch, predict) counts as one epoch: at the end of
+    evaluations 0, interval, 2 * interval, ... rank 0 saves the network, keyed by that count
+    as mlGeNN keys by epoch. ``serialiser="numpy"`` writes mlGeNN's layout, each weighted
+    connection's weights (its kernel or matrix) as ``<path>/<epoch>-<connection>-g.npy``;
+    ``"network"`` writes distsnn's network file ``<path>/<epoch>.h5`` (weights, neurons,
+    metadata; ``distsnn.load_network`` and ``distsnn evaluate`` read it).
+    """
+
+    SERIALISERS = ("numpy", "network")
+
+    def __init__(self, serialiser: str = "numpy", epoch_interval: int = 1, path: str = ""):
+        if serialiser not in self.SERIALISERS:
+            raise ValueError(f"Checkpoint: serialiser must be one of {self.SERIALISERS}, not "
+                             f"{serialiser!r}")
+        if int(epoch_interval) < 1:
+            raise ValueError(f"Checkpoint: epoch_interval must be at least 1, not "
+                             f"{epoch_interval}")
+        self.serialiser = serialiser
+        self.epoch_interval = int(epoch_interval)
+        self.path = Path(path)
+        self.epoch = 0
+
+    def on_test_end(self, metrics):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        if epoch % self.epoch_interval or getattr(self.communicator, "rank", 0) != 0:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        network = self.compiled_network.network
+        if self.serialiser == "network":
+            from .netfile import save_network
+            save_network(network, self.path / f"{epoch}.h5")
+            return
+        for conn in network.connections:
+            weight = getattr(conn.connectivity, "weight", None)
+            if weight is not None:
+                np.save(self.path / f"{epoch}-{conn.name}-g.npy", np.asarray(weight))
+
+
 def make_callback(spec):
-    """A callback from an object or a name (``"batch_progress_bar"``)."""
+    """A callback from an object or a name (``"batch_progress_bar"``, ``"checkpoint"``)."""
     if isinstance(spec, str):
-        names = {"batch_progress_bar": BatchProgressBar}
+        names = {"batch_progress_bar": BatchProgressBar, "checkpoint": Checkpoint}
         if spec not in names:
             raise ValueError(f"unknown callback {spec!r}; use one of {sorted(names)}")
         return names[spec]()

@@ -146,7 +146,9 @@ class MPICommunicator(Communicator):
     """Communicator over ``MPI.COMM_WORLD`` (mpi4py).
 
     With more than one rank, an uncaught exception on any rank prints that rank's
-    traceback and aborts the whole job, so no rank is left waiting in a collective.
+    traceback and aborts the whole job, so no rank is left waiting in a collective; an
+    uncaught ``SharedUserError`` (raised on every rank alike) prints one line from rank 0
+    and every rank exits with code 1.
     """
 
     def __init__(self, abort_on_exception: bool = True):
@@ -291,8 +293,15 @@ def _install_abort_hook(comm: MPICommunicator) -> None:
     previous = sys.excepthook
 
     def hook(exc_type, exc, tb):
+        from .errors import SharedUserError
         if issubclass(exc_type, KeyboardInterrupt):
             previous(exc_type, exc, tb)
+        elif issubclass(exc_type, SharedUserError) and end_job(shared=True):
+            # every rank has the same error: one line from rank 0, exit code 1 everywhere
+            if comm.rank == 0:
+                sys.stderr.write(f"distsnn: error: {exc}\n")
+                sys.stderr.flush()
+            return
         else:
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             sys.stderr.write(f"distsnn: rank {comm.rank} of {comm.size} failed; aborting all "

@@ -16,10 +16,12 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from .callbacks import BatchInfo, BatchProgressBar, CallbackList
+from .callbacks import DEFAULT_CALLBACKS, BatchInfo, CallbackList
 from .communicator import Communicator, SerialCommunicator
 from .data import shard_bounds
+from .errors import SharedUserError
 from .metrics import MetricSpec, SparseCategoricalAccuracy, make_metric
+from .model_handle import GeNNModelHandle
 from .network import Network, Population
 from .neurons import FewSpikeRelu, IntegrateFire, Integrator, LeakyIntegrate, LeakyIntegrateFire
 from .simulation import run_few_spike, run_rate
@@ -110,6 +112,16 @@ class InferenceCompiler:
         self.metrics = metrics
         self.genn_kwargs = genn_kwargs
 
+    @property
+    def evaluate_timesteps(self) -> int:
+        """mlGeNN's name of :attr:`timesteps` (K for the few-spike compiler)."""
+        return self.timesteps
+
+    @property
+    def example_timesteps(self) -> int:
+        """The other accepted name of :attr:`timesteps`."""
+        return self.timesteps
+
     def compile(self, network: Network, name: Optional[str] = None,
                 inputs: Optional[Sequence[PopulationLike]] = None,
                 outputs: Optional[Sequence[PopulationLike]] = None) -> "CompiledInferenceNetwork":
@@ -182,7 +194,14 @@ class MetricsResult(dict):
 
 
 class CompiledInferenceNetwork:
-    """A compiled network: ``with compiled:`` builds (once per node) and loads it."""
+    """A compiled network: ``with compiled:`` builds (once per node) and loads it.
+
+    Besides evaluate/predict it has mlGeNN's attributes: ``genn_model`` (usable before
+    ``with``, see :mod:`distsnn.model_handle`), ``neuron_populations``,
+    ``connection_populations``, ``evaluate_timesteps``, ``num_recording_timesteps`` and the
+    step-by-step methods ``set_input``, ``step_time``, ``get_readout``, ``reset_time`` and
+    ``custom_update``. On entering, every rank checks that all ranks hold the same network.
+    """
 
     def __init__(self, compiler: InferenceCompiler, network: Network,
                  inputs: list[Population], outputs: list[Population], name: Optional[str]):
@@ -198,6 +217,9 @@ class CompiledInferenceNetwork:
         self.base_seed: Optional[int] = None
         self.backend: Optional[str] = None
         self.last_report: Optional[EvaluationReport] = None
+        self._model_handle = GeNNModelHandle(self)
+        self._examples_fed = 0  # examples numbered by set_input (Poisson streams)
+        self._batches_evaluated = 0  # examples numbered by evaluate_batch
 
     # context manager ---------------------------------------------------------------
     def __enter__(self) -> "CompiledInferenceNetwork":
@@ -206,6 +228,9 @@ class CompiledInferenceNetwork:
         from .devices import select_gpu, visible_gpus
         from .lowering import memory_budget
         c, comm = self.compiler, self.communicator
+        check_same_network(self.network, comm)
+        settings = self._model_handle.settings
+        profiling = bool(settings.pop("timing_enabled", c.kernel_profiling))
         gpus = visible_gpus()
         self.backend = resolve_backend(c.backend, bool(gpus))
         if self.backend == "cuda":
@@ -217,7 +242,8 @@ class CompiledInferenceNetwork:
             mode=c.mode, example_timesteps=c.timesteps, backend=self.backend,
             batch_size=c.rank_batch_size, seed=self.base_seed, dt=c.dt,
             connectivity=c.connectivity, memory_budget=budget,
-            memory_budget_source=budget_source, kernel_profiling=c.kernel_profiling, genn_kwargs=c.genn_kwargs,
+            memory_budget_source=budget_source, kernel_profiling=profiling,
+            genn_kwargs=c.genn_kwargs, model_settings=settings,
             readouts={o.name: kind for o, kind in self.readouts.items()},
             **self._extra_options())
         genn = GeNNNetwork(self.network, options, SynapseCache(build_dir / "synapses"))
@@ -227,6 +253,7 @@ class CompiledInferenceNetwork:
             genn.unload()
             raise
         self._genn = genn
+        self._examples_fed = self._batches_evaluated = 0
         return self
 
     def _extra_options(self) -> dict:
@@ -238,9 +265,34 @@ class CompiledInferenceNetwork:
             self._genn = None
 
     @property
-    def genn_model(self):
-        """The underlying ``pygenn.GeNNModel`` (for kernel timings and inspection)."""
-        return self._require().genn_model
+    def genn_model(self) -> GeNNModelHandle:
+        """mlGeNN's ``genn_model``, usable before ``with`` too (see :mod:`distsnn.model_handle`):
+        settings made before loading (``timing_enabled = True``) reach the model distsnn
+        creates; once loaded it is the ``pygenn.GeNNModel`` (timings, ``timestep``, ...)."""
+        return self._model_handle
+
+    @property
+    def evaluate_timesteps(self) -> int:
+        """Timesteps per example (mlGeNN's attribute; K for few-spike networks)."""
+        return self.compiler.timesteps
+
+    @property
+    def num_recording_timesteps(self) -> int:
+        """Size of the spike recording buffers (mlGeNN's attribute): one example."""
+        return self.compiler.timesteps
+
+    @property
+    def neuron_populations(self) -> dict:
+        """mlGeNN's map from each Population to its pygenn NeuronGroup (inside ``with``)."""
+        genn = self._require()
+        return {p: genn.groups[p.name] for p in self.network.populations}
+
+    @property
+    def connection_populations(self) -> dict:
+        """mlGeNN's map from each Connection to its pygenn SynapseGroup (inside ``with``); a
+        connection whose weights are all zero has none and is left out."""
+        groups = self._require().synapse_groups
+        return {c: groups[c.name] for c in self.network.connections if c.name in groups}
 
     def kernel_times(self) -> dict[str, float]:
         """GeNN's kernel timings in seconds (with ``kernel_profiling=True``)."""
@@ -259,9 +311,67 @@ class CompiledInferenceNetwork:
     def recorded_spikes(self, pop: Population):
         return self._require().recorded_spikes(pop)
 
+    # mlGeNN's step-by-step API -------------------------------------------------------
+    def set_input(self, inputs: dict) -> None:
+        """Write one batch (at most this rank's batch size) to input populations.
+
+        Poisson inputs draw the streams of examples numbered consecutively over the
+        ``set_input`` calls since loading (from 0, as ``evaluate`` numbers its examples).
+        """
+        genn = self._require()
+        arrays = {_population(self.network, p): np.asarray(v) for p, v in inputs.items()}
+        if not arrays:
+            return
+        n = _common_length(arrays)
+        if n > genn.batch_size:
+            raise ValueError(f"set_input takes one batch of at most {genn.batch_size} examples "
+                             f"(this rank's batch size), not {n}")
+        genn.set_examples(np.arange(n, dtype=np.int64) + self._examples_fed)
+        self._examples_fed += n
+        for pop, x in arrays.items():
+            genn.set_input(pop, x)
+
+    def get_readout(self, outputs):
+        """Readout of an output population ``(batch,) + shape``; a list for a sequence.
+
+        Padded lanes are included, as in mlGeNN. Averaging readouts are divided by
+        ``evaluate_timesteps`` (mlGeNN scales them by 1/T)."""
+        if isinstance(outputs, (list, tuple)):
+            return [self.get_readout(o) for o in outputs]
+        pop = _population(self.network, outputs)
+        kind = self.readouts.get(pop) or _readout_kind(pop)
+        value = self._require().readout(pop, kind)
+        if kind in ("avg_var", "avg_input"):
+            value = value / self.compiler.timesteps
+        return value.reshape((-1,) + pop.shape)
+
+    def step_time(self, callback_list: Optional[CallbackList] = None) -> None:
+        """Simulate one timestep, calling ``callback_list``'s timestep hooks with its index.
+
+        As mlGeNN's ``CompiledNetwork.step_time``: ``on_timestep_begin`` and
+        ``on_timestep_end`` both get the index of the step simulated."""
+        genn = self._require()
+        step = genn.genn_model.timestep
+        if callback_list is not None:
+            callback_list.on_timestep_begin(step)
+        genn.step()
+        if callback_list is not None:
+            callback_list.on_timestep_end(step)
+
+    def reset_time(self) -> None:
+        """Set the simulation time back to step 0 (t = 0 ms)."""
+        self._require().set_timestep(0)
+
+    def custom_update(self, name: str) -> None:
+        """Run custom update group ``name`` ("Reset": what each new batch runs).
+
+        "Reset" (mlGeNN's name) resets the readout accumulators and, with
+        ``reset_vars_between_batches``, the neuron state."""
+        self._require().custom_update(name, reset_vars=self.compiler.reset_vars)
+
     # public API ------------------------------------------------------------------
     def evaluate(self, x: dict, y: dict, metrics: Union[MetricSpec, dict, None] = None,
-                 callbacks: Optional[Sequence] = None, *,
+                 callbacks: Optional[Sequence] = DEFAULT_CALLBACKS, *,
                  sharded: bool = False) -> tuple["MetricsResult", dict]:
         """Evaluate metrics on numpy datasets; returns ``(metrics, callback_data)``.
 
@@ -278,11 +388,32 @@ class CompiledInferenceNetwork:
         n = _common_length({**x, **y})
         start, stop, total, offset = self._shard(n, sharded)
         batches = self._slices({**x, **y}, start, stop, offset)
-        return self._evaluate(batches, total, list(y), metrics, callbacks)
+        return self._evaluate(batches, total, list(y), metrics, callbacks,
+                              self._local_batches(start, stop))
+
+    def evaluate_batch(self, x: dict, y: dict, metrics: Union[MetricSpec, dict, None] = None,
+                       callbacks: Optional[Sequence] = ()) -> tuple["MetricsResult", dict]:
+        """Evaluate one batch per rank (mlGeNN's); returns ``(metrics, callback_data)``.
+
+        ``x``/``y`` hold at most this rank's batch size of examples (each rank its own batch,
+        as in mlGeNN); the metrics are global. No progress bar by default (mlGeNN's ``[]``).
+        Examples are numbered on from the previous ``evaluate_batch`` calls, in rank order.
+        """
+        x = self._by_population(x, self.inputs, "x")
+        y = self._by_population(y, self.outputs, "y")
+        n = _common_length({**x, **y})
+        if n > self.compiler.rank_batch_size:
+            raise ValueError(f"evaluate_batch takes one batch of at most "
+                             f"{self.compiler.rank_batch_size} examples per rank, not {n}; "
+                             f"use evaluate for more")
+        _, _, total, offset = self._shard(n, sharded=True)
+        batches = self._slices({**x, **y}, 0, n, self._batches_evaluated + offset)
+        self._batches_evaluated += total
+        return self._evaluate(batches, total, list(y), metrics, callbacks, num_batches=1)
 
     def evaluate_batch_iter(self, inputs, outputs, data: Iterable, num_batches: Optional[int]
                             = None, metrics: Union[MetricSpec, dict, None] = None,
-                            callbacks: Optional[Sequence] = None,
+                            callbacks: Optional[Sequence] = DEFAULT_CALLBACKS,
                             ) -> tuple["MetricsResult", dict]:
         """Evaluate metrics over an iterator of ``(batch_x, batch_y)`` (e.g. a tf.data set).
 
@@ -334,10 +465,10 @@ class CompiledInferenceNetwork:
         else:
             batches = every_batch()
         total = None if num_batches is None else num_batches * self.compiler.batch_size
-        return self._evaluate(batches, total, outputs, metrics, callbacks)
+        return self._evaluate(batches, total, outputs, metrics, callbacks, num_batches)
 
     def predict(self, x: dict, outputs: Optional[Sequence] = None,
-                callbacks: Optional[Sequence] = None, *, sharded: bool = False
+                callbacks: Optional[Sequence] = DEFAULT_CALLBACKS, *, sharded: bool = False
                 ) -> tuple[dict, dict]:
         """Readouts of ``outputs`` for every example, in dataset order on every rank."""
         outputs = _populations(self.network, _as_list(outputs), self.outputs, "outputs")
@@ -350,7 +481,7 @@ class CompiledInferenceNetwork:
             if checkpoint == self.compiler.timesteps and pop in collected:
                 collected[pop].append((indices, value))
         cb_data = self._run(self._slices(x, start, stop, offset), total, outputs, sink,
-                            callbacks)
+                            callbacks, num_batches=self._local_batches(start, stop))
         comm = self.communicator
         predictions = {}
         for pop, parts in collected.items():
@@ -365,7 +496,11 @@ class CompiledInferenceNetwork:
         return predictions, cb_data
 
     # internals ---------------------------------------------------------------------
-    def _evaluate(self, batches, total, outputs, metrics, callbacks):
+    def _local_batches(self, start: int, stop: int) -> int:
+        """How many batches this rank runs for its rows [start, stop)."""
+        return -(-(stop - start) // self._require().batch_size)
+
+    def _evaluate(self, batches, total, outputs, metrics, callbacks, num_batches=None):
         if metrics is None:
             metrics = self.compiler.metrics or "sparse_categorical_accuracy"
         per_checkpoint = self._checkpoint_metrics(_metric_specs(metrics, outputs), outputs)
@@ -376,7 +511,8 @@ class CompiledInferenceNetwork:
                     metric.update(labels[pop], value)
         final = MetricsResult({o: ms[0] if len(ms) == 1 else {m.name: m for m in ms}
                                for o, ms in per_checkpoint[self.compiler.timesteps].items()})
-        cb_data = self._run(batches, total, outputs, sink, callbacks, final, per_checkpoint)
+        cb_data = self._run(batches, total, outputs, sink, callbacks, final, per_checkpoint,
+                            num_batches)
         return final, cb_data
 
     def _checkpoints(self) -> Sequence[int]:
@@ -396,8 +532,8 @@ class CompiledInferenceNetwork:
         return per_checkpoint
 
     def _run(self, batches, total, outputs, sink, callbacks, metrics=None,
-             per_checkpoint=None) -> dict:
-        cb = self._callback_list(callbacks, total, metrics)
+             per_checkpoint=None, num_batches=None) -> dict:
+        cb = self._callback_list(callbacks, total, metrics, num_batches)
         cb.on_test_begin()
         start = time.perf_counter()
         stats = self._run_local(batches, outputs, sink, cb)
@@ -412,11 +548,11 @@ class CompiledInferenceNetwork:
         cb.on_test_end(metrics or {})
         return cb.get_data()
 
-    def _callback_list(self, callbacks, total, metrics) -> CallbackList:
+    def _callback_list(self, callbacks, total, metrics, num_batches=None) -> CallbackList:
         comm = self.communicator
         info = BatchInfo(total_examples=total or 0, ranks=comm.size)
-        cb = CallbackList([BatchProgressBar()] if callbacks is None else callbacks,
-                          compiled_network=self, batch_info=info, num_batches=None,
+        cb = CallbackList(DEFAULT_CALLBACKS if callbacks is None else callbacks,
+                          compiled_network=self, batch_info=info, num_batches=num_batches,
                           communicator=comm)
         cb.metrics = metrics or {}
         cb.batch_info = info
@@ -567,6 +703,11 @@ class CompiledInferenceNetwork:
 class CompiledFewSpikeNetwork(CompiledInferenceNetwork):
     """A compiled few-spike network; evaluation runs the pipelined window schedule."""
 
+    @property
+    def k(self) -> int:
+        """Timesteps per window (mlGeNN's attribute)."""
+        return self.compiler.k
+
     def _checkpoints(self) -> Sequence[int]:
         return ()
 
@@ -577,6 +718,25 @@ class CompiledFewSpikeNetwork(CompiledInferenceNetwork):
         from .genn import pipeline_depths
         return run_few_spike(genn, batches, outputs, self.compiler.k,
                              pipeline_depths(self.network), on_result, cb)
+
+
+def check_same_network(network: Network, comm: Communicator) -> None:
+    """Raise the same error on every rank unless all ranks hold the same network.
+
+    Ranks that built or converted different networks would otherwise fail later with GeNN's
+    misleading "Unable to load library ... librunner.so" (they load each other's builds).
+    """
+    if comm.size == 1:
+        return
+    hashes = comm.broadcast_object(comm.gather_object(network.content_hash()))
+    if len(set(hashes)) > 1:
+        differ = ", ".join(f"rank {r}: {h[:12]}" for r, h in enumerate(hashes))
+        raise SharedUserError(
+            f"the ranks hold different networks (content hashes {differ}); every rank must "
+            f"build or convert the same network: seed every random draw that shapes it (e.g. "
+            f"np.random.seed(...) before np.random.choice picks the normalisation data), or "
+            f"convert on rank 0 alone and share the result (distsnn.save_network, then "
+            f"distsnn.load_network on every rank)")
 
 
 def _rank_batch_size(batch_size: int, ranks: int) -> int:

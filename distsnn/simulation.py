@@ -1,7 +1,8 @@
 """The evaluation loop every rank runs over its batches.
 
-Rate schedule (``mode="rate"``): per batch, reset the state, write the inputs, simulate T
-steps and read the outputs at each checkpoint (e.g. 100, 200 and 500 of a 500-step run).
+Rate schedule (``mode="rate"``): per batch, reset the state (mlGeNN's "Reset", before the
+callbacks' ``on_batch_begin``), write the inputs, simulate T steps and read the outputs at
+each checkpoint (e.g. 100, 200 and 500 of a 500-step run).
 
 Few-spike schedule (``mode="few_spike"``): a pipeline of K-step windows. During window w the
 input encodes batch w and a population at depth d latches batch ``w - d``; so an output at
@@ -88,8 +89,11 @@ def run_rate(genn: GeNNNetwork, batches: Iterable[dict[Population, np.ndarray]],
     for index, x in enumerate(batches):
         sizes.append(_batch_size(x))
         spikes.before_window(index, sizes, None)
+        # mlGeNN's order: the "Reset" custom update, then the callbacks, then time
+        genn.reset_example_state(reset_vars, reset_time=False)
         callbacks.on_batch_begin(index)
-        genn.reset_example_state(reset_vars, reset_time)
+        if reset_time:
+            genn.set_timestep(0)
         for pop, values in x.items():
             genn.set_input(pop, values)
         done = 0

@@ -98,9 +98,15 @@ class Converter:
         """The planned populations of ``model`` (computed once per model object)."""
         cached = getattr(self, "_graph_cache", None)
         if cached is None or cached[0] is not model:
-            graph = open_model(model).build_graph(self.validate_tf_layer)
+            graph = open_model(model).build_graph(self._validate_layer)
             self._graph_cache = (model, graph)
         return self._graph_cache[1]
+
+    def _validate_layer(self, layer, config: LayerInfo) -> None:
+        """``validate_tf_layer`` with ``config.tf_layer`` set, as mlGeNN's config has it."""
+        if config.tf_layer is None:
+            config.tf_layer = layer
+        self.validate_tf_layer(layer, config)
 
     # -- conversion -----------------------------------------------------------------------
     def convert(self, model):
@@ -112,7 +118,7 @@ class Converter:
         """
         frontend = open_model(model)
         model = frontend.model
-        graph = frontend.build_graph(self.validate_tf_layer)
+        graph = frontend.build_graph(self._validate_layer)
         self._graph_cache = (model, graph)
         pre = self.pre_convert(model)
         network = Network()

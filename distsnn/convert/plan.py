@@ -77,12 +77,25 @@ Value = Union[PopulationSpec, Virtual]
 
 @dataclass
 class LayerInfo:
-    """What ``Converter.validate_tf_layer`` is told about a layer (mlGeNN's ``config``)."""
+    """What ``Converter.validate_tf_layer`` is told about a layer (mlGeNN's ``config``).
+
+    mlGeNN's fields: ``shape``, ``is_output``, ``has_activation`` (the layer applies a
+    non-linear activation: Dense/Conv2D with a non-linear ``activation``, Activation, ReLU
+    and Softmax layers; not pooling or linear layers), ``is_input`` (False: input layers are
+    not validated) and ``tf_layer`` (the layer, or ONNX node); distsnn adds ``activation``
+    (its kind) and ``has_bias``.
+    """
 
     shape: tuple
     is_output: bool
     activation: Optional[str]  # "linear", "relu", "softmax", another name, or None
     has_bias: bool = False
+    is_input: bool = False
+    tf_layer: Any = None
+    has_activation: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.has_activation = self.activation not in (None, LINEAR)
 
 
 class Frontend:

@@ -31,6 +31,8 @@ from .models import (ANALOG_PULSE, EXAMPLE_GATED_DELTA, HELD_DELTA, SIGNED_PULSE
                      example_streams, neuron_code, reset_update_model)
 
 BACKENDS = {"cpu": "single_threaded_cpu", "cuda": "cuda"}
+#: mlGeNN's name of the per-batch reset custom update group (distsnn's reset groups together).
+RESET = "Reset"
 
 
 def available_backends() -> list[str]:
@@ -79,10 +81,13 @@ class CompileOptions:
     #: Readout per output population, for outputs whose neurons name none.
     readouts: dict = field(default_factory=dict)
     genn_kwargs: dict = field(default_factory=dict)
+    #: ``GeNNModel`` attributes set before the model exists (``compiled.genn_model.X = v``).
+    model_settings: dict = field(default_factory=dict)
 
     def signature(self) -> str:
         """Everything that shapes the generated code (GeNN's model.sha misses preferences)."""
-        extra = repr((sorted(self.readouts.items()), sorted(self.genn_kwargs.items())))
+        extra = repr((sorted(self.readouts.items()), sorted(self.genn_kwargs.items()),
+                      sorted(self.model_settings.items())))
         return (f"{self.mode}-T{self.example_timesteps}-{self.backend}-b{self.batch_size}"
                 f"-dt{self.dt:g}-{self.connectivity}"
                 f"{'-norm' if self.record_max_input else ''}"
@@ -149,6 +154,8 @@ class GeNNNetwork:
         # and every base seed
         model.seed = 1
         model.timing_enabled = opts.kernel_profiling
+        for name, value in opts.model_settings.items():
+            setattr(model, name, value)
         self.depth = (pipeline_depths(self.network) if opts.mode == "few_spike" else {})
         self.codes: dict[str, NeuronCode] = {}
         self.groups = {}
@@ -324,6 +331,28 @@ class GeNNNetwork:
                 self._model.custom_update(group)
         if reset_time:
             self._model.timestep = 0
+
+    def custom_update(self, name: str, reset_vars: bool = True) -> None:
+        """Run a custom update group; mlGeNN's "Reset" runs the groups that a new batch
+        runs (with ``reset_vars`` "ResetReadout" and "ResetState", else "ResetReadout")."""
+        if name == RESET:
+            self.reset_example_state(reset_vars, reset_time=False)
+            return
+        self._model.custom_update(self._known_group(name))
+
+    def custom_update_time(self, name: str) -> float:
+        """Seconds spent in a custom update group (needs kernel profiling); "Reset" is the
+        sum of distsnn's reset groups (0.0 where the network has none, e.g. few-spike)."""
+        if name == RESET:
+            return sum(float(self._model.get_custom_update_time(g)) for g in self.reset_groups)
+        return float(self._model.get_custom_update_time(self._known_group(name)))
+
+    def _known_group(self, name: str) -> str:
+        if name not in self.reset_groups:
+            known = sorted(self.reset_groups | {RESET})
+            raise ValueError(f"this network has no custom update group {name!r}; its groups "
+                             f"are {known}")
+        return name
 
     def set_timestep(self, timestep: int) -> None:
         self._model.timestep = timestep
