@@ -249,6 +249,7 @@ class VarRecorder(_Recorder):
 
     def __init__(self, pop, var: Optional[str] = None, key=None, example_filter=None,
                  neuron_filter=None, genn_var: Optional[str] = None):
+        pop = getattr(pop, "population", pop)  # an InputLayer or Layer records its population
         super().__init__(pop, key, example_filter, neuron_filter)
         self.var = genn_var or {"v": "V", None: "V"}.get(var, var)
         self._steps: list[np.ndarray] = []
