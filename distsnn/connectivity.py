@@ -164,7 +164,7 @@ class Dense(Connectivity):
     """All-to-all with a Keras Dense kernel ``weight[n_src, n_trg]`` (or one scalar weight)."""
 
     kind: ClassVar[str] = "dense"
-    weight: Weight = None  # type: ignore[assignment]
+    weight: Weight
     delay: int = 0
 
     def output_shape(self, input_shape: Shape) -> Shape:
