@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from distsnn import Connection, InputLayer, Layer, Network, Population, SequentialNetwork
-from distsnn.callbacks import VarRecorder
+from distsnn.callbacks import SpikeRecorder, VarRecorder
 from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
 from distsnn.connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Conv2D, Dense,
                                   OneToOne, ShapeError)
@@ -165,7 +165,8 @@ def test_few_spike_delay_balancing(build_dir):
 
 
 # --------------------------------------------------------------------------------------
-# VarRecorder on layers with mlGeNN's GeNN variable names (mlGeNN's test_var_recorder)
+# VarRecorder on layers with mlGeNN's GeNN variable names (mlGeNN's test_var_recorder),
+# SpikeRecorder on a layer
 # --------------------------------------------------------------------------------------
 FILTERS = [(None, None), (slice(0, None, 2), None), (None, range(0, 5, 2)),
            (slice(0, None, 2), range(0, 5, 2))]
@@ -182,14 +183,14 @@ def test_var_recorder(batch_size, build_dir):
 
     network = SequentialNetwork()
     with network:
-        input = InputLayer(BinarySpikeInput(), 10, name="in")
+        input = InputLayer(BinarySpikeInput(), 10, record_spikes=True, name="in")
         output = Layer(Dense(weight=0), IntegrateFire(readout="var", v_thresh=v_thresh), 10,
                        name="out")
 
     compiler = _compiler(build_dir, batch_size=batch_size,
                          backend="cuda" if batch_size > 1 else "auto")
     compiled_net = compiler.compile(network, "test_var_recorder")
-    callbacks = []
+    callbacks = [SpikeRecorder(input, key="spikes", record_counts=True)]
     for i, (neuron_filter, example_filter) in enumerate(FILTERS):
         callbacks += [VarRecorder(input, genn_var="Input", key=("in", i),
                                   neuron_filter=neuron_filter, example_filter=example_filter),
@@ -199,6 +200,7 @@ def test_var_recorder(batch_size, build_dir):
         _, cb_data = compiled_net.evaluate({input: x}, {output: y_true}, "mean_square_error",
                                            callbacks=callbacks)
 
+    np.testing.assert_array_equal(cb_data["spikes"], np.full((5, 10), 2))  # every step: x > 0
     for i, (neuron_filter, example_filter) in enumerate(FILTERS):
         examples = range(5) if example_filter is None else example_filter
         neurons = slice(None) if neuron_filter is None else neuron_filter
