@@ -9,7 +9,9 @@ Layout::
     /connections/<i>   attrs: name, kind, source, target, params (JSON scalars);
                        datasets: array-valued connectivity parameters (weights)
 
-Groups are numbered so the population and connection order survives a round trip.
+Groups are numbered so the population and connection order survives a round trip. A
+parameter an older file lacks takes its default (an integrate-and-fire ``v``: its ``v_reset``,
+which is also left out when equal, so files of networks without new parameters read both ways).
 """
 from __future__ import annotations
 
