@@ -259,6 +259,10 @@ def test_construction_errors():
         InputLayer(BinarySpikeInput(), 3)
     with SequentialNetwork(), pytest.raises(ValueError, match="not an input neuron"):
         InputLayer(IntegrateFire(), 3)
+    with SequentialNetwork():
+        layer = InputLayer(BinarySpikeInput(), 3, name="quiet")
+    with pytest.raises(ValueError, match="'quiet' was not created with record_spikes=True"):
+        SpikeRecorder(layer)
     with Network():
         a = Population(BinarySpikeInput(), (4, 4, 1))
         with pytest.raises(ShapeError, match="scalar weight cannot infer the target's shape"):
