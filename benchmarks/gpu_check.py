@@ -41,7 +41,7 @@ def vgg16(shape: tuple, dense: tuple, classes: int, mode: str, seed: int = 0):
     for b, (filters, convs) in enumerate(BLOCKS):
         for i in range(convs):
             kernel = rng.normal(0, np.sqrt(2 / (9 * c)), (3, 3, c, filters)).astype(np.float32)
-            conn = AvgPoolConv2D(kernel, (2, 2), padding="same") if pooled else \
+            conn = AvgPoolConv2D(kernel, pool_size=(2, 2), padding="same") if pooled else \
                 Conv2D(kernel, padding="same")
             if pooled:
                 h, w, pooled = h // 2, w // 2, False

@@ -39,7 +39,7 @@ def cases():
              Conv2D(kernel(3, 64, 128), strides=2, padding="same")),
             ("conv1x1 s2 16x16x128->256", (16, 16, 128), Conv2D(kernel(1, 128, 256), strides=2)),
             ("pool2+conv3x3 same 32x32x64->128", (32, 32, 64),
-             AvgPoolConv2D(kernel(3, 64, 128), (2, 2), padding="same"))]
+             AvgPoolConv2D(kernel(3, 64, 128), pool_size=(2, 2), padding="same"))]
 
 
 def run(name: str, lowering: str, shape, conn, rate: float) -> tuple[np.ndarray, float]:

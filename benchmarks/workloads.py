@@ -201,7 +201,7 @@ def cifar_vgg(mode: str, seed: int = 0):
     out = net.add_population("output", (10,), make(True))
     net.connect(x, c1, Conv2D(kernel(3, 16), padding="same"))
     net.connect(c1, c2, Conv2D(kernel(16, 16), padding="same"))
-    net.connect(c2, c3, AvgPoolConv2D(kernel(16, 32), (2, 2), padding="same"))
+    net.connect(c2, c3, AvgPoolConv2D(kernel(16, 32), pool_size=(2, 2), padding="same"))
     net.connect(c3, c4, Conv2D(kernel(32, 32), padding="same"))
     w = rng.normal(0, np.sqrt(2.0 / (8 * 8 * 32)), (8 * 8 * 32, 10)).astype(np.float32)
     net.connect(c4, out, AvgPoolDense2D(w, (2, 2)))

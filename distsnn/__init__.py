@@ -22,6 +22,7 @@ _EXPORTS = {
     "SparseCategoricalAccuracy": "metrics", "TopKAccuracy": "metrics",
     "MeanSquareError": "metrics", "ConfusionMatrix": "metrics",
     "Network": "network", "Population": "network", "Connection": "network",
+    "SequentialNetwork": "network", "InputLayer": "network", "Layer": "network",
     "load_network": "netfile", "save_network": "netfile",
 }
 

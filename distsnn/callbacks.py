@@ -219,7 +219,7 @@ class _Recorder(Callback):
     """Shared bookkeeping of the recorders: per-example data tagged with global indices."""
 
     def __init__(self, pop, key, example_filter, neuron_filter):
-        self.pop = pop
+        self.pop = getattr(pop, "population", pop)  # an InputLayer or Layer: its population
         self.key = key
         self.example_filter = example_filter
         self.neuron_filter = neuron_filter
@@ -258,8 +258,8 @@ class SpikeRecorder(_Recorder):
                  record_counts: bool = False):
         super().__init__(pop, key, example_filter, neuron_filter)
         self.record_counts = record_counts
-        if not pop.record_spikes:
-            raise ValueError(f"SpikeRecorder: population {pop.name!r} was not created with "
+        if not self.pop.record_spikes:
+            raise ValueError(f"SpikeRecorder: population {self.pop.name!r} was not created with "
                              f"record_spikes=True")
 
     def on_batch_end(self, batch, metrics):

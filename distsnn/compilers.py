@@ -767,6 +767,7 @@ def _readout_kind(pop: Population) -> str:
 
 
 def _population(network: Network, key) -> Population:
+    key = getattr(key, "population", key)  # an InputLayer or Layer stands for its population
     if isinstance(key, Population):
         if not any(p is key for p in network.populations):
             raise ValueError(f"population {key.name!r} is not part of this network")

@@ -6,11 +6,17 @@ Shapes are channels-last ``(H, W, C)`` and flattened in C order, so the flat ind
 ONNX/PyTorch models and ZeroPadding2D layers need). ``synapses()`` lowers any connectivity to explicit
 ``(pre, post, weight)`` arrays, which is what the GeNN compilation uses where no cheaper
 GeNN matrix type applies and what the numpy reference forward pass uses.
+
+The constructors take mlGeNN's arguments (``Conv2D(weight, filters, conv_size, flatten=False,
+conv_strides=None, conv_padding="valid", delay=0)``, ...) as well as the IR's keyword forms
+(``Conv2D(weight=kernel, strides=(2, 2), padding="same")``), which are what ``params()`` and the
+network file hold. A weight given as a scalar is expanded into the full array by
+``resolve`` when the connection is made, once both shapes are known.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from math import ceil
+from math import ceil, prod
 from typing import ClassVar, Optional, Union
 
 import numpy as np
@@ -20,6 +26,8 @@ Shape = tuple[int, ...]
 Padding = Union[str, tuple[tuple[int, int], tuple[int, int]]]
 #: One axis of a padding: "valid", "same" or ``(before, after)``.
 AxisPadding = Union[str, tuple[int, int]]
+#: A weight array, or one value for every synapse (expanded by ``resolve``).
+Weight = Union[float, np.ndarray]
 
 
 class ShapeError(ValueError):
@@ -78,6 +86,8 @@ class Connectivity:
     """Base class; ``kind`` names the connectivity in network files."""
 
     kind: ClassVar[str] = ""
+    #: mlGeNN's ``flatten``: a target population without a shape gets the output flattened.
+    flatten: ClassVar[bool] = False
     # Each subclass declares ``delay: int = 0`` (axonal delay in timesteps) as its last
     # field, so weights come first positionally, as in mlGeNN: ``Dense(weight, delay=0)``.
 
@@ -86,6 +96,14 @@ class Connectivity:
 
     def output_shape(self, input_shape: Shape) -> Shape:
         raise NotImplementedError
+
+    def target_shape(self, input_shape: Shape) -> Shape:
+        """The shape a target population without one gets (mlGeNN's shape inference)."""
+        shape = tuple(self.output_shape(tuple(input_shape)))
+        return (prod(shape),) if self.flatten else shape
+
+    def resolve(self, input_shape: Shape, output_shape: Shape) -> None:
+        """Expand weights given as a scalar once both shapes are known (default: nothing)."""
 
     def synapses(self, input_shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Explicit synapses ``(pre, post, weight)`` (uint32, uint32, float32)."""
@@ -100,20 +118,68 @@ class Connectivity:
                              f"{tuple(output_shape)}")
 
 
+def _is_scalar(weight) -> bool:
+    return np.ndim(weight) == 0
+
+
+def _scalar_shape_error(what: str) -> ShapeError:
+    return ShapeError(f"{what} with a scalar weight cannot infer the target's shape; give the "
+                      f"target population a shape")
+
+
+def _either(what: str, mlgenn_name: str, mlgenn_value, ir_name: str, ir_value):
+    """One of two spellings of an argument (mlGeNN's and the IR's); None if neither is given."""
+    if mlgenn_value is not None and ir_value is not None:
+        raise TypeError(f"{what}: give {mlgenn_name}= or {ir_name}=, not both")
+    return ir_value if ir_value is not None else mlgenn_value
+
+
+def _flatten(what: str, flatten) -> bool:
+    if not isinstance(flatten, (bool, np.bool_)):
+        raise TypeError(f"{what}: flatten must be True or False, not {flatten!r} (mlGeNN's "
+                        f"argument order; strides go by keyword)")
+    return bool(flatten)
+
+
+def _kernel_size(what: str, weight: Weight, filters: Optional[int],
+                 conv_size) -> tuple[int, int, int]:
+    """``(kh, kw, filters)`` of a convolution kernel given as an array or as a scalar."""
+    if _is_scalar(weight):
+        if filters is None or conv_size is None:
+            raise TypeError(f"{what} with a scalar weight needs filters= and conv_size=")
+        return (*_pair(conv_size), int(filters))
+    shape = np.shape(weight)
+    if len(shape) != 4:
+        raise ValueError(f"{what} weight must be a (height, width, in_channels, filters) kernel, "
+                         f"not shape {shape}")
+    if ((filters is not None and int(filters) != shape[3])
+            or (conv_size is not None and _pair(conv_size) != tuple(shape[:2]))):
+        raise ValueError(f"{what} kernel of shape {shape} does not match filters={filters}, "
+                         f"conv_size={conv_size}")
+    return int(shape[0]), int(shape[1]), int(shape[3])
+
+
 @dataclass(eq=False)
 class Dense(Connectivity):
-    """All-to-all with a Keras Dense kernel ``weight[n_src, n_trg]``."""
+    """All-to-all with a Keras Dense kernel ``weight[n_src, n_trg]`` (or one scalar weight)."""
 
     kind: ClassVar[str] = "dense"
-    weight: np.ndarray = None  # type: ignore[assignment]
+    weight: Weight
     delay: int = 0
 
     def output_shape(self, input_shape: Shape) -> Shape:
+        if _is_scalar(self.weight):
+            raise _scalar_shape_error("Dense")
         n_in = int(np.prod(input_shape))
         if self.weight.shape[0] != n_in:
             raise ShapeError(f"Dense weight has {self.weight.shape[0]} rows but the source "
                              f"has {n_in} neurons (shape {tuple(input_shape)})")
         return (int(self.weight.shape[1]),)
+
+    def resolve(self, input_shape: Shape, output_shape: Shape) -> None:
+        if _is_scalar(self.weight):
+            self.weight = np.full((prod(input_shape), prod(output_shape)), self.weight,
+                                  np.float32)
 
     def dense_weight(self, input_shape: Shape) -> np.ndarray:
         self.output_shape(input_shape)
@@ -143,46 +209,75 @@ class OneToOne(Connectivity):
         return idx, idx.copy(), w.copy()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class Conv2D(Connectivity):
-    """TF Conv2D with kernel ``weight[kh, kw, c_in, filters]``."""
+    """TF Conv2D with kernel ``weight[kh, kw, c_in, filters]`` (or one scalar weight).
+
+    ``Conv2D(weight, filters, conv_size, flatten=False, conv_strides=None,
+    conv_padding="valid", delay=0)`` as in mlGeNN, or ``Conv2D(weight=kernel, strides=,
+    padding=)``; ``filters``/``conv_size`` are needed only for a scalar weight.
+    """
 
     kind: ClassVar[str] = "conv2d"
-    weight: np.ndarray = None  # type: ignore[assignment]
-    strides: tuple[int, int] = (1, 1)
-    padding: Padding = "valid"
-    delay: int = 0
+    weight: Weight
+    strides: tuple[int, int]
+    padding: Padding
+    delay: int
 
-    def __post_init__(self):
-        self.strides = _pair(self.strides)
-        self.padding = normalise_padding(self.padding)
+    def __init__(self, weight: Weight, filters: Optional[int] = None, conv_size=None,
+                 flatten: bool = False, conv_strides=None, conv_padding: Optional[Padding] = None,
+                 delay: int = 0, *, strides=None, padding: Optional[Padding] = None):
+        self.weight, self.delay, self.flatten = weight, delay, _flatten("Conv2D", flatten)
+        self.filters, self.conv_size = filters, conv_size
+        self.kernel_size()  # checks the kernel against filters and conv_size
+        self.strides = _pair(_either("Conv2D", "conv_strides", conv_strides, "strides", strides)
+                             or (1, 1))
+        self.padding = normalise_padding(
+            _either("Conv2D", "conv_padding", conv_padding, "padding", padding) or "valid")
+
+    def kernel_size(self) -> tuple[int, int, int]:
+        """``(kh, kw, filters)``."""
+        return _kernel_size("Conv2D", self.weight, self.filters, self.conv_size)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         h, w, c = _image_shape(input_shape, "Conv2D")
-        kh, kw, kc, f = self.weight.shape
-        if kc != c:
-            raise ShapeError(f"Conv2D kernel expects {kc} input channels but the source has {c} "
-                             f"(shape {tuple(input_shape)})")
+        kh, kw, f = self.kernel_size()
+        if not _is_scalar(self.weight) and np.shape(self.weight)[2] != c:
+            raise ShapeError(f"Conv2D kernel expects {np.shape(self.weight)[2]} input channels "
+                             f"but the source has {c} (shape {tuple(input_shape)})")
         return (conv_output_size(h, kh, self.strides[0], axis_padding(self.padding, 0)),
                 conv_output_size(w, kw, self.strides[1], axis_padding(self.padding, 1)), int(f))
+
+    def resolve(self, input_shape: Shape, output_shape: Shape) -> None:
+        if _is_scalar(self.weight):
+            kh, kw, f = self.kernel_size()
+            c = _image_shape(input_shape, "Conv2D")[2]
+            self.weight = np.full((kh, kw, c, f), self.weight, np.float32)
 
     def synapses(self, input_shape: Shape):
         return _conv_synapses(np.asarray(self.weight, np.float32), tuple(input_shape),
                               self.strides, self.padding)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class AvgPool2D(Connectivity):
-    """TF AveragePooling2D with ``valid`` padding; windows may overlap."""
+    """TF AveragePooling2D with ``valid`` padding; windows may overlap.
+
+    ``AvgPool2D(pool_size, flatten=False, pool_strides=None, delay=0)`` as in mlGeNN, or
+    ``AvgPool2D(pool_size=, strides=)``; strides default to the pool size.
+    """
 
     kind: ClassVar[str] = "avg_pool2d"
-    pool_size: tuple[int, int] = (2, 2)
-    strides: Optional[tuple[int, int]] = None
-    delay: int = 0
+    pool_size: tuple[int, int]
+    strides: tuple[int, int]
+    delay: int
 
-    def __post_init__(self):
-        self.pool_size = _pair(self.pool_size)
-        self.strides = _pair(self.strides if self.strides is not None else self.pool_size)
+    def __init__(self, pool_size, flatten: bool = False, pool_strides=None, delay: int = 0, *,
+                 strides=None):
+        self.pool_size, self.delay = _pair(pool_size), delay
+        self.flatten = _flatten("AvgPool2D", flatten)
+        self.strides = _pair(_either("AvgPool2D", "pool_strides", pool_strides, "strides",
+                                     strides) or self.pool_size)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         h, w, c = _image_shape(input_shape, "AvgPool2D")
@@ -197,23 +292,37 @@ class AvgPool2D(Connectivity):
         return _conv_synapses(kernel, tuple(input_shape), self.strides, "valid")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class AvgPoolDense2D(Connectivity):
-    """AveragePooling2D, Flatten and Dense fused into one all-to-all matrix."""
+    """AveragePooling2D, Flatten and Dense fused into one all-to-all matrix.
+
+    ``AvgPoolDense2D(weight, pool_size, pool_strides=None, delay=0)`` as in mlGeNN (or
+    ``strides=``); ``weight[n_pooled, n_trg]`` or one scalar weight.
+    """
 
     kind: ClassVar[str] = "avg_pool_dense2d"
-    weight: np.ndarray = None  # type: ignore[assignment]
-    pool_size: tuple[int, int] = (2, 2)
-    strides: Optional[tuple[int, int]] = None
-    delay: int = 0
+    weight: Weight
+    pool_size: tuple[int, int]
+    strides: tuple[int, int]
+    delay: int
 
-    def __post_init__(self):
-        self.pool = AvgPool2D(pool_size=self.pool_size, strides=self.strides)
+    def __init__(self, weight: Weight, pool_size, pool_strides=None, delay: int = 0, *,
+                 strides=None):
+        self.weight, self.delay = weight, delay
+        self.pool = AvgPool2D(pool_size, strides=_either("AvgPoolDense2D", "pool_strides",
+                                                         pool_strides, "strides", strides))
         self.pool_size, self.strides = self.pool.pool_size, self.pool.strides
 
     def output_shape(self, input_shape: Shape) -> Shape:
+        if _is_scalar(self.weight):
+            raise _scalar_shape_error("AvgPoolDense2D")
         pooled = self.pool.output_shape(input_shape)
         return Dense(weight=self.weight).output_shape(pooled)
+
+    def resolve(self, input_shape: Shape, output_shape: Shape) -> None:
+        if _is_scalar(self.weight):
+            pooled = self.pool.output_shape(input_shape)
+            self.weight = np.full((prod(pooled), prod(output_shape)), self.weight, np.float32)
 
     def synapses(self, input_shape: Shape):
         pooled = self.pool.output_shape(input_shape)
@@ -222,29 +331,49 @@ class AvgPoolDense2D(Connectivity):
         return _compose(p_pre, p_post, p_w, d_pre, d_post, d_w)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class AvgPoolConv2D(Connectivity):
-    """AveragePooling2D followed by Conv2D, fused into one sparse connection."""
+    """AveragePooling2D followed by Conv2D, fused into one sparse connection.
+
+    ``AvgPoolConv2D(weight, filters, pool_size, conv_size, flatten=False, pool_strides=None,
+    conv_strides=None, conv_padding="valid", delay=0)`` as in mlGeNN, or
+    ``AvgPoolConv2D(weight=kernel, pool_size=, pool_strides=, strides=, padding=)``.
+    """
 
     kind: ClassVar[str] = "avg_pool_conv2d"
-    weight: np.ndarray = None  # type: ignore[assignment]
-    pool_size: tuple[int, int] = (2, 2)
-    pool_strides: Optional[tuple[int, int]] = None
-    strides: tuple[int, int] = (1, 1)
-    padding: Padding = "valid"
-    delay: int = 0
+    weight: Weight
+    pool_size: tuple[int, int]
+    pool_strides: tuple[int, int]
+    strides: tuple[int, int]
+    padding: Padding
+    delay: int
 
-    def __post_init__(self):
-        self.pool = AvgPool2D(pool_size=self.pool_size, strides=self.pool_strides)
+    def __init__(self, weight: Weight, filters: Optional[int] = None, pool_size=None,
+                 conv_size=None, flatten: bool = False, pool_strides=None, conv_strides=None,
+                 conv_padding: Optional[Padding] = None, delay: int = 0, *, strides=None,
+                 padding: Optional[Padding] = None):
+        if pool_size is None:
+            raise TypeError("AvgPoolConv2D needs pool_size=")
+        self.weight, self.delay = weight, delay
+        self.flatten = _flatten("AvgPoolConv2D", flatten)
+        self.pool = AvgPool2D(pool_size, pool_strides=pool_strides)
         self.pool_size, self.pool_strides = self.pool.pool_size, self.pool.strides
-        self.strides = _pair(self.strides)
-        self.padding = normalise_padding(self.padding)
+        self.filters, self.conv_size = filters, conv_size
+        conv = Conv2D(weight, filters, conv_size, conv_strides=conv_strides,
+                      conv_padding=conv_padding, strides=strides, padding=padding)
+        self.strides, self.padding = conv.strides, conv.padding
 
     def _conv(self) -> Conv2D:
-        return Conv2D(weight=self.weight, strides=self.strides, padding=self.padding)
+        return Conv2D(self.weight, self.filters, self.conv_size, strides=self.strides,
+                      padding=self.padding)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return self._conv().output_shape(self.pool.output_shape(input_shape))
+
+    def resolve(self, input_shape: Shape, output_shape: Shape) -> None:
+        conv = self._conv()
+        conv.resolve(self.pool.output_shape(input_shape), output_shape)
+        self.weight = conv.weight
 
     def synapses(self, input_shape: Shape):
         pooled = self.pool.output_shape(input_shape)

@@ -9,7 +9,9 @@ Layout::
     /connections/<i>   attrs: name, kind, source, target, params (JSON scalars);
                        datasets: array-valued connectivity parameters (weights)
 
-Groups are numbered so the population and connection order survives a round trip.
+Groups are numbered so the population and connection order survives a round trip. A
+parameter an older file lacks takes its default (an integrate-and-fire ``v``: its ``v_reset``,
+which is also left out when equal, so files of networks without new parameters read both ways).
 """
 from __future__ import annotations
 
@@ -109,10 +111,10 @@ def _read(f: h5py.File, label: str) -> Network:
         if kind not in NEURON_TYPES:
             raise NetworkFileError(f"{label}: population {g.attrs['name']!r} has unknown neuron "
                                    f"kind {kind!r}")
-        neuron = NEURON_TYPES[kind](**_read_params(g))
-        net.populations.append(Population(str(g.attrs["name"]),
-                                          tuple(int(s) for s in g.attrs["shape"]), neuron,
-                                          bool(g.attrs["record_spikes"])))
+        neuron = NEURON_TYPES[kind].from_params(_read_params(g))
+        net.populations.append(Population(neuron, tuple(int(s) for s in g.attrs["shape"]),
+                                          bool(g.attrs["record_spikes"]),
+                                          name=str(g.attrs["name"]), add_to_model=False))
     by_name = {p.name: p for p in net.populations}
     for key in sorted(f["connections"]):
         g = f["connections"][key]
@@ -122,7 +124,8 @@ def _read(f: h5py.File, label: str) -> Network:
                                    f"connectivity kind {kind!r}")
         connectivity = CONNECTIVITY_TYPES[kind](**_read_params(g))
         source, target = by_name[str(g.attrs["source"])], by_name[str(g.attrs["target"])]
-        net.connections.append(Connection(str(g.attrs["name"]), source, target, connectivity))
+        net.connections.append(Connection(source, target, connectivity,
+                                          name=str(g.attrs["name"]), add_to_model=False))
     net.inputs = [by_name[n] for n in json.loads(f.attrs["inputs"])]
     net.outputs = [by_name[n] for n in json.loads(f.attrs["outputs"])]
     return net

@@ -1,6 +1,8 @@
 """Neuron descriptions of the network IR: plain data, independent of Keras and GeNN.
 
 Values given as arrays are per neuron (flattened C-order over the population shape).
+Constructors take mlGeNN's arguments in mlGeNN's order (``IntegrateFire(v_thresh, v_reset, v,
+readout)``, ``PoissonInput(signed_spikes)``, ...), plus distsnn's own keywords.
 """
 from __future__ import annotations
 
@@ -32,25 +34,54 @@ class Neuron:
         """The neuron's fields as a dict (used by the network file)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @classmethod
+    def from_params(cls, params: dict) -> "Neuron":
+        """The neuron a network file's ``params()`` record describes."""
+        return cls(**params)
+
+
+class _InitialV:
+    """``v``, the initial (and per-example) voltage, is left out of ``params()`` when it
+    equals ``v_reset``: network files without ``v`` (older ones too) start at ``v_reset``."""
+
+    def params(self) -> dict:
+        params = super().params()  # type: ignore[misc]
+        if np.ndim(self.v) == 0 and self.v == self.v_reset:  # type: ignore[attr-defined]
+            del params["v"]
+        return params
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Neuron":
+        return cls(**{"v": params.get("v_reset", 0.0), **params})
+
+    def _check_v(self) -> None:
+        if np.ndim(self.v) != 0:  # type: ignore[attr-defined]
+            raise ValueError(f"{type(self).__name__}: v (the initial voltage) must be one value, "
+                             f"not an array")
+
 
 @dataclass
-class IntegrateFire(Neuron):
+class IntegrateFire(_InitialV, Neuron):
     """Non-leaky integrate-and-fire: ``V += Isyn + bias``; spike when ``V >= v_thresh``.
 
-    ``reset="zero"`` sets V to ``v_reset`` after a spike (mlGeNN's behaviour);
-    ``reset="subtract"`` subtracts the threshold and keeps the residual.
+    ``V`` starts every example at ``v``. ``reset="zero"`` sets V to ``v_reset`` after a spike
+    (mlGeNN's behaviour); ``reset="subtract"`` subtracts the threshold and keeps the residual.
     """
 
     kind: ClassVar[str] = "integrate_fire"
     v_thresh: Value = 1.0
     v_reset: float = 0.0
+    v: float = 0.0
+    readout: Optional[str] = None
     reset: str = "zero"
     bias: Optional[Value] = None
-    readout: Optional[str] = None
+
+    def __post_init__(self):
+        self._check_v()
 
 
-@dataclass
-class IntegrateFireInput(Neuron):
+@dataclass(init=False)
+class IntegrateFireInput(_InitialV, Neuron):
     """Constant-current input: ``V += x`` every step from step 0; spike at ``V >= v_thresh``.
 
     With ``signed_input`` a negative x drives spikes of weight ``-g`` when ``V <= -v_thresh``.
@@ -58,10 +89,19 @@ class IntegrateFireInput(Neuron):
 
     kind: ClassVar[str] = "if_input"
     is_input: ClassVar[bool] = True
-    v_thresh: float = 1.0
-    v_reset: float = 0.0
-    reset: str = "zero"
-    signed_input: bool = False
+    v_thresh: float
+    v_reset: float
+    v: float
+    reset: str
+    signed_input: bool
+
+    def __init__(self, v_thresh: float = 1.0, v_reset: float = 0.0, v: float = 0.0,
+                 input_frames: int = 1, input_frame_timesteps: int = 1, *, reset: str = "zero",
+                 signed_input: bool = False):
+        _single_frame(self, input_frames)
+        self.v_thresh, self.v_reset, self.v = v_thresh, v_reset, v
+        self.reset, self.signed_input = reset, signed_input
+        self._check_v()
 
 
 @dataclass
@@ -86,25 +126,43 @@ class Integrator(Neuron):
     readout: Optional[str] = "avg_input"
 
 
-@dataclass
-class PoissonInput(Neuron):
+def _single_frame(neuron: Neuron, input_frames: int) -> None:
+    if input_frames != 1:
+        raise ValueError(f"{type(neuron).__name__}: time-varying input (input_frames="
+                         f"{input_frames}) is not supported; present one frame per example")
+
+
+class _SignedSpikes:
+    """mlGeNN's ``(signed_spikes=False, input_frames=1, input_frame_timesteps=1)`` arguments;
+    ``signed_input`` is distsnn's name of ``signed_spikes``."""
+
+    def __init__(self, signed_spikes: bool = False, input_frames: int = 1,
+                 input_frame_timesteps: int = 1, *, signed_input: Optional[bool] = None):
+        _single_frame(self, input_frames)  # type: ignore[arg-type]
+        self.signed_input = bool(signed_spikes if signed_input is None else signed_input)
+
+
+@dataclass(init=False)
+class PoissonInput(_SignedSpikes, Neuron):
     """Poisson input: spike with probability ``1 - exp(-|x| dt)`` per step (x in spikes/ms).
 
-    With ``signed_input`` a negative x emits spikes that act with weight ``-g``.
+    With ``signed_input`` (mlGeNN's ``signed_spikes``) a negative x emits spikes that act with
+    weight ``-g``.
     """
 
     kind: ClassVar[str] = "poisson_input"
     is_input: ClassVar[bool] = True
-    signed_input: bool = False
+    signed_input: bool
 
 
-@dataclass
-class BinarySpikeInput(Neuron):
-    """Spikes every step where ``x != 0`` (only where ``x > 0`` unless ``signed_input``)."""
+@dataclass(init=False)
+class BinarySpikeInput(_SignedSpikes, Neuron):
+    """Spikes every step where ``x != 0`` (only where ``x > 0`` unless ``signed_input``,
+    mlGeNN's ``signed_spikes``)."""
 
     kind: ClassVar[str] = "spike_input"
     is_input: ClassVar[bool] = True
-    signed_input: bool = False
+    signed_input: bool
 
 
 @dataclass
@@ -132,8 +190,8 @@ class FewSpikeRelu(Neuron):
     kind: ClassVar[str] = "few_spike_relu"
     k: int = 10
     alpha: float = 25.0
-    bias: Optional[Value] = None
     readout: Optional[str] = None
+    bias: Optional[Value] = None
 
 
 NEURON_TYPES: dict[str, type[Neuron]] = {

@@ -204,7 +204,7 @@ def avg_pool2d_cases():
         for pool, stride in [(2, 2), (3, 3), (2, 3), (3, 2)]:
             name = f"avg_pool_c{channels}_p{pool}_s{stride}"
             cases.append(Case(name, (20, 20, channels),
-                              lambda p=pool, s=stride: AvgPool2D((p, p), (s, s)),
+                              lambda p=pool, s=stride: AvgPool2D((p, p), pool_strides=(s, s)),
                               lambda x, p=pool, s=stride: ref_avg_pool(x, (p, p), (s, s))))
     name = "avg_pool_15x20_p2x3_default_stride"
     cases.append(Case(name, (15, 20, 3), lambda: AvgPool2D((2, 3)),
@@ -239,21 +239,22 @@ def avg_pool_conv2d_cases():
                     cases.append(Case(
                         name, (20, 20, c_in),
                         lambda w=w, p=pool, ps=pool_stride, pad=padding: AvgPoolConv2D(
-                            w, (p, p), (ps, ps), padding=pad),
+                            w, pool_size=(p, p), pool_strides=(ps, ps), padding=pad),
                         lambda x, w=w, p=pool, ps=pool_stride, pad=padding: ref_conv2d(
                             ref_avg_pool(x, (p, p), (ps, ps)), w, (1, 1), pad)))
     name = "avg_pool_conv_2to2_p2s2_k3_s2_pad1010"
     w = _weights(name, (3, 3, 2, 2))
     cases.append(Case(name, (20, 20, 2),
-                      lambda w=w: AvgPoolConv2D(w, (2, 2), (2, 2), strides=(2, 2),
-                                                padding=((1, 0), (1, 0))),
+                      lambda w=w: AvgPoolConv2D(w, pool_size=(2, 2), pool_strides=(2, 2),
+                                                strides=(2, 2), padding=((1, 0), (1, 0))),
                       lambda x, w=w: ref_conv2d(ref_avg_pool(x, (2, 2), (2, 2)), w, (2, 2),
                                                 ((1, 0), (1, 0)))))
     # a strided convolution after the pool (distsnn allows it; mlGeNN does not)
     name = "avg_pool_conv_2to2_p2s2_k3_s2_same"
     w = _weights(name, (3, 3, 2, 2))
     cases.append(Case(name, (20, 20, 2),
-                      lambda w=w: AvgPoolConv2D(w, (2, 2), (2, 2), strides=(2, 2), padding="same"),
+                      lambda w=w: AvgPoolConv2D(w, pool_size=(2, 2), pool_strides=(2, 2),
+                                                strides=(2, 2), padding="same"),
                       lambda x, w=w: ref_conv2d(ref_avg_pool(x, (2, 2), (2, 2)), w, (2, 2),
                                                 "same")))
     return cases

@@ -103,9 +103,9 @@ def test_geometry_fan_out_counts_every_kernel_tap():
     rng = np.random.default_rng(5)
     cases = [((9, 7, 2), Conv2D(rng.uniform(0.1, 1, (4, 3, 2, 3)).astype(np.float32),
                                 strides=(2, 1), padding="same")),
-             ((10, 10, 2), AvgPool2D((3, 3), (2, 2))),
+             ((10, 10, 2), AvgPool2D((3, 3), pool_strides=(2, 2))),
              ((10, 10, 2), AvgPoolConv2D(rng.uniform(0.1, 1, (3, 3, 2, 2)).astype(np.float32),
-                                         (2, 2), padding="same")),
+                                         pool_size=(2, 2), padding="same")),
              ((10, 10, 1), AvgPoolDense2D(rng.uniform(0.1, 1, (25, 4)).astype(np.float32),
                                           (2, 2)))]
     for shape, conn in cases:
@@ -143,9 +143,9 @@ def test_procedural_row_code_generates_the_paths_of_the_geometry(tmp_path):
                                 strides=(2, 1), padding="same")),
              ((8, 8, 2), Conv2D(rng.normal(size=(3, 3, 2, 2)).astype(np.float32), strides=2,
                                 padding=((1, 0), (0, 1)))),
-             ((10, 10, 2), AvgPool2D((3, 3), (2, 2))),
+             ((10, 10, 2), AvgPool2D((3, 3), pool_strides=(2, 2))),
              ((10, 9, 2), AvgPoolConv2D(rng.normal(size=(2, 2, 2, 3)).astype(np.float32),
-                                        (3, 3), (2, 2), padding="same")),
+                                        pool_size=(3, 3), pool_strides=(2, 2), padding="same")),
              ((10, 10, 1), AvgPoolDense2D(rng.normal(size=(25, 4)).astype(np.float32), (2, 2)))]
     neuron = create_neuron_model("lowering_probe", vars=[("x", "scalar")])
     for i, (shape, conn) in enumerate(cases):

@@ -101,7 +101,7 @@ def integrate_fire(n: IntegrateFire, name: str, dynamic_threshold: bool,
                    record_max_input: bool, example_steps: int = 1) -> NeuronCode:
     params, vars_ = [("Vreset", "scalar")], [("V", "scalar", RW), ("SpikeTotal", "unsigned int", RW)]
     pv: dict = {"Vreset": float(n.v_reset)}
-    vv: dict = {"V": float(n.v_reset), "SpikeTotal": 0}
+    vv: dict = {"V": float(n.v), "SpikeTotal": 0}
     if dynamic_threshold:
         params.append(("Vthresh", "scalar"))
         pv["Vthresh"] = float(np.max(n.v_thresh))
@@ -112,7 +112,7 @@ def integrate_fire(n: IntegrateFire, name: str, dynamic_threshold: bool,
         _value("Bias", n.bias, params, vars_, pv, vv)
         sim = ["const scalar In = Isyn + Bias;"]
     sim.append("V += In;")
-    reset_vals: dict = {"V": float(n.v_reset)}
+    reset_vals: dict = {"V": float(n.v)}
     readouts = {"var": "V"}
     extra_reset: list[str] = []
     add_readout(n.readout, name, ReadoutParts(params, vars_, pv, vv, sim, extra_reset,
@@ -138,7 +138,7 @@ def integrate_fire(n: IntegrateFire, name: str, dynamic_threshold: bool,
 
 def if_input(n: IntegrateFireInput, name: str) -> NeuronCode:
     vars_ = [("V", "scalar", RW), ("Input", "scalar", RO_BATCH), ("SpikeTotal", "unsigned int", RW)]
-    vv: dict = {"V": float(n.v_reset), "Input": 0.0, "SpikeTotal": 0}
+    vv: dict = {"V": float(n.v), "Input": 0.0, "SpikeTotal": 0}
     if n.reset not in ("zero", "subtract"):
         raise ValueError(f"population {name!r}: reset must be 'zero' or 'subtract'")
     if n.signed_input:
@@ -155,7 +155,7 @@ def if_input(n: IntegrateFireInput, name: str) -> NeuronCode:
         f"if_input_{name}", params=[("Vthresh", "scalar"), ("Vreset", "scalar")], vars=vars_,
         sim_code=sim, threshold_condition_code=threshold, reset_code=reset + "\nSpikeTotal++;")
     return NeuronCode(model, {"Vthresh": float(n.v_thresh), "Vreset": float(n.v_reset)}, vv,
-                      {"V": float(n.v_reset)}, input_var="Input", signed=n.signed_input)
+                      {"V": float(n.v)}, input_var="Input", signed=n.signed_input)
 
 
 def analog_input(name: str, example_steps: int) -> NeuronCode:
