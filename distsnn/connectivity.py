@@ -471,7 +471,7 @@ def transpose_pad_before(kernel: int, stride: int, padding: AxisPadding) -> int:
     return 0 if padding == "valid" else max(kernel - stride, 0) // 2
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class Conv2DTranspose(Connectivity):
     """TF Conv2DTranspose with kernel ``weight[kh, kw, filters, c_in]`` (Keras' layout).
 
@@ -480,23 +480,25 @@ class Conv2DTranspose(Connectivity):
     ``"valid"``, ``"same"`` or explicit ``((top, bottom), (left, right))`` cropping of the
     full output (ONNX ``pads``). Input pixel ``(r, c)`` adds ``x * weight[kr, kc, o, i]`` to
     output ``(r * sh + kr - pad_top, c * sw + kc - pad_left, o)`` where that is inside the
-    output. ``flatten`` is accepted as in mlGeNN (a flat target is always allowed).
+    output. ``flatten=True``: a target without a shape gets the output flattened (mlGeNN).
     """
 
     kind: ClassVar[str] = "conv2d_transpose"
-    weight: Union[float, np.ndarray]
+    weight: Weight
     filters: int
     conv_size: tuple[int, int]
-    flatten: bool = False
-    conv_strides: Optional[tuple[int, int]] = None
-    conv_padding: Padding = "valid"
-    delay: int = 0
+    conv_strides: tuple[int, int]
+    conv_padding: Padding
+    delay: int
 
-    def __post_init__(self):
-        self.filters = int(self.filters)
-        self.conv_size = _pair(self.conv_size)
-        self.conv_strides = _pair(self.conv_strides if self.conv_strides is not None else 1)
-        self.conv_padding = normalise_padding(self.conv_padding)
+    def __init__(self, weight: Weight, filters: int, conv_size, flatten: bool = False,
+                 conv_strides=None, conv_padding: Padding = "valid", delay: int = 0):
+        self.weight, self.delay = weight, delay
+        self.flatten = _flatten("Conv2DTranspose", flatten)
+        self.filters = int(filters)
+        self.conv_size = _pair(conv_size)
+        self.conv_strides = _pair(conv_strides if conv_strides is not None else 1)
+        self.conv_padding = normalise_padding(conv_padding)
         if self.filters < 1 or min(self.conv_size) < 1 or min(self.conv_strides) < 1:
             raise ValueError(f"Conv2DTranspose needs filters, conv_size and conv_strides of at "
                              f"least 1, not filters={self.filters}, conv_size={self.conv_size}, "

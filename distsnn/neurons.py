@@ -78,6 +78,7 @@ class IntegrateFire(_InitialV, Neuron):
 
     def __post_init__(self):
         self._check_v()
+        self.readout = readout_name(self.readout, "IntegrateFire")
 
 
 @dataclass(init=False)
@@ -192,6 +193,9 @@ class FewSpikeRelu(Neuron):
     alpha: float = 25.0
     readout: Optional[str] = None
     bias: Optional[Value] = None
+
+    def __post_init__(self):
+        self.readout = readout_name(self.readout, "FewSpikeRelu")
 
 
 NEURON_TYPES: dict[str, type[Neuron]] = {
