@@ -240,7 +240,7 @@ class CompiledInferenceNetwork:
         build_dir = Path(c.build_dir or default_build_dir()).expanduser()
         options = CompileOptions(
             mode=c.mode, example_timesteps=c.timesteps, backend=self.backend,
-            batch_size=c.rank_batch_size, seed=self.base_seed, dt=c.dt,
+            batch_size=self._genn_batch_size(), seed=self.base_seed, dt=c.dt,
             connectivity=c.connectivity, memory_budget=budget,
             memory_budget_source=budget_source, kernel_profiling=profiling,
             genn_kwargs=c.genn_kwargs, model_settings=settings,
@@ -255,6 +255,16 @@ class CompiledInferenceNetwork:
         self._genn = genn
         self._examples_fed = self._batches_evaluated = 0
         return self
+
+    def _genn_batch_size(self) -> int:
+        """GeNN's batch size: the rank's batch on CUDA; 1 on the single-threaded CPU backend,
+        which cannot batch, so a rank's batch there runs one example after another."""
+        if self.backend == "cuda" or self.compiler.rank_batch_size == 1:
+            return self.compiler.rank_batch_size
+        log.info("the CPU backend simulates one example at a time: each batch of %d runs as "
+                 "%d GeNN batches of 1", self.compiler.rank_batch_size,
+                 self.compiler.rank_batch_size)
+        return 1
 
     def _extra_options(self) -> dict:
         return {}

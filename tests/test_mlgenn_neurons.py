@@ -341,6 +341,11 @@ def test_spike_trains_equal_the_same_spikes_as_arrays(build_dir):
     _binary_vs_trains(build_dir)
 
 
+def test_spike_trains_equal_arrays_in_batches_of_3_on_the_cpu(build_dir):
+    """On the CPU backend a batch of 3 runs as three GeNN batches of 1."""
+    _binary_vs_trains(build_dir, batch_size=3)
+
+
 @pytest.mark.skipif("cuda" not in available_backends(), reason="needs pygenn's CUDA backend")
 def test_spike_trains_equal_arrays_with_batch_size_3(build_dir):
     from distsnn.devices import visible_gpus
