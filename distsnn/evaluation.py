@@ -112,8 +112,7 @@ def _read_or_convert(path: str, options: ConversionOptions, timings: Timings) ->
     from .convert.api import convert_file, import_keras_lean  # only rank 0 imports Keras/onnx
     from .convert.frontends import is_onnx
     with timings.measure("conversion"):
-        if not is_onnx(path):
-            import_keras_lean()
+        if not is_onnx(path) and import_keras_lean():
             gc.freeze()  # TensorFlow's objects: left out of later collections and the exit's (1 s)
         net = convert_file(path, options.method, norm_data=options.norm_data,
                            timesteps=options.timesteps, k=options.k,

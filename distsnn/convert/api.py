@@ -60,14 +60,15 @@ def _describe(norm_data: Any) -> Optional[str]:
     return str(norm_data) if isinstance(norm_data, (str, Path)) else type(norm_data).__name__
 
 
-def import_keras_lean() -> None:
-    """Import Keras (once per process) with :data:`KERAS_OPTIONAL_IMPORTS` hidden from it,
-    unless they are imported already; they stay importable afterwards. Keras then lacks only
-    its scikit-learn wrappers and image-gallery plots."""
+def import_keras_lean() -> bool:
+    """Import Keras with :data:`KERAS_OPTIONAL_IMPORTS` hidden from it, unless they are
+    imported already; they stay importable afterwards. Keras then lacks only its scikit-learn
+    wrappers and image-gallery plots. False if Keras was imported already."""
     if "keras" in sys.modules:
-        return
+        return False
     with _hidden(KERAS_OPTIONAL_IMPORTS):
         from . import _backend  # noqa: F401 - imports Keras quietly
+    return True
 
 
 @contextmanager
