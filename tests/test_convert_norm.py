@@ -293,7 +293,7 @@ print(json.dumps({"hash": net.content_hash(), "left_out": left_out}))
 """
 
 
-def test_convert_file_leaves_out_kerass_optional_imports_with_an_identical_network(tmp_path):
+def test_convert_file_skips_keras_optional_imports_with_an_identical_network(tmp_path):
     """A process that imports Keras for convert_file skips Keras' scikit-learn and matplotlib
     imports (1-1.5 s); the network is bit-identical to one converted with Keras' full import
     (this process imported Keras itself)."""
