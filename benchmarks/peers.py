@@ -4,19 +4,24 @@ networks, weights and data, data-norm rate coding (max activation), on this mach
 Per workload: the Keras model is exported once to a PyTorch copy (BatchNorm folded; the copy
 must agree with Keras on every test example before anything is timed). distsnn converts the
 Keras model once per configuration (``distsnn convert``, timed) and every repeat runs
-``mpiexec -n 2 distsnn evaluate NET.h5`` (a cached GeNN build); each peer repeat is one
+``mpiexec -n 2 distsnn evaluate NET.h5`` (a cached GeNN build), and, as the peers do, the
+conversion inside the run: ``mpiexec -n 2 distsnn evaluate model.keras -m data-norm
+--norm-data norm.npz`` (CLI defaults, a cached GeNN build); each peer repeat is one
 process (``benchmarks/peer_worker.py``: import torch, convert with calibration, simulate,
 batch 50, 2 threads, ``OMP_WAIT_POLICY=PASSIVE``). Runs are interleaved (config by config
 within each repeat) and medians reported: accuracy (digits: true labels; cifar: the ANN's
-predictions, i.e. agreement), examples/s of the simulation, whole-process seconds.
+predictions, i.e. agreement), examples/s of the simulation, whole-process seconds (and, for
+distsnn, the CPU seconds of all its processes, user + sys).
 
     .venv/bin/python benchmarks/peers.py --repeats 3        # needs the `peers` extra
+    .venv/bin/python benchmarks/peers.py --workloads digits --only "one command"
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -35,6 +40,8 @@ CONFIGS = [("distsnn poisson+spikes, reset zero (mlGeNN)", "poisson", "spikes", 
            ("distsnn analog+analog, reset zero", "analog", "analog", "zero"),
            ("distsnn analog+analog, reset subtract", "analog", "analog", "subtract")]
 WORKLOADS = {"digits": {"timesteps": 500}, "cifar": {"timesteps": 100, "examples": 200}}
+#: The run that compares with a peer's whole process: conversion inside it, CLI defaults.
+ONE_COMMAND = "distsnn one command: convert + evaluate (CLI defaults)"
 
 
 def export_torch(model, directory: Path) -> None:
@@ -145,14 +152,27 @@ def distsnn_convert(directory: Path, timesteps: int, config: tuple) -> tuple[Pat
     return net, seconds
 
 
-def distsnn_run(directory: Path, net: Path, timesteps: int, out: Path) -> dict:
-    seconds = timed([MPIEXEC, "-n", "2", DISTSNN, "evaluate", str(net), "--data",
+def distsnn_run(directory: Path, net: Path | None, timesteps: int, out: Path) -> dict:
+    """``mpiexec -n 2 distsnn evaluate`` of the network file ``net``, or (None) of the Keras
+    model, converted inside the run."""
+    model = ([str(net)] if net is not None else
+             [str(directory / "model.keras"), "-m", "data-norm", "--norm-data",
+              str(directory / "norm.npz")])
+    cpu = _children_cpu()
+    seconds = timed([MPIEXEC, "-n", "2", DISTSNN, "evaluate", *model, "--data",
                      str(directory / "test.npz"), "-t", str(timesteps), "-o", str(out),
                      "--build-dir", str(BUILD / "peers"), "--no-progress"])
     result = json.loads(out.read_text())
     accuracy = result["metrics"][str(timesteps)]["sparse_categorical_accuracy"]["result"]
     return {"accuracy": accuracy, "examples_per_second": result["examples_per_second"],
-            "process_s": seconds}
+            "process_s": seconds, "cpu_s": _children_cpu() - cpu,
+            "conversion_s": result["timings_s"].get("conversion")}
+
+
+def _children_cpu() -> float:
+    """User + sys seconds of this process's finished (waited-for) children and theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peer_run(peer: str, directory: Path, timesteps: int, out: Path) -> dict:
@@ -176,6 +196,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workloads", default="digits,cifar")
+    parser.add_argument("--only", default="", help="only the entries whose label contains "
+                        "this text, e.g. 'one command'")
     args = parser.parse_args()
     peers = peers_installed()
     tmp = BUILD / "peers-runs"
@@ -195,11 +217,19 @@ def main() -> None:
             info["torch_vs_keras"] = agreement
         entries, runs = {}, {}
         for config in CONFIGS:
+            if args.only not in config[0]:
+                continue
             net, seconds = distsnn_convert(directory, timesteps, config)
             entries[config[0]] = ("distsnn", net)
             runs[config[0]] = {"convert_process_s": seconds, "runs": []}
             distsnn_run(directory, net, timesteps, tmp / "warm.json")  # builds the GeNN code
+        if args.only in ONE_COMMAND:
+            entries[ONE_COMMAND] = ("distsnn", None)
+            runs[ONE_COMMAND] = {"runs": []}
+            distsnn_run(directory, None, timesteps, tmp / "warm.json")
         for peer in peers:
+            if args.only not in peer:
+                continue
             entries[peer] = ("peer", peer)
             runs[peer] = {"runs": []}
         monitor = LoadMonitor()
@@ -214,8 +244,10 @@ def main() -> None:
                     print(workload, label, {k: one[k] for k in ("accuracy",
                           "examples_per_second", "process_s")}, flush=True)
         for label, entry in runs.items():
-            for key in ("accuracy", "examples_per_second", "process_s"):
-                entry[key] = median(r[key] for r in entry["runs"])
+            for key in ("accuracy", "examples_per_second", "process_s", "cpu_s",
+                        "conversion_s"):
+                if entry["runs"][0].get(key) is not None:
+                    entry[key] = median(r[key] for r in entry["runs"])
         results["workloads"][workload] = {"timesteps": timesteps, **info, "entries": runs,
                                           "load": monitor.as_dict()}
     path = write_result("peers", results)
@@ -228,8 +260,11 @@ def markdown(results: dict) -> str:
     for workload, w in results["workloads"].items():
         rows = [{"method": label, "accuracy %": 100 * e["accuracy"],
                  "examples/s": e["examples_per_second"], "process s": e["process_s"],
-                 "convert s": e.get("convert_process_s")} for label, e in w["entries"].items()]
-        lines.append(table(rows, ["method", "accuracy %", "examples/s", "process s", "convert s"],
+                 "CPU s": e.get("cpu_s"),
+                 "convert s": e.get("convert_process_s", e.get("conversion_s"))}
+                for label, e in w["entries"].items()]
+        lines.append(table(rows, ["method", "accuracy %", "examples/s", "process s", "CPU s",
+                                  "convert s"],
                            f"**{workload}** (T={w['timesteps']}, {w['examples']} examples, "
                            f"accuracy against {w['labels']}; ANN {100 * w['ann_accuracy']:.2f}%; "
                            f"load average {w['load']['load_before'][0]:.1f} -> "

@@ -92,6 +92,11 @@ class Communicator(ABC):
         on its own channel, so ranks still inside other collectives cannot be confused)."""
         return True
 
+    def sleeping_barrier(self) -> None:
+        """A barrier at which early ranks sleep instead of polling a core: for waits of
+        seconds, such as the other ranks' while rank 0 converts a model."""
+        self.barrier()
+
     # mlGeNN compatibility ---------------------------------------------------------------
     def broadcast(self, data: np.ndarray, root: int = 0) -> None:
         """In-place broadcast of a numpy buffer (mlGeNN's ``Communicator.broadcast``)."""
@@ -161,6 +166,7 @@ class MPICommunicator(Communicator):
         self._comm = _MPI.COMM_WORLD
         self._local = self._comm.Split_type(_MPI.COMM_TYPE_SHARED)
         self._side = self._comm.Dup()
+        self._sleepy = self._comm.Dup()
         global _WORLD
         _WORLD = self
         if abort_on_exception and self._comm.Get_size() > 1:
@@ -245,6 +251,12 @@ class MPICommunicator(Communicator):
         sys.stdout.flush()
         sys.stderr.flush()
         self._comm.Abort(code)
+
+    def sleeping_barrier(self):
+        import time
+        request = self._sleepy.Ibarrier()
+        while not request.Test():
+            time.sleep(0.005)
 
     def all_arrive(self, timeout):
         import time

@@ -7,6 +7,7 @@ timed.
 """
 from __future__ import annotations
 
+import gc
 import platform
 import socket
 import time
@@ -81,23 +82,17 @@ def load_or_convert(path: str, options: ConversionOptions, comm: Communicator,
                     timings: Timings) -> Network:
     """The network on every rank: rank 0 loads or converts it, then broadcasts its bytes.
 
-    Spike-norm conversion then runs the threshold search on all ranks.
+    Spike-norm conversion then runs the threshold search on all ranks. The other ranks sleep
+    meanwhile, leaving their cores to rank 0.
     """
     def rank0() -> bytes:
-        if not Path(path).exists():
-            raise UserError(f"{path}: no such file (expected a .keras/.h5 Keras model, an .onnx "
-                            f"model or a distsnn network file)")
-        if is_network_file(path):
-            return Path(path).read_bytes()
-        from .convert import convert_file  # only rank 0 imports Keras/onnx
-        with timings.measure("conversion"):
-            net = convert_file(path, options.method, norm_data=options.norm_data,
-                               timesteps=options.timesteps, k=options.k,
-                               input_type=options.input_type, signed_input=options.signed_input,
-                               percentile=options.percentile, reset=options.reset,
-                               x_name=options.norm_x_name, readout=options.readout)
-        return network_to_bytes(net)
+        try:
+            return _read_or_convert(path, options, timings)
+        finally:
+            comm.sleeping_barrier()  # wakes the others
 
+    if comm.rank != 0:
+        comm.sleeping_barrier()
     data = on_root(comm, rank0, broadcast=False)
     with timings.measure("broadcast"):
         network = load_network(comm.broadcast_bytes(data))
@@ -105,6 +100,26 @@ def load_or_convert(path: str, options: ConversionOptions, comm: Communicator,
         with timings.measure("spike_norm_search"):
             spike_norm_search(network, options, comm)
     return network
+
+
+def _read_or_convert(path: str, options: ConversionOptions, timings: Timings) -> bytes:
+    """The network file's bytes: read, or converted from a Keras or ONNX model."""
+    if not Path(path).exists():
+        raise UserError(f"{path}: no such file (expected a .keras/.h5 Keras model, an .onnx "
+                        f"model or a distsnn network file)")
+    if is_network_file(path):
+        return Path(path).read_bytes()
+    from .convert.api import convert_file, import_keras_lean  # only rank 0 imports Keras/onnx
+    from .convert.frontends import is_onnx
+    with timings.measure("conversion"):
+        if not is_onnx(path) and import_keras_lean():
+            gc.freeze()  # TensorFlow's objects: left out of later collections and the exit's (1 s)
+        net = convert_file(path, options.method, norm_data=options.norm_data,
+                           timesteps=options.timesteps, k=options.k,
+                           input_type=options.input_type, signed_input=options.signed_input,
+                           percentile=options.percentile, reset=options.reset,
+                           x_name=options.norm_x_name, readout=options.readout)
+    return network_to_bytes(net)
 
 
 def spike_norm_search(network: Network, options: ConversionOptions, comm: Communicator) -> None:

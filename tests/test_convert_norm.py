@@ -1,6 +1,7 @@
 """Data-based normalisation and few-spike alphas: statistics, scaling, data sources, API."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -280,6 +281,32 @@ def test_convert_file_methods(tmp_path):
         convert_file(path, "magic")
     with pytest.raises(ModelFileError, match="absent.h5"):
         convert_file(tmp_path / "absent.h5", "simple")
+
+
+LEAN_CONVERT = """
+import json, sys
+from distsnn.convert import convert_file
+net = convert_file(sys.argv[1], "data-norm", norm_data=sys.argv[2], input_type="analog")
+left_out = [m for m in ("sklearn", "matplotlib") if m not in sys.modules]
+import matplotlib.pyplot, sklearn.base  # still importable afterwards
+print(json.dumps({"hash": net.content_hash(), "left_out": left_out}))
+"""
+
+
+def test_convert_file_skips_keras_optional_imports_with_an_identical_network(tmp_path):
+    """A process that imports Keras for convert_file skips Keras' scikit-learn and matplotlib
+    imports (1-1.5 s); the network is bit-identical to one converted with Keras' full import
+    (this process imported Keras itself)."""
+    path = tmp_path / "model.keras"
+    chain_model().save(path)
+    np.savez(tmp_path / "norm.npz", x=np.random.default_rng(3).uniform(0, 1, (40, 4)))
+    done = subprocess.run([sys.executable, "-c", LEAN_CONVERT, str(path), str(tmp_path /
+                           "norm.npz")], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    lean = json.loads(done.stdout.strip().splitlines()[-1])
+    assert lean["left_out"] == ["sklearn", "matplotlib"]
+    full = convert_file(path, "data-norm", norm_data=tmp_path / "norm.npz", input_type="analog")
+    assert lean["hash"] == full.content_hash()
 
 
 def test_lazy_imports():

@@ -95,3 +95,14 @@ def test_only_rank_zero_imports_tensorflow(digits_files, build_dir):
     assert lines[0].startswith("rank 0:") and "imported=keras,tensorflow" in lines[0]
     assert lines[1].startswith("rank 1:") and "imported=none" in lines[1]
     assert lines[0].split()[2] == lines[1].split()[2]  # the same network on both ranks
+
+
+def test_ranks_waiting_at_a_sleeping_barrier_sleep_until_rank_zero_arrives():
+    """While rank 0 converts a model the others wait there without polling a core (MPICH's
+    blocking barrier keeps one busy, taking it from rank 0 on a shared machine)."""
+    proc = run_mpi(2, [sys.executable, str(SCRIPTS / "sleeping_barrier.py")], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    ranks = {r["rank"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert ranks[0]["wall"] < 0.5  # rank 1 was already there
+    assert ranks[1]["wall"] > 1.4  # it waited for rank 0...
+    assert ranks[1]["cpu"] < 0.25 * ranks[1]["wall"]  # ...asleep
