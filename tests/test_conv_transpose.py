@@ -358,7 +358,7 @@ def test_harness_conversion_is_exact(tmp_path):
     """One hop from the input (spec §13.1 harness): bias, BatchNormalization folded into the
     kernel's output channels, and an input Normalization folded into its input channels and,
     transposed-convolved, into the bias."""
-    from distsnn.convert.testing import HarnessConverter, linear_response
+    from conversion_harness import HarnessConverter, linear_response
     inp = keras.Input((5, 6, 2), name="inp")
     norm = L.Normalization(mean=[0.3, -0.6], variance=[0.25, 4.0])
     outs = [L.Conv2DTranspose(2, 3, strides=2, padding="same", name="s2_same")(inp),
@@ -458,7 +458,7 @@ def test_onnx_conv_transpose_is_exact(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from onnx import helper
 
-    from distsnn.convert.testing import HarnessConverter
+    from conversion_harness import HarnessConverter
     rng = np.random.default_rng(8)
     inits = {"w1": rng.uniform(-1, 1, (2, 3, 3, 3)), "b1": rng.uniform(-1, 1, 3),
              "w2": rng.uniform(-1, 1, (2, 2, 4, 4)), "w3": rng.uniform(-1, 1, (2, 1, 3, 2)),

@@ -1,6 +1,6 @@
 """Every supported layer, converted and simulated, reproduces its Keras output exactly.
 
-The harness (spec §13.1, :mod:`distsnn.convert.testing`) feeds binary inputs as a spike
+The harness (spec §13.1, tests/conversion_harness.py) feeds binary inputs as a spike
 every step and reads never-firing IF outputs after T = 2 steps, which then hold exactly
 ``W x + b`` for an output one hop from the input. Each case is also checked on the host
 with the IR's explicit synapses, so a failure says whether the converter or the simulation
@@ -20,7 +20,7 @@ pytest.importorskip("pygenn")
 L = keras.layers
 
 from distsnn.compilers import InferenceCompiler  # noqa: E402
-from distsnn.convert.testing import HarnessConverter, linear_response  # noqa: E402
+from conversion_harness import HarnessConverter, linear_response  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 

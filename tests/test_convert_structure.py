@@ -13,7 +13,7 @@ L = keras.layers
 
 from distsnn import connectivity as C  # noqa: E402
 from distsnn.convert import DataNorm, FewSpike, InputType, ModelFileError, Simple  # noqa: E402
-from distsnn.convert.testing import HarnessConverter, linear_response  # noqa: E402
+from conversion_harness import HarnessConverter, linear_response  # noqa: E402
 from distsnn.netfile import load_network, network_to_bytes  # noqa: E402
 from distsnn.neurons import (BinarySpikeInput, IntegrateFire, IntegrateFireInput,  # noqa: E402
                              PoissonInput)

@@ -13,10 +13,10 @@ from typing import Optional
 
 import numpy as np
 
-from ..connectivity import forward
-from ..network import Network, Population
-from ..neurons import BinarySpikeInput, IntegrateFire, Neuron
-from .converters import Converter
+from distsnn.connectivity import forward
+from distsnn.network import Network, Population
+from distsnn.neurons import BinarySpikeInput, IntegrateFire, Neuron
+from distsnn.convert import Converter
 
 NEVER = float(np.finfo(np.float32).max)
 
