@@ -45,7 +45,7 @@ class HarnessConverter(Converter):
         return None if spec.bias is None else spec.bias / np.float32(2.0)
 
     def create_compiler(self, **kwargs):
-        from ..compilers import InferenceCompiler
+        from distsnn.compilers import InferenceCompiler
 
         return InferenceCompiler(evaluate_timesteps=self.evaluate_timesteps, **kwargs)
 
@@ -62,3 +62,18 @@ def linear_response(network: Network, target: Population,
     if bias is not None:
         total += bias_scale * np.asarray(bias, np.float64).reshape(1, -1)
     return total.reshape((n,) + target.shape)
+
+
+def randomise(model, rng: np.random.Generator, bias: tuple[float, float] = (-1.0, 1.0)):
+    """Random weights for a Keras model: kernels uniform in [-1, 1), biases in ``bias``,
+    BatchNormalization statistics well away from zero variance. Returns the model."""
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = weights
+            layer.set_weights([rng.uniform(0.5, 2, gamma.shape), rng.uniform(-1, 1, beta.shape),
+                               rng.uniform(-1, 1, mean.shape), rng.uniform(0.5, 2, var.shape)])
+        elif weights:
+            layer.set_weights([rng.uniform(-1, 1, w.shape) if w.ndim > 1
+                               else rng.uniform(*bias, w.shape) for w in weights])
+    return model

@@ -340,32 +340,18 @@ def test_inspect_lists_the_connection(tmp_path):
 # --------------------------------------------------------------------------------------
 # conversion of Keras models
 # --------------------------------------------------------------------------------------
-def _randomise(model, seed: int):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        weights = layer.get_weights()
-        if isinstance(layer, L.BatchNormalization):
-            gamma, beta, mean, var = weights
-            layer.set_weights([rng.uniform(0.5, 2, gamma.shape), rng.uniform(-1, 1, beta.shape),
-                               rng.uniform(-1, 1, mean.shape), rng.uniform(0.5, 2, var.shape)])
-        elif weights:
-            layer.set_weights([rng.uniform(-1, 1, w.shape) if w.ndim > 1
-                               else rng.uniform(0, 0.3, w.shape) for w in weights])
-    return model
-
-
 def test_harness_conversion_is_exact(tmp_path):
     """One hop from the input (spec §13.1 harness): bias, BatchNormalization folded into the
     kernel's output channels, and an input Normalization folded into its input channels and,
     transposed-convolved, into the bias."""
-    from conversion_harness import HarnessConverter, linear_response
+    from conversion_harness import HarnessConverter, linear_response, randomise
     inp = keras.Input((5, 6, 2), name="inp")
     norm = L.Normalization(mean=[0.3, -0.6], variance=[0.25, 4.0])
     outs = [L.Conv2DTranspose(2, 3, strides=2, padding="same", name="s2_same")(inp),
             L.Conv2DTranspose(3, 4, use_bias=False, name="k4_valid")(inp),
             L.BatchNormalization(name="bn")(L.Conv2DTranspose(2, 3, strides=2)(inp)),
             L.Conv2DTranspose(2, 4, strides=2, padding="same", name="norm_s2")(norm(inp))]
-    model = _randomise(keras.Model(inp, outs), 11)
+    model = randomise(keras.Model(inp, outs), np.random.default_rng(11), bias=(0, 0.3))
     x = _binary((5, 6, 2), n=3, seed=4)
     expected = [keras.ops.convert_to_numpy(t) for t in model(x, training=False)]
 
@@ -388,10 +374,11 @@ def test_harness_conversion_is_exact(tmp_path):
 def cnn():
     """Sequential Conv2D(relu) -> Conv2DTranspose(relu, stride 2, same, bias) -> Flatten ->
     Dense."""
-    model = _randomise(keras.Sequential([
+    from conversion_harness import randomise
+    model = randomise(keras.Sequential([
         keras.Input((6, 6, 1)), L.Conv2D(3, 3, padding="same", activation="relu", name="conv"),
         L.Conv2DTranspose(2, 3, strides=2, padding="same", activation="relu", name="up"),
-        L.Flatten(), L.Dense(4, name="out")]), 3)
+        L.Flatten(), L.Dense(4, name="out")]), np.random.default_rng(3), bias=(0, 0.3))
     x = np.random.default_rng(6).uniform(0, 1, (40, 6, 6, 1)).astype(np.float32)
     dense = model.get_layer("out")
     kernel, bias = dense.get_weights()

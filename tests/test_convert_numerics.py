@@ -20,7 +20,7 @@ pytest.importorskip("pygenn")
 L = keras.layers
 
 from distsnn.compilers import InferenceCompiler  # noqa: E402
-from conversion_harness import HarnessConverter, linear_response  # noqa: E402
+from conversion_harness import HarnessConverter, linear_response, randomise  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -88,18 +88,6 @@ CASES = {
 def _norm(invert=False):
     """Per-channel Normalization of the two input channels."""
     return L.Normalization(mean=[0.3, -0.6], variance=[0.25, 4.0], invert=invert)
-
-
-def randomise(model, rng):
-    for layer in model.layers:
-        weights = layer.get_weights()
-        if isinstance(layer, L.BatchNormalization):
-            gamma, beta, mean, var = weights
-            layer.set_weights([rng.uniform(0.5, 2, gamma.shape), rng.uniform(-1, 1, beta.shape),
-                               rng.uniform(-1, 1, mean.shape), rng.uniform(0.5, 2, var.shape)])
-        elif weights:
-            layer.set_weights([rng.uniform(-1, 1, w.shape) for w in weights])
-    return model
 
 
 def to_numpy(tensors):
