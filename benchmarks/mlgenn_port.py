@@ -11,7 +11,11 @@ copied into a scratch directory and only these edits are made:
   small deterministic random arrays of the right shapes and ``Model.fit`` trains one epoch
   (so the examples' accuracies mean nothing; what is checked is that they run);
 * ``resnet20_cifar10.py`` only: two bugs of the example itself, which fail under mlGeNN too
-  (``convert`` returns 4 values, ``evaluate_batch_iter`` a ``(metrics, data)`` pair).
+  (``convert`` returns 4 values, ``evaluate_batch_iter`` a ``(metrics, data)`` pair);
+* for the 2-rank runs: ``communicator=MPI()`` passed to ``create_compiler``, the 1-rank
+  run's saved weights reused (``--reuse-tf-model``) and the global numpy/Keras seeds fixed
+  (in the local-data module), so that both ranks draw the same norm data (unseeded, they
+  build different networks, which distsnn refuses with one error).
 
 Writes ``results/mlgenn_port.json`` (per test file: passed/failed; per example: exit code,
 accuracy line, seconds) and prints a Markdown table.
@@ -30,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import MPIEXEC
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "mlgenn_port.json"
 
@@ -46,14 +52,20 @@ TEST_FILES = [
 ]
 EXAMPLE_FILES = ["arguments.py", "plotting.py", "transforms.py", "cifar10_dataset.py",
                  "simple_cnn.py", "vgg16_cifar10.py", "resnet20_cifar10.py"]
-#: (script, extra arguments) per run; small sample counts keep each run to minutes.
+#: (script, extra arguments, ranks) per run; small sample counts keep each run to minutes.
+#: With 2 ranks the script gets ``communicator=MPI()`` in its ``create_compiler`` call and
+#: runs under ``mpiexec -n 2`` with ``--reuse-tf-model`` (the weights the 1-rank run saved:
+#: ranks that all train write the same weight file at once); its accuracy must equal the
+#: 1-rank run's.
 EXAMPLE_RUNS = [
-    ("simple_cnn.py", ["--converter", "few-spike"]),
-    ("simple_cnn.py", ["--converter", "data-norm"]),
-    ("simple_cnn.py", ["--converter", "spike-norm"]),
-    ("vgg16_cifar10.py", ["--converter", "few-spike"]),
-    ("resnet20_cifar10.py", ["--converter", "few-spike"]),
-    ("resnet20_cifar10.py", ["--converter", "data-norm"]),
+    ("simple_cnn.py", ["--converter", "few-spike"], 1),
+    ("simple_cnn.py", ["--converter", "few-spike"], 2),
+    ("simple_cnn.py", ["--converter", "data-norm"], 1),
+    ("simple_cnn.py", ["--converter", "data-norm"], 2),
+    ("simple_cnn.py", ["--converter", "spike-norm"], 1),
+    ("vgg16_cifar10.py", ["--converter", "few-spike"], 1),
+    ("resnet20_cifar10.py", ["--converter", "few-spike"], 1),
+    ("resnet20_cifar10.py", ["--converter", "data-norm"], 1),
 ]
 SMALL = ["--n-train-samples", "64", "--n-test-samples", "8", "--n-norm-samples", "8",
          "--kernel-profiling", "--prefer-in-memory-connect", "--rng-seed", "1"]
@@ -81,6 +93,8 @@ def _arrays(shape, classes, n_train=256, n_test=64):
     y = rng.integers(0, classes, (n_train + n_test, 1) if len(shape) == 3 else n_train + n_test)
     return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
 
+np.random.seed(0)
+keras.utils.set_random_seed(0)
 keras.datasets.mnist.load_data = lambda *a, **k: _arrays((28, 28), 10)
 keras.datasets.cifar10.load_data = lambda *a, **k: _arrays((32, 32, 3), 10)
 _fit = keras.Model.fit
@@ -154,33 +168,56 @@ def run_examples(mlgenn: Path, scratch: Path, timeout: int) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(examples), "TF_CPP_MIN_LOG_LEVEL": "3",
            "MPLBACKEND": "Agg"}
     runs = []
-    for script, extra in EXAMPLE_RUNS:
+    for script, extra, ranks in EXAMPLE_RUNS:
+        command = [sys.executable, script, *SMALL, *extra]
+        if ranks > 1:
+            command = [MPIEXEC, "-n", str(ranks), sys.executable, distributed(examples, script),
+                       *SMALL, *extra, "--reuse-tf-model"]
         start = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, script, *SMALL, *extra], cwd=examples,
-                                  env=env, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(command, cwd=examples, env=env, capture_output=True,
+                                  text=True, timeout=timeout)
             rc, out = proc.returncode, proc.stdout + proc.stderr
         except subprocess.TimeoutExpired as e:
             rc, out = "timeout", str(e.stdout or "")
         lines = out.splitlines()
-        runs.append({"script": script, "args": extra, "rc": rc,
-                     "seconds": round(time.perf_counter() - start, 1),
-                     "accuracy": next((l for l in lines if l.startswith("Accuracy")), None),
-                     "reset_time": next((l.strip() for l in lines
-                                         if "custom_update_reset_time" in l), None),
-                     "tail": None if rc == 0 else "\n".join(lines[-6:])})
-        print(f"{script} {' '.join(extra)}: rc {rc}", flush=True)
+        run = {"script": script, "args": extra, "ranks": ranks, "rc": rc,
+               "seconds": round(time.perf_counter() - start, 1),
+               "accuracy": next((l for l in lines if l.startswith("Accuracy")), None),
+               "reset_time": next((l.strip() for l in lines
+                                   if "custom_update_reset_time" in l), None),
+               "tail": None if rc == 0 else "\n".join(lines[-6:])}
+        if ranks > 1:
+            single = next(r for r in runs if (r["script"], r["args"], r["ranks"])
+                          == (script, extra, 1))
+            run["accuracy_equals_1_rank"] = run["accuracy"] == single["accuracy"]
+        runs.append(run)
+        print(f"{script} {' '.join(extra)} on {ranks} rank(s): rc {rc}", flush=True)
     return runs
+
+
+def distributed(examples: Path, script: str) -> str:
+    """A copy of ``script`` whose compiler gets ``communicator=MPI()``."""
+    text = (examples / script).read_text()
+    if "converter.create_compiler(" not in text:
+        raise ValueError(f"{script}: no converter.create_compiler( call to distribute")
+    text = "from distsnn.communicators import MPI\n" + text.replace(
+        "converter.create_compiler(", "converter.create_compiler(communicator=MPI(), ")
+    name = script.replace(".py", "_mpi.py")
+    (examples / name).write_text(text)
+    return name
 
 
 def markdown(result: dict) -> str:
     rows = ["| mlGeNN file (imports changed) | passed | failed |", "|---|---|---|"]
     for name, entry in sorted(result["tests"].items()):
         rows.append(f"| `{name}` | {entry['passed']} | {entry['failed']} |")
-    rows += ["", "| mlGeNN example (local data) | exit code | seconds |", "|---|---|---|"]
+    rows += ["", "| mlGeNN example (local data) | ranks | exit code | seconds | accuracy = 1 rank's |",
+             "|---|---|---|---|---|"]
     for run in result["examples"]:
-        rows.append(f"| `{run['script']} {' '.join(run['args'])}` | {run['rc']} | "
-                    f"{run['seconds']} |")
+        same = {True: "yes", False: "**no**"}.get(run.get("accuracy_equals_1_rank"), "")
+        rows.append(f"| `{run['script']} {' '.join(run['args'])}` | {run.get('ranks', 1)} | "
+                    f"{run['rc']} | {run['seconds']} | {same} |")
     return "\n".join(rows)
 
 
