@@ -1,15 +1,17 @@
 """Run mlGeNN's own converter tests and TensorFlow examples against distsnn, imports changed.
 
 Needs a checkout (or bare clone) of mlGeNN (github.com/genn-team/ml_genn). The files are
-copied into a scratch directory and only these edits are made:
+copied into a scratch directory (with ``examples/simple_mnist.py``, a hand-built network with
+trained weights) and only these edits are made:
 
 * imports: ``ml_genn_tf.converters.spike_norm`` -> ``distsnn.spike_norm``,
   ``ml_genn_tf.converters`` -> ``distsnn.convert``, ``ml_genn`` -> ``distsnn``;
 * what Keras 3 itself requires: weight files end in ``.weights.h5``; layer sizes are Python
   ints (``Dense(int(train_y.max() + 1))``);
-* the examples' data (no network here): ``keras.datasets.mnist/cifar10.load_data`` return
-  small deterministic random arrays of the right shapes and ``Model.fit`` trains one epoch
-  (so the examples' accuracies mean nothing; what is checked is that they run);
+* the examples' data (no network here): ``keras.datasets.mnist/cifar10.load_data`` and the
+  ``mnist`` package return small deterministic random arrays of the right shapes and
+  ``Model.fit`` trains one epoch (so the accuracies mean nothing; what is checked is that the
+  examples run);
 * ``resnet20_cifar10.py`` only: two bugs of the example itself, which fail under mlGeNN too
   (``convert`` returns 4 values, ``evaluate_batch_iter`` a ``(metrics, data)`` pair);
 * for the 2-rank runs: ``communicator=MPI()`` passed to ``create_compiler``, the 1-rank
@@ -66,6 +68,7 @@ EXAMPLE_RUNS = [
     ("vgg16_cifar10.py", ["--converter", "few-spike"], 1),
     ("resnet20_cifar10.py", ["--converter", "few-spike"], 1),
     ("resnet20_cifar10.py", ["--converter", "data-norm"], 1),
+    ("simple_mnist.py", [], 1),
 ]
 SMALL = ["--n-train-samples", "64", "--n-test-samples", "8", "--n-norm-samples", "8",
          "--kernel-profiling", "--prefer-in-memory-connect", "--rng-seed", "1"]
@@ -81,6 +84,19 @@ RESNET20_FIXES = [
      "mlg_net, mlg_net_inputs, mlg_net_outputs, _ = converter.convert(tf_model)"),
     ("accuracy = compiled_net.evaluate_batch_iter(", "accuracy, _ = compiled_net.evaluate_batch_iter("),
 ]
+
+#: Stands in for the ``mnist`` package (a downloader) that ``simple_mnist.py`` imports.
+LOCAL_MNIST = '''
+import numpy as np
+datasets_url = None
+_rng = np.random.default_rng(0)
+_images = _rng.integers(0, 256, (256, 28, 28), dtype=np.uint8)
+_labels = _rng.integers(0, 10, 256)
+def test_images():
+    return _images
+def test_labels():
+    return _labels
+'''
 
 #: Installed as sitecustomize.py for the examples: local data, one training epoch.
 LOCAL_DATA = '''
@@ -114,6 +130,14 @@ def export(mlgenn: Path, path: str) -> str:
         return (mlgenn / path).read_text()
     return subprocess.run(["git", "-C", str(mlgenn), "show", f"HEAD:{path}"], check=True,
                           capture_output=True, text=True).stdout
+
+
+def export_bytes(mlgenn: Path, path: str) -> bytes:
+    """One binary file of mlGeNN (e.g. the example weights)."""
+    if (mlgenn / path).exists():
+        return (mlgenn / path).read_bytes()
+    return subprocess.run(["git", "-C", str(mlgenn), "show", f"HEAD:{path}"], check=True,
+                          capture_output=True).stdout
 
 
 def rewrite(text: str, rules: list[tuple[str, str]]) -> str:
@@ -165,11 +189,17 @@ def run_examples(mlgenn: Path, scratch: Path, timeout: int) -> list[dict]:
                 text = text.replace(old, new)
         (examples / name).write_text(text)
     (examples / "sitecustomize.py").write_text(LOCAL_DATA)
+    (examples / "mnist.py").write_text(LOCAL_MNIST)
+    (examples / "simple_mnist.py").write_text(
+        rewrite(export(mlgenn, "examples/simple_mnist.py"), IMPORTS))
+    for weights in ("weights_0_1.npy", "weights_1_2.npy"):
+        (examples / weights).write_bytes(export_bytes(mlgenn, f"examples/{weights}"))
     env = {**os.environ, "PYTHONPATH": str(examples), "TF_CPP_MIN_LOG_LEVEL": "3",
            "MPLBACKEND": "Agg"}
     runs = []
     for script, extra, ranks in EXAMPLE_RUNS:
-        command = [sys.executable, script, *SMALL, *extra]
+        command = [sys.executable, script, *([] if script == "simple_mnist.py" else SMALL),
+                   *extra]
         if ranks > 1:
             command = [MPIEXEC, "-n", str(ranks), sys.executable, distributed(examples, script),
                        *SMALL, *extra, "--reuse-tf-model"]
