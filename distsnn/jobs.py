@@ -15,7 +15,8 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 
 from .communicator import Communicator
-from .compilers import ChunkResult, CompiledInferenceNetwork, EvaluationStopped
+from .chunks import ChunkResult, EvaluationStopped
+from .compilers import CompiledInferenceNetwork
 from .errors import UserError
 from .inputs import InputScaling, check_finite
 from .journal import Journal, remaining, split_ranges

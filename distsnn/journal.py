@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from .communicator import Communicator
-from .compilers import ChunkResult, merge_ranges
+from .chunks import ChunkResult, merge_ranges
 from .errors import UserError, on_root
 
 HEADER = "header.json"
