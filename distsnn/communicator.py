@@ -284,9 +284,8 @@ def end_job(shared: bool) -> bool:
     if world is None:
         import os
         import time
-        if shared and _launcher_rank() != 0 and any(
-                os.environ.get(v, "1") not in ("", "1")
-                for v in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS")):
+        if shared and _launcher_rank() != 0 and (
+                _launcher_size() > 1 or os.environ.get("SLURM_NTASKS", "1") not in ("", "1")):
             time.sleep(1.0)
         return True
     return world.size == 1 or world.all_arrive(10.0 if shared else 3.0)
@@ -299,6 +298,48 @@ def _launcher_rank() -> int:
         if os.environ.get(name, "").isdigit():
             return int(os.environ[name])
     return 0
+
+
+def _launcher_size() -> int:
+    """The number of ranks an MPI launcher started (1 when none did)."""
+    import os
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def install_early_abort_hook(wait_s: float = 30.0) -> None:
+    """Before MPI is initialised: an uncaught exception on one rank of a multi-rank job
+    prints its traceback, initialises MPI and aborts the job, so that ranks already waiting
+    in ``MPI_Init`` (for a communicator made later in the script) do not wait forever. If
+    MPI cannot be initialised within ``wait_s`` (the other ranks ended without it), the rank
+    just exits with code 1. ``distsnn.communicators`` installs it on import."""
+    if _WORLD is not None or _launcher_size() <= 1:
+        return
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        if _WORLD is not None or issubclass(exc_type, KeyboardInterrupt):
+            previous(exc_type, exc, tb)
+            return
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        sys.stderr.write(f"distsnn: rank {_launcher_rank()} of {_launcher_size()} failed before "
+                         f"MPI was initialised; aborting all ranks.\n{text}")
+        sys.stderr.flush()
+
+        def abort() -> None:
+            from mpi4py import MPI as _MPI
+            _MPI.COMM_WORLD.Abort(1)
+
+        import os
+        import threading
+        import time
+        threading.Thread(target=abort, daemon=True).start()
+        time.sleep(wait_s)
+        os._exit(1)
+
+    sys.excepthook = hook
 
 
 def _install_abort_hook(comm: MPICommunicator) -> None:

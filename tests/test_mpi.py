@@ -68,6 +68,19 @@ def test_failure_on_one_rank_ends_the_whole_job(tmp_path, build_dir):
     assert elapsed < 120
 
 
+def test_a_rank_failing_before_mpi_is_initialised_ends_the_whole_job():
+    """mlGeNN-style scripts make their communicator late (after training, converting): a
+    rank that fails before then must not leave the others waiting in MPI_Init."""
+    start = time.monotonic()
+    proc = run_mpi(2, [sys.executable, str(SCRIPTS / "fail_before_mpi.py")], timeout=120)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "injected failure on rank 1 before MPI" in text
+    assert "rank 1 of 2 failed before MPI was initialised" in text
+    assert "passed the barrier" not in text
+    assert time.monotonic() - start < 60
+
+
 def test_converter_flow_is_identical_for_one_and_two_ranks(tmp_path, build_dir):
     """Simple, DataNorm and FewSpike: evaluate, evaluate_batch_iter and predict."""
     results = []
