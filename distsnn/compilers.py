@@ -57,8 +57,8 @@ class InferenceCompiler:
             converting them into explicit synapse matrices (SPARSE).
         reset_time_between_batches: start each batch at t=0.
         reset_vars_between_batches: reset neuron state per batch (readouts always are).
-        reset_in_syn_between_batches: accepted for compatibility; distsnn's delta synapses
-            keep no input between steps, and spikes in flight are always dropped.
+        reset_in_syn_between_batches: accepted for compatibility; synaptic input always
+            restarts at 0 with every example, and spikes in flight are dropped.
         communicator: None for one process, or ``distsnn.communicators.MPI()``.
         backend: "auto" (CUDA when available and a GPU is visible), "cpu" or "cuda".
         build_dir: where GeNN code is generated (default ``~/.cache/distsnn/genn-build``).

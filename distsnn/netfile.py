@@ -6,7 +6,8 @@ Layout::
                               inputs, outputs (JSON lists of population names), metadata (JSON)
     /populations/<i>   attrs: name, kind, shape, record_spikes, params (JSON scalars);
                        datasets: array-valued neuron parameters
-    /connections/<i>   attrs: name, kind, source, target, params (JSON scalars);
+    /connections/<i>   attrs: name, kind, source, target, params (JSON scalars), synapse
+                       (JSON, only when not delta);
                        datasets: array-valued connectivity parameters (weights)
 
 Groups are numbered so the population and connection order survives a round trip. A
@@ -27,6 +28,7 @@ from . import __version__
 from .connectivity import CONNECTIVITY_TYPES
 from .network import Connection, Network, Population
 from .neurons import NEURON_TYPES
+from .synapses import synapse_from_params, synapse_params
 
 FORMAT_NAME = "distsnn-network"
 FORMAT_VERSION = 2  # 2: per-neuron arrays that repeat per channel are stored once ("tile")
@@ -66,6 +68,8 @@ def network_to_bytes(network: Network) -> bytes:
             g.attrs.update(name=conn.name, kind=conn.connectivity.kind,
                            source=conn.source.name, target=conn.target.name)
             _write_params(g, conn.connectivity.params(), conn.source.shape[-1])
+            if conn.synapse.kind != "delta":  # absent: delta (and files stay readable as before)
+                g.attrs["synapse"] = json.dumps(synapse_params(conn.synapse))
     return buffer.getvalue()
 
 
@@ -124,7 +128,8 @@ def _read(f: h5py.File, label: str) -> Network:
                                    f"connectivity kind {kind!r}")
         connectivity = CONNECTIVITY_TYPES[kind](**_read_params(g))
         source, target = by_name[str(g.attrs["source"])], by_name[str(g.attrs["target"])]
-        net.connections.append(Connection(source, target, connectivity,
+        synapse = synapse_from_params(json.loads(g.attrs.get("synapse", '{"kind": "delta"}')))
+        net.connections.append(Connection(source, target, connectivity, synapse,
                                           name=str(g.attrs["name"]), add_to_model=False))
     net.inputs = [by_name[n] for n in json.loads(f.attrs["inputs"])]
     net.outputs = [by_name[n] for n in json.loads(f.attrs["outputs"])]

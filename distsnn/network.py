@@ -34,7 +34,7 @@ import numpy as np
 
 from .connectivity import Connectivity, Shape
 from .neurons import NEURON_TYPES, Neuron
-from .synapses import Delta
+from .synapses import Synapse, make_synapse, synapse_params
 
 ShapeLike = Union[None, int, Sequence[int]]
 NeuronLike = Union[Neuron, str]
@@ -105,16 +105,15 @@ class Connection:
     max_delay_steps=None, add_to_model=True)`` as in mlGeNN: created inside ``with network:``
     it is added to that network. A target without a shape gets the connectivity's output
     shape; scalar weights are then expanded (``connectivity.resolve``) and the geometry
-    checked against both shapes. Delta synapses are the only kind.
+    checked against both shapes. ``synapse``: ``"delta"`` (default) or ``"exponential"`` /
+    ``Exponential(tau, scale_i)`` (see :mod:`distsnn.synapses`).
     """
 
     def __init__(self, source: Population, target: Population, connectivity: Connectivity,
-                 synapse: Union[str, Delta] = "delta", name: Optional[str] = None,
+                 synapse: Union[str, Synapse] = "delta", name: Optional[str] = None,
                  max_delay_steps: Optional[int] = None, add_to_model: bool = True):
         self.name = name or f"{source.name}_to_{target.name}"
-        if not (synapse == "delta" or isinstance(synapse, Delta)):
-            raise ValueError(f"connection {self.name!r}: synapse must be \"delta\" (distsnn "
-                             f"simulates delta synapses only), not {synapse!r}")
+        synapse = make_synapse(synapse, f"connection {self.name!r}")
         if not isinstance(connectivity, Connectivity):
             raise TypeError(f"connection {self.name!r}: connectivity must be a distsnn "
                             f"connectivity (Dense, Conv2D, ...), not {type(connectivity).__name__}")
@@ -127,7 +126,7 @@ class Connection:
         connectivity.resolve(source.shape, target.shape)
         connectivity.check(source.shape, target.shape)
         self.source, self.target, self.connectivity = source, target, connectivity
-        self.synapse = Delta()
+        self.synapse = synapse
         self.max_delay_steps = max_delay_steps
         source.outgoing_connections.append(self)
         target.incoming_connections.append(self)
@@ -246,6 +245,8 @@ class Network:
             _hash_item(digest, ["conn", conn.name, conn.source.name, conn.target.name,
                                 conn.connectivity.kind])
             _hash_params(digest, conn.connectivity.params())
+            if conn.synapse.kind != "delta":  # delta networks keep their earlier hashes
+                _hash_item(digest, ["synapse", synapse_params(conn.synapse)])
         _hash_item(digest, [[p.name for p in self.inputs], [p.name for p in self.outputs]])
         return digest.hexdigest()
 
@@ -307,7 +308,7 @@ class Layer(_LayerBase):
     its incoming :class:`Connection` (None for a first layer)."""
 
     def __init__(self, connectivity: Connectivity, neuron: NeuronLike, shape: ShapeLike = None,
-                 synapse: Union[str, Delta] = "delta", record_spikes: bool = False,
+                 synapse: Union[str, Synapse] = "delta", record_spikes: bool = False,
                  name: Optional[str] = None):
         network = SequentialNetwork.current("a Layer")
         self.population = Population(neuron, shape, record_spikes, name, add_to_model=False)

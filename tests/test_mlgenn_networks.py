@@ -17,7 +17,7 @@ from distsnn.connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Conv
 from distsnn.netfile import load_network, network_to_bytes
 from distsnn.neurons import (BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput, IntegrateFire,
                              IntegrateFireInput, PoissonInput)
-from distsnn.synapses import Delta
+from distsnn.synapses import Delta, Exponential
 
 NEVER = np.float64(np.finfo(np.float32).max)  # a threshold no input reaches: V is x . W
 
@@ -239,12 +239,63 @@ def test_mlgenn_neuron_signatures():
         PoissonInput(False, 3)
 
 
-def test_unsupported_synapse():
+def test_synapse_names_and_errors():
     with Network():
         a, b = Population(BinarySpikeInput(), 3), Population(IntegrateFire(), 3)
-        with pytest.raises(ValueError, match="synapse must be \"delta\".*'exponential'"):
-            Connection(a, b, OneToOne(1.0), synapse="exponential")
+        with pytest.raises(ValueError, match="synapse must be \"delta\".*'alpha'"):
+            Connection(a, b, OneToOne(1.0), synapse="alpha")
         assert Connection(a, b, OneToOne(1.0), synapse=Delta()).target() is b
+        assert Connection(a, b, OneToOne(1.0), synapse="exponential").synapse == Exponential()
+    with pytest.raises(ValueError, match="tau must be a positive"):
+        Exponential(0.0)
+
+
+def _exponential_reference(x, w, synapse: Exponential, steps: int, dt: float) -> np.ndarray:
+    """mlGeNN's Exponential synapse into a non-leaky, never-firing IF neuron, per example:
+    each step the target receives I (times the scale) and I decays; spikes of a step add
+    their weights to I for the next one; I starts at 0 with every example."""
+    out = []
+    for example in x:
+        current, v = np.zeros(w.shape[1]), np.zeros(w.shape[1])
+        for step in range(steps):
+            if step >= 1:
+                v += current * synapse.current_scale(dt)
+                current *= synapse.decay(dt)
+            current += (example > 0) @ w
+        out.append(v)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("scale_i", [False, True])
+def test_exponential_synapse_against_numpy(scale_i, build_dir):
+    rng = np.random.default_rng(7)
+    x = (rng.random((4, 5)) < 0.5).astype(np.float32)
+    x[2] = 0.0  # an example without input right after one with: no current carries over
+    w = rng.normal(size=(5, 3))
+    synapse = Exponential(tau=3.0, scale_i=scale_i)
+    network = SequentialNetwork()
+    with network:
+        input = InputLayer(BinarySpikeInput(), 5)
+        output = Layer(Dense(w), IntegrateFire(v_thresh=NEVER, readout="var"),
+                       synapse=synapse)
+    compiler = InferenceCompiler(evaluate_timesteps=6, dt=0.5, build_dir=str(build_dir))
+    with compiler.compile(network) as compiled:
+        predictions, _ = compiled.predict({input: x}, [output], callbacks=[])
+    expected = _exponential_reference(x, w, synapse, 6, 0.5)
+    np.testing.assert_allclose(predictions[output], expected, rtol=1e-5, atol=1e-5)
+    assert np.all(predictions[output][2] == 0.0)
+
+
+def test_exponential_synapse_is_refused_by_few_spike(build_dir):
+    with Network() as network:
+        input = Population(FewSpikeReluInput(k=4), 2)
+        output = Population(FewSpikeRelu(k=4, readout="var"), 2)
+        Connection(input, output, OneToOne(1.0), synapse=Exponential(2.0))
+    compiled = FewSpikeCompiler(k=4, build_dir=str(build_dir)).compile(
+        network, inputs=input, outputs=output)
+    with pytest.raises(ValueError, match="few-spike networks take delta synapses only"):
+        with compiled:
+            pass
 
 
 def test_construction_errors():
@@ -309,9 +360,12 @@ def test_network_file_round_trip():
         conv = Layer(Conv2D(0.5, 3, 3, conv_padding="same"),
                      IntegrateFire(v_thresh=np.arange(108.0), v_reset=-0.5, v=0.25))
         pool = Layer(AvgPool2D(2, flatten=True), IntegrateFire(v_reset=-0.5, v=-0.5))
-        Layer(Dense(1.5), IntegrateFire(readout="spike_count"), 4)
+        Layer(Dense(1.5), IntegrateFire(readout="spike_count"), 4,
+              synapse=Exponential(4.0, scale_i=True))
 
     loaded = load_network(network_to_bytes(network))
+    assert [c.synapse for c in loaded.connections] == [Delta(), Delta(),
+                                                      Exponential(4.0, scale_i=True)]
     assert loaded.content_hash() == network.content_hash()
     assert [p.name for p in loaded.inputs] == [input.name]
     assert [p.name for p in loaded.outputs] == [p.name for p in network.outputs]

@@ -27,8 +27,8 @@ from ..neurons import FewSpikeRelu, FewSpikeReluInput
 from ..utils.data import batch_spikes, calc_start_spikes
 from .synapse_cache import SynapseCache
 from .toeplitz import procedural_connectivity, toeplitz_connectivity
-from .models import (ANALOG_PULSE, EXAMPLE_GATED_DELTA, HELD_DELTA, SIGNED_PULSE, NeuronCode,
-                     example_streams, neuron_code, reset_update_model)
+from .models import (ANALOG_PULSE, EXAMPLE_GATED_DELTA, EXAMPLE_GATED_EXP, HELD_DELTA,
+                     SIGNED_PULSE, NeuronCode, example_streams, neuron_code, reset_update_model)
 
 BACKENDS = {"cpu": "single_threaded_cpu", "cuda": "cuda"}
 #: mlGeNN's name of the per-batch reset custom update group (distsnn's reset groups together).
@@ -212,12 +212,12 @@ class GeNNNetwork:
                                  f"skip connections with whole windows itself")
             delay += (self.depth[conn.target.name] - self.depth[conn.source.name] - 1) \
                 * opts.example_timesteps
+            if conn.synapse.kind != "delta":
+                raise ValueError(f"connection {conn.name!r}: few-spike networks take delta "
+                                 f"synapses only, not {conn.synapse}")
             psm = init_postsynaptic("DeltaCurr")
         else:
-            analog = self.codes[conn.source.name].analog
-            psm = init_postsynaptic(HELD_DELTA if analog else EXAMPLE_GATED_DELTA, {
-                "FirstStep": 1 + delay, "ExampleSteps": opts.example_timesteps},
-                {"Held": 0.0} if analog else {})
+            psm = self._postsynaptic(conn, delay)
         wu_model, pre_refs = _weight_update(self.codes[conn.source.name])
         matrix = self.plan.matrix(conn.name)
         shape = conn.source.shape
@@ -247,6 +247,23 @@ class GeNNNetwork:
         if delay:
             sg.axonal_delay_steps = delay
         return sg
+
+    def _postsynaptic(self, conn: Connection, delay: int):
+        """Rate mode's postsynaptic model: example-gated delta or exponential, or the held
+        input current of an analog input."""
+        opts, synapse = self.options, conn.synapse
+        gate = {"FirstStep": 1 + delay, "ExampleSteps": opts.example_timesteps}
+        analog = self.codes[conn.source.name].analog
+        if synapse.kind == "exponential":
+            if analog:
+                raise ValueError(f"connection {conn.name!r}: an analog input drives its "
+                                 f"targets with a constant current; use a delta synapse")
+            return init_postsynaptic(EXAMPLE_GATED_EXP, {
+                **gate, "ExpDecay": synapse.decay(opts.dt),
+                "IScale": synapse.current_scale(opts.dt)})
+        if analog:
+            return init_postsynaptic(HELD_DELTA, gate, {"Held": 0.0})
+        return init_postsynaptic(EXAMPLE_GATED_DELTA, gate)
 
     def _add_reset(self, model: GeNNModel) -> None:
         """Custom updates for rate mode: group "ResetReadout" zeroes readout accumulators,

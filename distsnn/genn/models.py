@@ -30,6 +30,23 @@ EXAMPLE_GATED_DELTA = create_postsynaptic_model(
     inSyn = 0.0;
     """)
 
+#: Postsynaptic model of exponential synapses (mlGeNN's ``Exponential``): the current is
+#: injected (times ``IScale``) and decays every step; input arriving before step
+#: ``FirstStep`` of an example is dropped and the current restarts at 0 with every example.
+EXAMPLE_GATED_EXP = create_postsynaptic_model(
+    "example_gated_exp",
+    params=[("FirstStep", "int"), ("ExampleSteps", "int"), ("ExpDecay", "scalar"),
+            ("IScale", "scalar")],
+    sim_code="""
+    if ((((int)(t / dt + 0.5)) % ExampleSteps) >= FirstStep) {
+        injectCurrent(inSyn * IScale);
+        inSyn *= ExpDecay;
+    }
+    else {
+        inSyn = 0.0;
+    }
+    """)
+
 #: Postsynaptic model of connections from an analog input: the input arrives once per example
 #: (at step ``FirstStep``); it is held and injected every step from then on, so the target
 #: receives the constant ``W x`` for the rest of the example.
