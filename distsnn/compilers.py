@@ -25,6 +25,7 @@ from .metrics import MetricSpec, SparseCategoricalAccuracy, make_metric
 from .model_handle import GeNNModelHandle
 from .network import Network, Population
 from .neurons import FewSpikeRelu, IntegrateFire, Integrator, LeakyIntegrate, LeakyIntegrateFire
+from .readouts import read_value
 from .simulation import run_few_spike, run_rate
 from .statistics import SpikeStats, spike_report
 from .utils.data import as_examples, take_rows
@@ -351,9 +352,7 @@ class CompiledInferenceNetwork:
             return [self.get_readout(o) for o in outputs]
         pop = _population(self.network, outputs)
         kind = self.readouts.get(pop) or _readout_kind(pop)
-        value = self._require().readout(pop, kind)
-        if kind in ("avg_var", "avg_input"):
-            value = value / self.compiler.timesteps
+        value = read_value(self._require().readout(pop, kind), kind, self.compiler.timesteps)
         return value.reshape((-1,) + pop.shape)
 
     def step_time(self, callback_list: Optional[CallbackList] = None) -> None:

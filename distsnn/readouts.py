@@ -87,6 +87,12 @@ default_readouts: dict[str, type[Readout]] = {
 AVERAGED = ("avg_var", "avg_var_exp_weight", "avg_input")
 
 
+def read_value(value, kind: str, steps: int):
+    """A readout variable as the readout reports it after ``steps`` steps (averaging
+    readouts divided by ``steps``, as mlGeNN scales them by 1/T)."""
+    return value / steps if kind in AVERAGED else value
+
+
 def readout_name(readout: Optional[str], owner: str = "neuron") -> Optional[str]:
     """The plain name of a readout given as a name or a :class:`Readout` (None stays None)."""
     if readout is None:

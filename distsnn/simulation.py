@@ -20,7 +20,7 @@ import numpy as np
 from .callbacks import CallbackList
 from .genn import GeNNNetwork
 from .network import Population
-from .readouts import AVERAGED
+from .readouts import read_value
 from .statistics import SpikeStats
 
 #: ``on_result(batch_index, checkpoint, population, readout[b, size])``
@@ -102,8 +102,7 @@ def run_rate(genn: GeNNNetwork, batches: Iterable[dict[Population, np.ndarray]],
             done = checkpoint
             for pop, kind in outputs.items():
                 value = genn.readout(pop, kind)[:sizes[-1]]
-                on_result(index, checkpoint, pop,
-                          value / checkpoint if kind in AVERAGED else value)
+                on_result(index, checkpoint, pop, read_value(value, kind, checkpoint))
         spikes.after_window(index, sizes)
         callbacks.on_batch_end(index)
     return SpikeStats(sum(sizes), timesteps, spikes.finish())

@@ -20,7 +20,7 @@ from distsnn.callbacks import (Callback, CallbackList, Checkpoint, CustomHook,
 from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
 from distsnn.connectivity import Dense
 from distsnn.network import Network
-from distsnn.neurons import BinarySpikeInput, IntegrateFire
+from distsnn.neurons import BinarySpikeInput, IntegrateFire, LeakyIntegrate
 
 SCRIPTS = Path(__file__).parent / "mpi_scripts"
 NEVER = 1e30
@@ -253,6 +253,24 @@ def test_step_by_step_api_reproduces_predict(small):
         assert steps == list(range(T)) * 3
         with pytest.raises(ValueError, match="set_input takes one batch of at most 1"):
             compiled.set_input({inp: X})
+
+
+@pytest.mark.parametrize("readout", ["avg_var", "avg_var_exp_weight"])
+def test_get_readout_scales_averaging_readouts_as_predict_does(readout, build_dir):
+    """After a run the readout variable holds the last example's accumulation: get_readout
+    reports it as predict did (divided by the timesteps)."""
+    net = Network()
+    inp = net.add_population("in", 2, BinarySpikeInput())
+    out = net.add_population("out", 3, LeakyIntegrate(tau_mem=10.0, readout=readout))
+    net.connect(inp, out, Dense(np.array([[1.0, 0.5, 0.0], [0.25, 0.75, 2.0]], np.float32)))
+    net.outputs = [out]
+    compiled = InferenceCompiler(evaluate_timesteps=T, rng_seed=1,
+                                 build_dir=str(build_dir)).compile(net)
+    with compiled:
+        predictions, _ = compiled.predict({inp: X}, [out], callbacks=[])
+        np.testing.assert_allclose(compiled.get_readout(out)[0], predictions[out][-1],
+                                   rtol=1e-6)
+    assert np.all(predictions[out][-1] != 0.0)
 
 
 def test_evaluate_batch_is_one_batch_with_global_metrics(small):
