@@ -394,10 +394,12 @@ class Checkpoint(Callback):
             from .netfile import save_network
             save_network(network, self.path / f"{epoch}.h5")
             return
+        from .outputs import atomic_path
         for conn in network.connections:
             weight = getattr(conn.connectivity, "weight", None)
             if weight is not None:
-                np.save(self.path / f"{epoch}-{conn.name}-g.npy", np.asarray(weight))
+                with atomic_path(self.path / f"{epoch}-{conn.name}-g.npy", "checkpoint") as tmp:
+                    np.save(tmp, np.asarray(weight))
 
 
 def make_callback(spec):

@@ -197,7 +197,7 @@ def convert(
     from distsnn.evaluation import Timings, load_or_convert
     from distsnn.errors import on_root
     from distsnn.netfile import save_network
-    from distsnn.outputs import atomic_path, check_writable
+    from distsnn.outputs import check_writable
 
     comm = MPICommunicator()
     on_root(comm, lambda: check_writable(output, "--output"))
@@ -209,8 +209,7 @@ def convert(
     if comm.rank == 0:
         if ann is not None:
             network.metadata["ann_accuracy"] = ann
-        with atomic_path(output, "network file") as tmp:
-            save_network(network, tmp)
+        save_network(network, output)
         typer.echo(f"wrote {output}: {len(network.populations)} populations, "
                    f"{len(network.connections)} connections, method {method.value} "
                    f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.values.items())})")

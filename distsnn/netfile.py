@@ -28,6 +28,7 @@ from . import __version__
 from .connectivity import CONNECTIVITY_TYPES
 from .network import Connection, Network, Population
 from .neurons import NEURON_TYPES
+from .outputs import atomic_path
 from .synapses import synapse_from_params, synapse_params
 
 FORMAT_NAME = "distsnn-network"
@@ -42,8 +43,10 @@ class NetworkFileError(ValueError):
 
 
 def save_network(network: Network, path: Union[str, Path]) -> None:
-    """Write ``network`` to an HDF5 file at ``path``."""
-    Path(path).write_bytes(network_to_bytes(network))
+    """Write ``network`` to an HDF5 file at ``path`` (whole or not at all: written beside it,
+    then renamed)."""
+    with atomic_path(Path(path), "network file") as tmp:
+        tmp.write_bytes(network_to_bytes(network))
 
 
 def network_to_bytes(network: Network) -> bytes:
