@@ -382,11 +382,6 @@ class AvgPoolConv2D(Connectivity):
         return _compose(p_pre, p_post, p_w, c_pre, c_post, c_w)
 
 
-CONNECTIVITY_TYPES: dict[str, type[Connectivity]] = {
-    cls.kind: cls for cls in (Dense, OneToOne, Conv2D, AvgPool2D, AvgPoolDense2D, AvgPoolConv2D)
-}
-
-
 def _image_shape(shape: Shape, what: str) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ShapeError(f"{what} needs a (height, width, channels) source, not shape {tuple(shape)}")
@@ -559,4 +554,7 @@ class Conv2DTranspose(Connectivity):
                 w[keep].astype(np.float32))
 
 
-CONNECTIVITY_TYPES[Conv2DTranspose.kind] = Conv2DTranspose
+CONNECTIVITY_TYPES: dict[str, type[Connectivity]] = {
+    cls.kind: cls for cls in (Dense, OneToOne, Conv2D, AvgPool2D, AvgPoolDense2D, AvgPoolConv2D,
+                              Conv2DTranspose)
+}

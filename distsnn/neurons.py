@@ -198,13 +198,6 @@ class FewSpikeRelu(Neuron):
         self.readout = readout_name(self.readout, "FewSpikeRelu")
 
 
-NEURON_TYPES: dict[str, type[Neuron]] = {
-    cls.kind: cls
-    for cls in (IntegrateFire, IntegrateFireInput, AnalogInput, Integrator, PoissonInput,
-                BinarySpikeInput, FewSpikeReluInput, FewSpikeRelu)
-}
-
-
 @dataclass
 class LeakyIntegrate(Neuron):
     """mlGeNN's non-spiking leaky integrator (typically an output):
@@ -267,4 +260,9 @@ class SpikeInput(Neuron):
         self.max_spikes = int(self.max_spikes)
 
 
-NEURON_TYPES.update({cls.kind: cls for cls in (LeakyIntegrate, LeakyIntegrateFire, SpikeInput)})
+NEURON_TYPES: dict[str, type[Neuron]] = {
+    cls.kind: cls
+    for cls in (IntegrateFire, IntegrateFireInput, AnalogInput, Integrator, PoissonInput,
+                BinarySpikeInput, FewSpikeReluInput, FewSpikeRelu, LeakyIntegrate,
+                LeakyIntegrateFire, SpikeInput)
+}
