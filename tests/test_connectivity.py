@@ -20,15 +20,13 @@ import numpy as np
 import pytest
 from pygenn import SynapseMatrixType
 
-import distsnn.genn.builder as builder
-from distsnn.genn.toeplitz import toeplitz_connectivity
+from one_hop import LOWERINGS, simulate_one_hop
 from distsnn.compilers import InferenceCompiler
 from distsnn.connectivity import (AvgPool2D, AvgPoolConv2D, AvgPoolDense2D, Conv2D, Dense,
                                   OneToOne, ShapeError)
 from distsnn.network import Network
 from distsnn.neurons import BinarySpikeInput, IntegrateFire
 
-NEVER = 1e30      # a threshold the outputs never reach
 EXAMPLES = 3      # examples per run (exercises the per-example reset)
 ATOL, RTOL = 1e-4, 1e-5
 
@@ -281,7 +279,6 @@ KINDS = {
     "avg_pool_conv2d": avg_pool_conv2d_cases(),
     "all_zero": all_zero_cases(),
 }
-LOWERINGS = ["toeplitz", "toeplitz_cuda_form", "sparse"]
 ALL = [(kind, case) for kind, cases in KINDS.items() for case in cases]
 
 
@@ -296,46 +293,12 @@ def simulate(tmp_path_factory):
 
     def run(kind: str, lowering: str):
         if (kind, lowering) not in cache:
-            build_dir = tmp_path_factory.getbasetemp() / f"genn-build-{lowering}"
-            with pytest.MonkeyPatch.context() as mp:
-                if lowering == "toeplitz_cuda_form":  # one diagonal per tap and channel
-                    mp.setattr(builder, "toeplitz_connectivity",
-                               lambda geometry, backend: toeplitz_connectivity(geometry, "cuda"))
-                cache[kind, lowering] = _simulate_kind(
-                    kind, "sparse" if lowering == "sparse" else "toeplitz", build_dir)
+            rng = np.random.default_rng(1234)
+            cache[kind, lowering] = simulate_one_hop(
+                KINDS[kind], lowering, tmp_path_factory.getbasetemp() / f"genn-build-{lowering}",
+                lambda shape, _: (rng.random((EXAMPLES,) + shape) < 0.5).astype(np.float32))
         return cache[kind, lowering]
     return run
-
-
-def _simulate_kind(kind: str, connectivity: str, build_dir):
-    cases = KINDS[kind]
-    net = Network()
-    rng = np.random.default_rng(1234)
-    inputs, x = {}, {}
-    for case in cases:
-        if case.in_shape not in inputs:
-            pop = net.add_population(f"in{len(inputs)}", case.in_shape, BinarySpikeInput())
-            inputs[case.in_shape] = pop
-            x[pop] = (rng.random((EXAMPLES,) + case.in_shape) < 0.5).astype(np.float32)
-    outputs = {}
-    for case in cases:
-        conn = case.make()
-        src = inputs[case.in_shape]
-        out = net.add_population(case.name, conn.output_shape(case.in_shape),
-                                 IntegrateFire(v_thresh=NEVER, readout="var"))
-        net.connect(src, out, conn, name=f"c_{case.name}")
-        outputs[case.name] = out
-    net.outputs = list(outputs.values())
-    compiled = InferenceCompiler(evaluate_timesteps=2, rng_seed=1, build_dir=str(build_dir),
-                                 connectivity=connectivity).compile(net)
-    with compiled:
-        preds, _ = compiled.predict(x, net.outputs, callbacks=[])
-        groups = compiled.genn_model.synapse_populations
-        matrix = {name: groups[f"c_{name}"].matrix_type if f"c_{name}" in groups else None
-                  for name in outputs}
-    return {"x": {case.name: x[inputs[case.in_shape]] for case in cases},
-            "pred": {name: preds[pop] for name, pop in outputs.items()},
-            "matrix": matrix}
 
 
 @pytest.mark.parametrize("lowering", LOWERINGS)

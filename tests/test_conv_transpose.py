@@ -18,10 +18,8 @@ import numpy as np
 import pytest
 from pygenn import SynapseMatrixType
 
-import distsnn.genn.builder as builder
-from distsnn.compilers import InferenceCompiler
+from one_hop import LOWERINGS, simulate_one_hop
 from distsnn.connectivity import Conv2DTranspose, ShapeError, forward
-from distsnn.genn.toeplitz import toeplitz_connectivity
 from distsnn.lowering import kernel_geometry, plan_lowering, synaptic_events
 from distsnn.netfile import load_network, save_network
 from distsnn.network import Network
@@ -32,7 +30,6 @@ L = keras.layers
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-NEVER = float(np.finfo(np.float32).max)
 EXAMPLES = 3
 ATOL, RTOL = 1e-4, 1e-5
 
@@ -200,7 +197,6 @@ def test_bad_arguments_name_the_problem():
 # --------------------------------------------------------------------------------------
 # GeNN: Toeplitz (CPU and CUDA forms) and SPARSE against Keras
 # --------------------------------------------------------------------------------------
-LOWERINGS = ["toeplitz", "toeplitz_cuda_form", "sparse"]
 
 
 @pytest.fixture(scope="module")
@@ -209,38 +205,11 @@ def simulate(tmp_path_factory):
 
     def run(lowering: str):
         if lowering not in cache:
-            build_dir = tmp_path_factory.getbasetemp() / f"genn-build-ct-{lowering}"
-            with pytest.MonkeyPatch.context() as mp:
-                if lowering == "toeplitz_cuda_form":
-                    mp.setattr(builder, "toeplitz_connectivity",
-                               lambda geometry, backend: toeplitz_connectivity(geometry, "cuda"))
-                cache[lowering] = _simulate(
-                    "sparse" if lowering == "sparse" else "toeplitz", build_dir)
+            cache[lowering] = simulate_one_hop(
+                SIMULATED, lowering, tmp_path_factory.getbasetemp() / f"genn-build-ct-{lowering}",
+                lambda shape, i: _binary(shape, seed=i + 1))
         return cache[lowering]
     return run
-
-
-def _simulate(connectivity: str, build_dir):
-    net, inputs, x, outputs = Network(), {}, {}, {}
-    for case in SIMULATED:
-        if case.in_shape not in inputs:
-            pop = net.add_population(f"in{len(inputs)}", case.in_shape, BinarySpikeInput())
-            inputs[case.in_shape] = pop
-            x[pop] = _binary(case.in_shape, seed=len(inputs))
-        conn = case.make()
-        out = net.add_population(case.name, conn.output_shape(case.in_shape),
-                                 IntegrateFire(v_thresh=NEVER, readout="var"))
-        net.connect(inputs[case.in_shape], out, conn, name=f"c_{case.name}")
-        outputs[case.name] = out
-    net.outputs = list(outputs.values())
-    compiled = InferenceCompiler(evaluate_timesteps=2, rng_seed=1, build_dir=str(build_dir),
-                                 connectivity=connectivity).compile(net)
-    with compiled:
-        preds, _ = compiled.predict(x, net.outputs, callbacks=[])
-        groups = compiled.genn_model.synapse_populations
-        matrix = {name: groups[f"c_{name}"].matrix_type for name in outputs}
-    return {"x": {c.name: x[inputs[c.in_shape]] for c in SIMULATED},
-            "pred": {name: preds[pop] for name, pop in outputs.items()}, "matrix": matrix}
 
 
 @pytest.mark.parametrize("lowering", LOWERINGS)
