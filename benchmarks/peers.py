@@ -10,8 +10,9 @@ conversion inside the run: ``mpiexec -n 2 distsnn evaluate model.keras -m data-n
 process (``benchmarks/peer_worker.py``: import torch, convert with calibration, simulate,
 batch 50, 2 threads, ``OMP_WAIT_POLICY=PASSIVE``). Runs are interleaved (config by config
 within each repeat) and medians reported: accuracy (digits: true labels; cifar: the ANN's
-predictions, i.e. agreement), examples/s of the simulation, whole-process seconds (and, for
-distsnn, the CPU seconds of all its processes, user + sys).
+predictions, i.e. agreement), examples/s of the simulation, whole-process seconds, the peak
+RSS of the largest process (for distsnn: per rank) and, for distsnn, the CPU seconds of all
+its processes, user + sys.
 
     .venv/bin/python benchmarks/peers.py --repeats 3        # needs the `peers` extra
     .venv/bin/python benchmarks/peers.py --workloads digits --only "one command"
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -132,21 +134,25 @@ def prepare(workload: str) -> tuple[Path, dict]:
     return directory, info
 
 
-def timed(cmd: list[str], env: dict | None = None) -> float:
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds of ``cmd`` and the peak RSS [MiB] of its largest process (for
+    ``mpiexec``: the largest rank), from GNU time."""
     import subprocess
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          cwd=REPO, timeout=1800)
+    proc = subprocess.run(["/usr/bin/time", "-f", "peak_rss_kib=%M", *cmd], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, cwd=REPO, timeout=1800)
+    seconds = time.perf_counter() - start
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}"
                            f"\n{proc.stderr[-3000:]}")
-    return time.perf_counter() - start
+    peak = re.findall(r"^peak_rss_kib=(\d+)$", proc.stderr, re.M)[-1]
+    return seconds, int(peak) / 1024
 
 
 def distsnn_convert(directory: Path, timesteps: int, config: tuple) -> tuple[Path, float]:
     _, inp, readout, reset = config
     net = directory / f"net-{inp}-{readout}-{reset}.h5"
-    seconds = timed([DISTSNN, "convert", str(directory / "model.keras"), "-m", "data-norm",
+    seconds, _ = timed([DISTSNN, "convert", str(directory / "model.keras"), "-m", "data-norm",
                      "--norm-data", str(directory / "norm.npz"), "-t", str(timesteps),
                      "--input", inp, "--readout", readout, "--reset", reset, "-o", str(net)])
     return net, seconds
@@ -159,13 +165,13 @@ def distsnn_run(directory: Path, net: Path | None, timesteps: int, out: Path) ->
              [str(directory / "model.keras"), "-m", "data-norm", "--norm-data",
               str(directory / "norm.npz")])
     cpu = _children_cpu()
-    seconds = timed([MPIEXEC, "-n", "2", DISTSNN, "evaluate", *model, "--data",
+    seconds, peak = timed([MPIEXEC, "-n", "2", DISTSNN, "evaluate", *model, "--data",
                      str(directory / "test.npz"), "-t", str(timesteps), "-o", str(out),
                      "--build-dir", str(BUILD / "peers"), "--no-progress"])
     result = json.loads(out.read_text())
     accuracy = result["metrics"][str(timesteps)]["sparse_categorical_accuracy"]["result"]
     return {"accuracy": accuracy, "examples_per_second": result["examples_per_second"],
-            "process_s": seconds, "cpu_s": _children_cpu() - cpu,
+            "process_s": seconds, "cpu_s": _children_cpu() - cpu, "peak_rss_mib": peak,
             "conversion_s": result["timings_s"].get("conversion")}
 
 
@@ -176,12 +182,12 @@ def _children_cpu() -> float:
 
 
 def peer_run(peer: str, directory: Path, timesteps: int, out: Path) -> dict:
-    seconds = timed([PYTHON, str(REPO / "benchmarks" / "peer_worker.py"), "--peer", peer,
+    seconds, peak = timed([PYTHON, str(REPO / "benchmarks" / "peer_worker.py"), "--peer", peer,
                      "--dir", str(directory), "--timesteps", str(timesteps), "--out", str(out)],
                     env={"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2"})
     result = json.loads(out.read_text())
     return {"accuracy": result["accuracy"], "examples_per_second": result["examples_per_second"],
-            "process_s": seconds, "version": result.get("version"),
+            "process_s": seconds, "peak_rss_mib": peak, "version": result.get("version"),
             "torch_vs_keras": result["torch_vs_keras"]}
 
 
@@ -244,7 +250,7 @@ def main() -> None:
                     print(workload, label, {k: one[k] for k in ("accuracy",
                           "examples_per_second", "process_s")}, flush=True)
         for label, entry in runs.items():
-            for key in ("accuracy", "examples_per_second", "process_s", "cpu_s",
+            for key in ("accuracy", "examples_per_second", "process_s", "cpu_s", "peak_rss_mib",
                         "conversion_s"):
                 if entry["runs"][0].get(key) is not None:
                     entry[key] = median(r[key] for r in entry["runs"])
@@ -260,11 +266,11 @@ def markdown(results: dict) -> str:
     for workload, w in results["workloads"].items():
         rows = [{"method": label, "accuracy %": 100 * e["accuracy"],
                  "examples/s": e["examples_per_second"], "process s": e["process_s"],
-                 "CPU s": e.get("cpu_s"),
+                 "CPU s": e.get("cpu_s"), "peak RSS MiB": e.get("peak_rss_mib"),
                  "convert s": e.get("convert_process_s", e.get("conversion_s"))}
                 for label, e in w["entries"].items()]
         lines.append(table(rows, ["method", "accuracy %", "examples/s", "process s", "CPU s",
-                                  "convert s"],
+                                  "peak RSS MiB", "convert s"],
                            f"**{workload}** (T={w['timesteps']}, {w['examples']} examples, "
                            f"accuracy against {w['labels']}; ANN {100 * w['ann_accuracy']:.2f}%; "
                            f"load average {w['load']['load_before'][0]:.1f} -> "
