@@ -28,8 +28,8 @@ def build(name: str, seed: int = 0):
 
 
 def _vgg16(shape, dense, classes=10):
-    from keras import layers as L
     import keras
+    from keras import layers as L
     x = inp = keras.Input(shape)
     for filters, convs in VGG16_BLOCKS:
         for _ in range(convs):
@@ -60,8 +60,8 @@ def _residual(x, filters, strides):
 
 
 def _resnet_cifar(n):
-    from keras import layers as L
     import keras
+    from keras import layers as L
     x = inp = keras.Input((32, 32, 3))
     x = _conv_bn(x, 16, 3)
     for stage, filters in enumerate((16, 32, 64)):
@@ -72,8 +72,8 @@ def _resnet_cifar(n):
 
 
 def _resnet_imagenet(blocks):
-    from keras import layers as L
     import keras
+    from keras import layers as L
     x = inp = keras.Input((224, 224, 3))
     x = _conv_bn(x, 64, 7, 2)
     x = L.AveragePooling2D(3, strides=2, padding="valid")(x)

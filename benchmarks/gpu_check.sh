@@ -43,8 +43,8 @@ export CUDA_PATH="${CUDA_PATH:-$(dirname "$(dirname "$(command -v nvcc)")")}"
 "$PY" -c "import pygenn.cuda_backend; print('pygenn CUDA backend OK')"
 
 step "CUDA tests (limit 180 s): batched runs; Toeplitz convolutions on CUDA vs numpy"
-{ timeout 60 "$PY" -m pytest -q -p no:cacheprovider tests/test_evaluation.py -k cuda
-  timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_connectivity.py \
+{ timeout 60 "$PY" -m pytest -q -p no:cacheprovider tests/compilers/test_evaluation.py -k cuda
+  timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/genn/test_connectivity.py \
       -k "(conv2d or avg_pool_dense2d) and toeplitz and not cuda_form"; } 2>&1 \
     | tee "$OUT_DIR/gpu_tests.log" | grep -E "passed|failed|error" || true
 

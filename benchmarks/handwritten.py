@@ -49,13 +49,27 @@ class HandWritten:
     """The network as a plain pygenn model with a hand-written evaluation loop."""
 
     def __init__(self, net, mode: str, timesteps: int, build_dir: Path, genn_kwargs=None):
-        from pygenn import (GeNNModel, VarAccess, VarAccessMode, create_custom_update_model,
-                            create_neuron_model, create_postsynaptic_model, create_var_ref,
-                            init_postsynaptic, init_weight_update)
-        from distsnn.genn.toeplitz import toeplitz_connectivity
+        from pygenn import (
+            GeNNModel,
+            VarAccess,
+            VarAccessMode,
+            create_custom_update_model,
+            create_neuron_model,
+            create_postsynaptic_model,
+            create_var_ref,
+            init_postsynaptic,
+            init_weight_update,
+        )
+
         from distsnn.connectivity import Dense
-        from distsnn.lowering import kernel_geometry, kernel_values
-        from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput, IntegrateFire, IntegrateFireInput
+        from distsnn.genn.lowering import kernel_geometry, kernel_values
+        from distsnn.genn.toeplitz import toeplitz_connectivity
+        from distsnn.neurons import (
+            FewSpikeRelu,
+            FewSpikeReluInput,
+            IntegrateFire,
+            IntegrateFireInput,
+        )
         self.net, self.mode, self.T = net, mode, timesteps
         model = GeNNModel("float", f"hand_{mode}_{net.content_hash()[:12]}",
                           backend="single_threaded_cpu", **(genn_kwargs or {}))

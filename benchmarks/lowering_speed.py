@@ -13,15 +13,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pygenn import (GeNNModel, create_neuron_model, init_postsynaptic, init_toeplitz_connectivity,
-                    init_weight_update)
+from pygenn import (
+    GeNNModel,
+    create_neuron_model,
+    init_postsynaptic,
+    init_toeplitz_connectivity,
+    init_weight_update,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BUILD, machine_info, table, write_result  # noqa: E402
 
-from distsnn.genn.toeplitz import toeplitz_connectivity  # noqa: E402
 from distsnn.connectivity import AvgPoolConv2D, Conv2D  # noqa: E402
-from distsnn.lowering import kernel_geometry, kernel_values  # noqa: E402
+from distsnn.genn.lowering import kernel_geometry, kernel_values  # noqa: E402
+from distsnn.genn.toeplitz import toeplitz_connectivity  # noqa: E402
 
 STEPS = 50
 SOURCE = create_neuron_model("bench_source", vars=[("r", "scalar")],

@@ -37,8 +37,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (BUILD, MPIEXEC, PYTHON, RESULTS, LoadMonitor, machine_info, median,  # noqa: E402
-                    run_json, table, write_result)
+from common import (  # noqa: E402
+    BUILD,
+    MPIEXEC,
+    PYTHON,
+    RESULTS,
+    LoadMonitor,
+    machine_info,
+    median,
+    run_json,
+    table,
+    write_result,
+)
 from workloads import WORKLOADS  # noqa: E402
 
 WORKER = str(Path(__file__).resolve().parent / "worker.py")
@@ -139,8 +149,9 @@ def host_overhead_per_example(mode: str, examples: int = 4000, rounds: int = 5) 
     """distsnn's evaluate() vs the hand-written loop on a tiny network, in one process: the
     difference per example is distsnn's host-side work per example (schedule, batching,
     metrics, spike bookkeeping), independent of the network's size."""
-    from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
     from handwritten import HandWritten
+
+    from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
     net = tiny_pair(mode)
     steps = 100 if mode == "rate" else 8
     rng = np.random.default_rng(1)

@@ -31,8 +31,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (BUILD, DATA, MPIEXEC, PYTHON, REPO, LoadMonitor, machine_info,  # noqa: E402
-                    median, table, write_result)
+from common import (  # noqa: E402
+    BUILD,
+    DATA,
+    MPIEXEC,
+    PYTHON,
+    REPO,
+    LoadMonitor,
+    machine_info,
+    median,
+    table,
+    write_result,
+)
 from workloads import ensure_digits  # noqa: E402
 
 DISTSNN = str(Path(PYTHON).parent / "distsnn")

@@ -23,7 +23,6 @@ import overhead  # noqa: E402
 import scaling  # noqa: E402
 from common import RESULTS, loadavg, machine_info, median, table, wait_for_quiet, write_result  # noqa: E402
 
-
 PARTS = ("scaling", "scaling_cli", "handwritten", "overhead")
 
 

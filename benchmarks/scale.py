@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from architectures import ARCHITECTURES, build, weight_bytes
 from common import BIN, BUILD, DATA, MPIEXEC, RESULTS, machine_info, table, write_result
 

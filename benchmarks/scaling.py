@@ -18,8 +18,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (BIN, BUILD, DATA, MPIEXEC, PYTHON, RESULTS, LoadMonitor, machine_info, median,  # noqa: E402
-                    run_json, summary, table, wait_for_quiet, write_result)
+from common import (  # noqa: E402
+    BIN,
+    BUILD,
+    DATA,
+    MPIEXEC,
+    PYTHON,
+    RESULTS,
+    LoadMonitor,
+    machine_info,
+    median,
+    run_json,
+    summary,
+    table,
+    wait_for_quiet,
+    write_result,
+)
 from workloads import WORKLOADS  # noqa: E402
 
 WORKER = str(Path(__file__).resolve().parent / "worker.py")

@@ -4,9 +4,9 @@ Usage: worker.py WORKLOAD EXAMPLES BUILD_DIR OUT_JSON
 
 Exactly what ``distsnn evaluate`` does (there is no such command yet, so this calls the same
 library functions): rank 0 loads the network file, or converts the Keras model, and broadcasts
-it (``distsnn.evaluation.load_or_convert``); every rank reads only its shard of the .npz test
+it (``distsnn.jobs.network_source.load_or_convert``); every rank reads only its shard of the .npz test
 set, builds (once per node) and loads the GeNN model and evaluates its shard with
-``communicator=MPI()`` (``distsnn.evaluation.evaluate_file``). Rank 0 writes the results dict
+``communicator=MPI()`` (``distsnn.jobs.evaluate.evaluate_file``). Rank 0 writes the results dict
 plus every rank's timings to OUT_JSON. The data files must exist (the driver creates them).
 """
 import json
@@ -18,11 +18,13 @@ from pathlib import Path
 T0 = time.perf_counter()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from distsnn.communicators import MPI  # noqa: E402
-from distsnn.data import shard_bounds  # noqa: E402
-from distsnn.evaluation import ConversionOptions, Timings, evaluate_file, load_or_convert  # noqa: E402
-
 from workloads import WORKLOADS, digits_conversion_options  # noqa: E402
+
+from distsnn.communicators import MPI  # noqa: E402
+from distsnn.jobs.evaluate import EvaluateOptions, evaluate_file  # noqa: E402
+from distsnn.jobs.network_source import ConversionOptions, load_or_convert  # noqa: E402
+from distsnn.parallel.sharding import shard_bounds  # noqa: E402
+from distsnn.utils.timings import Timings  # noqa: E402
 
 name, examples, build_dir, out_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 workload = WORKLOADS[name]
@@ -37,8 +39,10 @@ comm.barrier()
 start = time.perf_counter()
 network = load_or_convert(str(model_path), options, comm, timings)
 network_ready_s = time.perf_counter() - start   # includes rank 0's Keras import, if any
-results = evaluate_file(network, str(data_path), comm, timings, timesteps=[workload.timesteps],
-                        batch_size=1, backend="cpu", seed=1, build_dir=build_dir, progress=False)
+results = evaluate_file(network, EvaluateOptions(data=str(data_path),
+                                                  timesteps=[workload.timesteps], backend="cpu",
+                                                  seed=1, build_dir=build_dir, progress=False),
+                        comm, timings)
 pipeline_s = time.perf_counter() - start
 n_total = results["dataset"]["examples"]
 lo, hi = shard_bounds(n_total, comm.rank, comm.size)

@@ -5,7 +5,7 @@ Workloads (``WORKLOADS`` below; all deterministic from fixed seeds):
 * ``digits_fs`` / ``digits_dn``: a small Keras CNN (Conv+BN+ReLU, AvgPool, Conv+ReLU, AvgPool,
   Dense with biases) trained for a few seconds on scikit-learn's 8x8 digits, converted with
   few-spike (K=8) or data-norm (IF input, evaluated at T=500). The .keras model is converted
-  by distsnn itself inside the measured pipeline (``distsnn.evaluation.load_or_convert``).
+  by distsnn itself inside the measured pipeline (``distsnn.jobs.network_source.load_or_convert``).
 * ``cifar_rate`` / ``cifar_fs``: a CIFAR-10-shaped VGG-style CNN with fixed random weights,
   built directly as a distsnn Network: 32x32x3 -> conv16 -> conv16 -> pool+conv32 -> conv32
   -> pool+dense10 (all 3x3 ``same`` convolutions). ``rate``: IntegrateFire with thresholds
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from common import DATA
 
 K = 8                      # few-spike window
@@ -281,7 +280,7 @@ def ensure_digits(train_seconds: float = 8.0) -> dict:
 
 
 def digits_conversion_options(workload: Workload):
-    from distsnn.evaluation import ConversionOptions
+    from distsnn.jobs.network_source import ConversionOptions
     c = workload.conversion
     return ConversionOptions(method=c["method"], norm_data=str(DATA / "digits_norm.npz"),
                              timesteps=c.get("timesteps", DIGITS_T), k=c.get("k", K),

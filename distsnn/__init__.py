@@ -14,7 +14,8 @@ _EXPORTS = {
     "CompiledInferenceNetwork": "compilers", "CompiledFewSpikeNetwork": "compilers",
     "Simple": "convert", "DataNorm": "convert", "FewSpike": "convert", "InputType": "convert",
     "Converter": "convert", "spike_normalise": "spike_norm",
-    "MPI": "communicator", "SerialCommunicator": "communicator", "Communicator": "communicator",
+    "MPI": "parallel.communicator", "SerialCommunicator": "parallel.communicator",
+    "Communicator": "parallel.communicator",
     "BatchProgressBar": "callbacks", "SpikeRecorder": "callbacks", "VarRecorder": "callbacks",
     "CustomHook": "callbacks", "Callback": "callbacks", "Checkpoint": "callbacks",
     "CustomUpdateOnBatchBegin": "callbacks", "CustomUpdateOnBatchEnd": "callbacks",
@@ -31,5 +32,5 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        return getattr(import_module(f"distsnn.{_EXPORTS[name]}"), name)
     raise AttributeError(f"module 'distsnn' has no attribute {name!r}")

@@ -1,4 +1,4 @@
 """``python -m distsnn ...``: the same as the ``distsnn`` command."""
-from distsnn.cli import main
+from distsnn.cli.app import main
 
 main()

@@ -147,7 +147,7 @@ def _call_accepting(fn: Callable, **params) -> Any:
 
 
 class BatchProgressBar(Callback):
-    """Progress on rank 0 with the estimated global examples/s (see :mod:`distsnn.progress`):
+    """Progress on rank 0 with the estimated global examples/s (see :mod:`distsnn.utils.progress`):
     a bar on a terminal, plain lines every 10 % in a log file."""
 
     def set_params(self, compiled_network=None, batch_info=None, num_batches=None,
@@ -157,7 +157,7 @@ class BatchProgressBar(Callback):
 
     def on_test_begin(self):
         if self.communicator.rank == 0:
-            from .progress import Progress
+            from distsnn.utils.progress import Progress
             self.progress = Progress(self.batch_info.total_examples or None)
 
     def on_batch_end(self, batch, metrics):
@@ -391,10 +391,10 @@ class Checkpoint(Callback):
         self.path.mkdir(parents=True, exist_ok=True)
         network = self.compiled_network.network
         if self.serialiser == "network":
-            from .netfile import save_network
+            from distsnn.netfile import save_network
             save_network(network, self.path / f"{epoch}.h5")
             return
-        from .outputs import atomic_path
+        from distsnn.utils.files import atomic_path
         for conn in network.connections:
             weight = getattr(conn.connectivity, "weight", None)
             if weight is not None:

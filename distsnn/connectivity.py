@@ -21,6 +21,8 @@ from typing import ClassVar, Optional, Union
 
 import numpy as np
 
+from distsnn.errors import UserError
+
 Shape = tuple[int, ...]
 #: "valid", "same" or explicit ``((top, bottom), (left, right))`` zero padding.
 Padding = Union[str, tuple[tuple[int, int], tuple[int, int]]]
@@ -30,7 +32,7 @@ AxisPadding = Union[str, tuple[int, int]]
 Weight = Union[float, np.ndarray]
 
 
-class ShapeError(ValueError):
+class ShapeError(UserError, ValueError):
     """A connectivity does not fit the shape of the population it connects."""
 
 

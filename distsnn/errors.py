@@ -1,11 +1,11 @@
-"""Errors a user can fix (bad file, bad option, mismatched data), and how ranks agree on them."""
+"""Errors a user can fix (bad file, bad option, mismatched data): one base for all of them.
+
+Every user-fixable error derives from :class:`UserError`; the command line prints its message
+as one ``distsnn: error:`` line and exits 2. Errors that were ``ValueError`` before they were
+user errors keep it as a second base (callers that catch ``ValueError`` still do). How ranks
+agree on such errors lives in :mod:`distsnn.parallel.agreement`.
+"""
 from __future__ import annotations
-
-from typing import Callable, TypeVar
-
-from .communicator import Communicator
-
-T = TypeVar("T")
 
 
 class UserError(Exception):
@@ -18,43 +18,3 @@ class SharedUserError(UserError):
 
 #: Exceptions that mean "fix your input", not "distsnn has a bug".
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """All exception classes reported as one-line user errors."""
-    from .connectivity import ShapeError
-    from .convert.errors import ConversionError  # does not import Keras
-    from .data import DataError
-    from .netfile import NetworkFileError
-    return USER_ERRORS + (ConversionError, DataError, NetworkFileError, ShapeError)
-
-
-def on_root(comm: Communicator, fn: Callable[[], T], broadcast: bool = True) -> T:
-    """Run ``fn`` on rank 0 only; every rank raises its user error, if any, or gets its
-    (small, picklable) result; ``broadcast=False``: only rank 0 gets it (e.g. bytes that
-    travel through ``broadcast_bytes``)."""
-    result, error = None, None
-    if comm.rank == 0:
-        try:
-            result = fn()
-        except user_error_types() as err:
-            error = str(err)
-    error = comm.broadcast_object(error)
-    if error is not None:
-        raise SharedUserError(error)
-    return comm.broadcast_object(result) if broadcast else result
-
-
-def agree(comm: Communicator, fn: Callable[[], T]) -> T:
-    """Run ``fn`` on every rank; if it raises a user error on any rank, every rank raises the
-    first such error (named by rank), so no rank is left waiting in a collective."""
-    result, error = None, None
-    try:
-        result = fn()
-    except user_error_types() as err:
-        error = str(err)
-    errors = comm.broadcast_object(comm.gather_object(error))
-    for rank, message in enumerate(errors):
-        if message is not None:
-            raise SharedUserError(message if comm.size == 1 else f"rank {rank}: {message}")
-    return result

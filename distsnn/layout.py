@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .network import Network
+    from distsnn.network import Network
 
 CHANNELS_FIRST = "channels_first"
 

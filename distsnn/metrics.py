@@ -12,7 +12,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .communicator import Communicator
+from distsnn.parallel.communicator import Communicator
 
 
 class Metric(ABC):

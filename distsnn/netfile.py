@@ -24,12 +24,13 @@ from typing import Union
 import h5py
 import numpy as np
 
-from . import __version__
-from .connectivity import CONNECTIVITY_TYPES
-from .network import Connection, Network, Population
-from .neurons import NEURON_TYPES
-from .outputs import atomic_path
-from .synapses import synapse_from_params, synapse_params
+from distsnn import __version__
+from distsnn.connectivity import CONNECTIVITY_TYPES
+from distsnn.errors import UserError
+from distsnn.network import Connection, Network, Population
+from distsnn.neurons import NEURON_TYPES
+from distsnn.synapses import synapse_from_params, synapse_params
+from distsnn.utils.files import atomic_path
 
 FORMAT_NAME = "distsnn-network"
 FORMAT_VERSION = 2  # 2: per-neuron arrays that repeat per channel are stored once ("tile")
@@ -38,7 +39,7 @@ READABLE_VERSIONS = (1, 2)
 Source = Union[str, Path, bytes]
 
 
-class NetworkFileError(ValueError):
+class NetworkFileError(UserError, ValueError):
     """A network file cannot be read; the message names the file and the problem."""
 
 

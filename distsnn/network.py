@@ -32,9 +32,9 @@ from typing import Any, ClassVar, Optional, Sequence, Union
 
 import numpy as np
 
-from .connectivity import Connectivity, Shape
-from .neurons import NEURON_TYPES, Neuron
-from .synapses import Synapse, make_synapse, synapse_params
+from distsnn.connectivity import Connectivity, Shape
+from distsnn.neurons import NEURON_TYPES, Neuron
+from distsnn.synapses import Synapse, make_synapse, synapse_params
 
 ShapeLike = Union[None, int, Sequence[int]]
 NeuronLike = Union[Neuron, str]

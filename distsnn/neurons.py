@@ -11,7 +11,7 @@ from typing import ClassVar, Optional, Union
 
 import numpy as np
 
-from .readouts import readout_name
+from distsnn.readouts import readout_name
 
 Value = Union[float, np.ndarray]
 

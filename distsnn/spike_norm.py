@@ -16,11 +16,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .callbacks import Callback
-from .communicator import Communicator, SerialCommunicator
-from .compilers import CompiledInferenceNetwork, InferenceCompiler, _populations
-from .network import Network, Population
-from .neurons import IntegrateFire, Integrator
+from distsnn.callbacks import Callback
+from distsnn.compilers import CompiledInferenceNetwork, InferenceCompiler
+from distsnn.compilers.arguments import populations
+from distsnn.network import Network, Population
+from distsnn.neurons import IntegrateFire, Integrator
+from distsnn.parallel.communicator import Communicator, SerialCommunicator
 
 log = logging.getLogger("distsnn")
 
@@ -70,7 +71,7 @@ def spike_normalise(net: Network, net_inputs: Optional[Sequence] = None,
     if not 0.0 < percentile <= 100.0:
         raise ValueError(f"percentile must be in (0, 100], not {percentile}")
     comm = communicator or SerialCommunicator()
-    inputs = _populations(net, net_inputs, net.inputs, "inputs")
+    inputs = populations(net, net_inputs, net.inputs, "inputs")
     if len(inputs) != 1 and not isinstance(norm_data, dict):
         raise ValueError("give norm_data as a dict {input population: array} for networks with "
                          "several inputs")
@@ -83,7 +84,7 @@ def spike_normalise(net: Network, net_inputs: Optional[Sequence] = None,
         kernel_profiling=kernel_profiling, prefer_in_memory_connect=prefer_in_memory_connect,
         reset_time_between_batches=reset_time_between_batches, communicator=comm,
         backend=backend, build_dir=build_dir, **genn_kwargs)
-    outputs = _populations(net, net_outputs, net.outputs, "outputs")
+    outputs = populations(net, net_outputs, net.outputs, "outputs")
     compiled = _NormCompiledNetwork(compiler, net, inputs, outputs, None)
     thresholds: dict[str, float] = {}
     scale = {p.name: 1.0 for p in net.populations if not isinstance(p.neuron, IntegrateFire)}

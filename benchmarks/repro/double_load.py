@@ -15,8 +15,8 @@ import tempfile
 
 import numpy as np
 
-from distsnn.genn import CompileOptions, GeNNNetwork
 from distsnn.connectivity import Dense
+from distsnn.genn import CompileOptions, GeNNNetwork
 from distsnn.network import Network
 from distsnn.neurons import IntegrateFire, IntegrateFireInput
 

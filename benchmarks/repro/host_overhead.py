@@ -20,10 +20,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import BUILD, median  # noqa: E402
+from workloads import DATA, WORKLOADS  # noqa: E402
+
 from distsnn import metrics as M  # noqa: E402
 from distsnn import network as N  # noqa: E402
 from distsnn.compilers import FewSpikeCompiler  # noqa: E402
-from workloads import DATA, WORKLOADS  # noqa: E402
 
 
 class BufferedAccuracy(M.SparseCategoricalAccuracy):

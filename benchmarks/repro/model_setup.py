@@ -16,9 +16,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from workloads import cifar_vgg  # noqa: E402
+
 from distsnn import connectivity as C  # noqa: E402
 from distsnn.genn import CompileOptions, GeNNNetwork  # noqa: E402
-from workloads import cifar_vgg  # noqa: E402
 
 
 def compose_original(a_pre, a_post, a_w, b_pre, b_post, b_w):

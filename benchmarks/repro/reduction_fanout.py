@@ -19,11 +19,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from workloads import cifar_vgg  # noqa: E402
+
+from distsnn.compilers.statistics import SpikeStats  # noqa: E402
 from distsnn.connectivity import Dense  # noqa: E402
 from distsnn.network import Network  # noqa: E402
 from distsnn.neurons import IntegrateFire, IntegrateFireInput  # noqa: E402
-from distsnn.statistics import SpikeStats  # noqa: E402
-from workloads import cifar_vgg  # noqa: E402
 
 net = cifar_vgg("rate")
 rng = np.random.default_rng(0)

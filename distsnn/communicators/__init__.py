@@ -1,10 +1,15 @@
 """mlGeNN-style import path: ``from distsnn.communicators import MPI``.
 
 Importing it under an MPI launcher makes a rank that fails before its communicator exists
-end the whole job (see :func:`distsnn.communicator.install_early_abort_hook`).
+end the whole job (see :func:`distsnn.parallel.communicator.install_early_abort_hook`).
 """
-from ..communicator import (MPI, Communicator, MPICommunicator, SerialCommunicator,
-                            install_early_abort_hook)
+from distsnn.parallel.communicator import (
+    MPI,
+    Communicator,
+    MPICommunicator,
+    SerialCommunicator,
+    install_early_abort_hook,
+)
 
 install_early_abort_hook()
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .enums import InputType, Readout
-from .errors import ConversionError, ModelFileError, NormDataError
+from distsnn.convert.enums import InputType, Readout
+from distsnn.convert.errors import ConversionError, ModelFileError, NormDataError
 
 _LAZY = {
     "Converter": ".converters", "Simple": ".converters", "DataNorm": ".converters",
@@ -30,7 +30,7 @@ __all__ = ["InputType", "Readout", "ConversionError", "ModelFileError", "NormDat
 
 def __getattr__(name: str) -> Any:
     if name == "spike_normalise":
-        from ..spike_norm import spike_normalise
+        from distsnn.spike_norm import spike_normalise
 
         return spike_normalise
     if name in _LAZY:

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from ..console import quiet_output, verbose
+from distsnn.utils.console import quiet_output, verbose
 
 if not verbose():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import keras, to_numpy
-from .plan import LINEAR, RELU, SOFTMAX
+from distsnn.convert._backend import keras, to_numpy
+from distsnn.convert.enums import LINEAR, RELU, SOFTMAX
 
 _PROBE = np.array([[-1e6, -37.5, -3.5, -1.0, -0.25, -1e-3, 0.0, 1e-3, 0.25, 0.5, 1.0, 3.5, 6.5,
                     37.5, 1e6]], np.float32)

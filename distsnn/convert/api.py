@@ -6,10 +6,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from ..network import Network
-from .converters import DataNorm, FewSpike, Simple
-from .errors import ConversionError, NormDataError
-from .frontends import is_onnx
+from distsnn.convert.converters import DataNorm, FewSpike, Simple
+from distsnn.convert.errors import ConversionError, NormDataError
+from distsnn.convert.frontends import is_onnx
+from distsnn.network import Network
 
 METHODS = ("simple", "data-norm", "few-spike", "spike-norm")
 
@@ -67,7 +67,7 @@ def import_keras_lean() -> bool:
     if "keras" in sys.modules:
         return False
     with _hidden(KERAS_OPTIONAL_IMPORTS):
-        from . import _backend  # noqa: F401 - imports Keras quietly
+        from distsnn.convert import _backend  # noqa: F401 - imports Keras quietly
     return True
 
 

@@ -15,17 +15,25 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..network import Network, Population
-from ..neurons import (RESET_MODES, AnalogInput, BinarySpikeInput, FewSpikeRelu,
-                       FewSpikeReluInput, IntegrateFire, IntegrateFireInput, Integrator, Neuron,
-                       PoissonInput)
-from .enums import InputType, Readout
-from .errors import ConversionError, NormDataError
-from .frontends import open_model
-from .norm import NormData, RunningStat, Statistics, collect
-from .plan import (LINEAR, RELU, SOFTMAX, ConversionGraph, LayerInfo, PopulationSpec,
-                   layer_error)
-from .terms import lower
+from distsnn.convert.enums import LINEAR, RELU, SOFTMAX, InputType, Readout
+from distsnn.convert.errors import ConversionError, NormDataError
+from distsnn.convert.frontends import open_model
+from distsnn.convert.norm import NormData, RunningStat, Statistics, collect
+from distsnn.convert.plan import ConversionGraph, LayerInfo, PopulationSpec, layer_error
+from distsnn.convert.terms import lower
+from distsnn.network import Network, Population
+from distsnn.neurons import (
+    RESET_MODES,
+    AnalogInput,
+    BinarySpikeInput,
+    FewSpikeRelu,
+    FewSpikeReluInput,
+    IntegrateFire,
+    IntegrateFireInput,
+    Integrator,
+    Neuron,
+    PoissonInput,
+)
 
 log = logging.getLogger(__name__)
 BIAS_MODES = ("current", "reject")
@@ -76,7 +84,7 @@ class Converter:
 
     def create_compiler(self, **kwargs):
         """A compiler for the networks this converter makes."""
-        from ..compilers import InferenceCompiler
+        from distsnn.compilers import InferenceCompiler
 
         return InferenceCompiler(**kwargs)
 
@@ -266,7 +274,7 @@ class Simple(Converter):
                              reset=self.reset, readout="spike_count" if is_output else None)
 
     def create_compiler(self, **kwargs):
-        from ..compilers import InferenceCompiler
+        from distsnn.compilers import InferenceCompiler
 
         return InferenceCompiler(evaluate_timesteps=self.evaluate_timesteps, **kwargs)
 
@@ -457,7 +465,7 @@ class FewSpike(Converter):
         share_alphas(network)
 
     def create_compiler(self, **kwargs):
-        from ..compilers import FewSpikeCompiler
+        from distsnn.compilers import FewSpikeCompiler
 
         return FewSpikeCompiler(k=self.k, **kwargs)
 

@@ -35,7 +35,7 @@ def train_digits_cnn(data: DigitsData, seed: int = 0, epochs: int = 15):
 
     Returns the trained Keras model and its test accuracy.
     """
-    from ._backend import keras
+    from distsnn.convert._backend import keras
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([
         keras.Input((8, 8, 1)),

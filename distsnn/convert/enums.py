@@ -1,7 +1,11 @@
-"""Input encodings of the rate-coded converters (mlGeNN's ``InputType``)."""
+"""Input encodings and readouts of the rate-coded converters (mlGeNN's ``InputType``), and the
+activation kinds every front-end recognises."""
 from __future__ import annotations
 
 from enum import Enum
+
+#: Activation kinds; any other activation is described by its name.
+LINEAR, RELU, SOFTMAX = "linear", "relu", "softmax"
 
 
 class InputType(Enum):

@@ -1,8 +1,10 @@
 """Exceptions raised by the converters."""
 from __future__ import annotations
 
+from distsnn.errors import UserError
 
-class ConversionError(ValueError):
+
+class ConversionError(UserError, ValueError):
     """A model (or one of its layers or nodes) cannot be converted; the message says why and
     what to use instead."""
 

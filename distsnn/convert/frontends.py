@@ -2,20 +2,10 @@
 (``.onnx``, ``onnx.ModelProto``). Neither framework is imported before it is needed."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-from .plan import Frontend
-
-
-def file_sha256(path: Union[str, Path]) -> str:
-    """SHA-256 of a model file (read in 1 MiB blocks), recorded in the network's metadata."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from distsnn.convert.plan import Frontend
 
 
 def is_onnx(model: Any) -> bool:
@@ -30,10 +20,10 @@ def open_model(model: Any) -> Frontend:
     if isinstance(model, Frontend):
         return model
     if is_onnx(model):
-        from .onnx_graph import OnnxFrontend
+        from distsnn.convert.onnx_frontend import OnnxFrontend
 
         return OnnxFrontend.load(model)
-    from .graph import KerasFrontend
-    from .model_io import load_model
+    from distsnn.convert.keras_frontend import KerasFrontend
+    from distsnn.convert.model_io import load_model
 
     return KerasFrontend(load_model(model))

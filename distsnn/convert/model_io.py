@@ -8,9 +8,9 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ._backend import keras, to_numpy
-from .errors import ModelFileError
-from .frontends import file_sha256
+from distsnn.convert._backend import keras, to_numpy
+from distsnn.convert.errors import ModelFileError
+from distsnn.utils.files import file_sha256
 
 MODEL_EXTENSIONS = (".keras", ".h5", ".hdf5")
 

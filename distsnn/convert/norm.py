@@ -1,7 +1,7 @@
 """Normalisation data and activation statistics, computed batch by batch.
 
 Normalisation data may be a numpy array, an array file (``.npy``/``.npz``/``.h5``, read in
-chunks with :mod:`distsnn.data`), or mlGeNN's form: a list whose first element is an iterable
+chunks with :mod:`distsnn.data.files`), or mlGeNN's form: a list whose first element is an iterable
 of ``(x_batch, y_batch)`` pairs, such as a batched ``tf.data.Dataset``. Nothing requires the
 whole set in memory: activations are reduced to running maxima and, for percentiles, to a
 fixed-size logarithmic histogram per population.
@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .errors import NormDataError
+from distsnn.convert.errors import NormDataError
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -77,7 +77,7 @@ class NormData:
                 yield np.asarray(x, np.float32)
 
     def _file_batches(self, path: Path) -> Iterator[np.ndarray]:
-        from .. import data
+        from distsnn import data
 
         n = self._info.n_examples
         for start in range(0, n, self.batch_size):
@@ -92,7 +92,7 @@ def _array_like(value) -> bool:
 
 
 def _inspect(path: Path, x_name: str):
-    from .. import data
+    from distsnn import data
 
     try:
         return data.inspect_dataset(path, x_name=x_name, y_name=None)

@@ -1,6 +1,6 @@
 """The framework-independent plan of a spiking network: populations, terms and their algebra.
 
-A front-end (:mod:`~distsnn.convert.graph` for Keras, :mod:`~distsnn.convert.onnx_graph` for
+A front-end (:mod:`~distsnn.convert.keras_frontend` for Keras, :mod:`~distsnn.convert.onnx_frontend` for
 ONNX) walks its model in topological order and turns every tensor's value, in distsnn's
 channels-last layout, into either a population (:class:`PopulationSpec`: the model's inputs,
 every ReLU and every model output) or a :class:`Virtual` value: a sum of linear
@@ -22,13 +22,21 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .. import connectivity as conn
-from .errors import ConversionError
-from .terms import (ConvOp, ConvTransposeOp, DenseOp, Pad, Pool, Reshape, Scale, Term,
-                    fold_padding, unfolded_error)
-
-#: Activation kinds; any other activation is described by its name.
-LINEAR, RELU, SOFTMAX = "linear", "relu", "softmax"
+from distsnn import connectivity as conn
+from distsnn.convert.enums import LINEAR, RELU, SOFTMAX
+from distsnn.convert.errors import ConversionError
+from distsnn.convert.terms import (
+    ConvOp,
+    ConvTransposeOp,
+    DenseOp,
+    Pad,
+    Pool,
+    Reshape,
+    Scale,
+    Term,
+    fold_padding,
+    unfolded_error,
+)
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,15 +23,12 @@ following layer's kernel, by the planner.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
-from .. import connectivity as conn
-from .errors import ConversionError
-
-if TYPE_CHECKING:
-    from .graph import PopulationSpec
+from distsnn import connectivity as conn
+from distsnn.convert.errors import ConversionError
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,7 +113,7 @@ WEIGHTED = (DenseOp, ConvOp, ConvTransposeOp)
 class Term:
     """``ops`` applied in order to the value of population ``source``."""
 
-    source: "PopulationSpec"
+    source: Any  #: the plan's PopulationSpec (terms are built before the plan imports them)
     ops: tuple = ()
 
     def then(self, op: Op) -> "Term":

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..console import quiet_output
-from ..communicator import Communicator
-from ..errors import UserError
+from distsnn.errors import UserError
+from distsnn.parallel.communicator import Communicator
+from distsnn.utils.console import quiet_output
 
 MARKER = ".distsnn-complete"
 

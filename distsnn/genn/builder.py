@@ -1,7 +1,7 @@
 """Turn a :class:`~distsnn.network.Network` into a loaded GeNN model and drive it.
 
 :class:`GeNNNetwork` is the only object the evaluation loop talks to; it hides pygenn.
-Each connection's GeNN matrix type comes from :func:`distsnn.lowering.plan_lowering` (the
+Each connection's GeNN matrix type comes from :func:`distsnn.genn.lowering.plan_lowering` (the
 one place that decides, with the memory model): DENSE weights, distsnn's own TOEPLITZ
 snippets (genn/toeplitz.py) for every convolution-like connection, or SPARSE explicit
 synapses computed once per node and cached (genn/synapse_cache.py). The plan's memory
@@ -19,16 +19,25 @@ from typing import Optional
 import numpy as np
 from pygenn import GeNNModel, create_var_ref, init_postsynaptic, init_weight_update
 
-from ..communicator import Communicator, SerialCommunicator
-from ..errors import UserError
-from ..lowering import LoweringPlan, kernel_geometry, kernel_values, plan_lowering
-from ..network import Connection, Network, Population
-from ..neurons import FewSpikeRelu, FewSpikeReluInput
-from ..utils.data import batch_spikes, calc_start_spikes
-from .synapse_cache import SynapseCache
-from .toeplitz import procedural_connectivity, toeplitz_connectivity
-from .models import (ANALOG_PULSE, EXAMPLE_GATED_DELTA, EXAMPLE_GATED_EXP, HELD_DELTA,
-                     SIGNED_PULSE, NeuronCode, example_streams, neuron_code, reset_update_model)
+from distsnn.errors import UserError
+from distsnn.genn.lowering import LoweringPlan, kernel_geometry, kernel_values, plan_lowering
+from distsnn.genn.models import (
+    ANALOG_PULSE,
+    EXAMPLE_GATED_DELTA,
+    EXAMPLE_GATED_EXP,
+    HELD_DELTA,
+    SIGNED_PULSE,
+    NeuronCode,
+    example_streams,
+    neuron_code,
+    reset_update_model,
+)
+from distsnn.genn.synapse_cache import SynapseCache
+from distsnn.genn.toeplitz import procedural_connectivity, toeplitz_connectivity
+from distsnn.network import Connection, Network, Population
+from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput
+from distsnn.parallel.communicator import Communicator, SerialCommunicator
+from distsnn.utils.data import batch_spikes, calc_start_spikes
 
 BACKENDS = {"cpu": "single_threaded_cpu", "cuda": "cuda"}
 #: mlGeNN's name of the per-batch reset custom update group (distsnn's reset groups together).
@@ -295,7 +304,7 @@ class GeNNNetwork:
         Only the holder of the model's build lock writes (see :mod:`.build_dir`): safe for
         concurrent jobs sharing a build directory, and a complete build loads read-only.
         """
-        from .build_dir import build_shared
+        from distsnn.genn.build_dir import build_shared
         comm = comm or SerialCommunicator()
         build_dir = Path(build_dir).expanduser()
         start = time.perf_counter()
@@ -455,11 +464,6 @@ class GeNNNetwork:
     def set_threshold(self, pop: Population, value: float) -> None:
         """Set a dynamic (spike-norm) threshold."""
         self.groups[pop.name].set_dynamic_param_value("Vthresh", float(value))
-
-    def spike_totals(self) -> dict[str, np.ndarray]:
-        """Per-population cumulative spike counts per batch lane and neuron (batch, size)."""
-        return {p.name: self.pull(p, "SpikeTotal").astype(np.int64)
-                for p in self.network.populations}
 
     def recorded_spikes(self, pop: Population) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per batch lane (times, ids) recorded since the last pull."""

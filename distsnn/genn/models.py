@@ -11,12 +11,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pygenn import (VarAccess, VarAccessMode, create_custom_update_model, create_neuron_model,
-                    create_postsynaptic_model, create_weight_update_model)
+from pygenn import (
+    VarAccess,
+    VarAccessMode,
+    create_custom_update_model,
+    create_neuron_model,
+    create_postsynaptic_model,
+    create_weight_update_model,
+)
 
-from ..neurons import (AnalogInput, BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput,
-                       IntegrateFire, IntegrateFireInput, Integrator, LeakyIntegrate,
-                       LeakyIntegrateFire, Neuron, PoissonInput, SpikeInput)
+from distsnn.neurons import (
+    AnalogInput,
+    BinarySpikeInput,
+    FewSpikeRelu,
+    FewSpikeReluInput,
+    IntegrateFire,
+    IntegrateFireInput,
+    Integrator,
+    LeakyIntegrate,
+    LeakyIntegrateFire,
+    Neuron,
+    PoissonInput,
+    SpikeInput,
+)
 
 #: Postsynaptic model for rate-coded (per-example) runs: input arriving before step
 #: ``FirstStep`` of an example can only be a spike emitted by the previous example (each hop

@@ -11,8 +11,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..network import Connection, connectivity_hash
-from ..outputs import OutputError, atomic_path
+from distsnn.network import Connection, connectivity_hash
+from distsnn.utils.files import OutputError, atomic_path
 
 Synapses = tuple[np.ndarray, np.ndarray, np.ndarray]
 

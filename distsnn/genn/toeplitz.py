@@ -1,5 +1,5 @@
 """distsnn's Toeplitz connectivity snippets: one exact lowering of every convolution-like
-connection (see :class:`distsnn.lowering.KernelGeometry`) that stores only the kernel.
+connection (see :class:`distsnn.genn.lowering.KernelGeometry`) that stores only the kernel.
 
 Per presynaptic spike at source ``(row, col, chan)`` the code visits each pooling window that
 holds it, each kernel tap that maps that window onto an output pixel (strides and TF padding
@@ -19,10 +19,14 @@ is one Toeplitz diagonal, i.e. one thread, as GeNN's CUDA backend parallelises d
 """
 from __future__ import annotations
 
-from pygenn import (create_sparse_connect_init_snippet, create_toeplitz_connect_init_snippet,
-                    init_sparse_connectivity, init_toeplitz_connectivity)
+from pygenn import (
+    create_sparse_connect_init_snippet,
+    create_toeplitz_connect_init_snippet,
+    init_sparse_connectivity,
+    init_toeplitz_connectivity,
+)
 
-from ..lowering import KernelGeometry
+from distsnn.genn.lowering import KernelGeometry
 
 _PARAMS = [(name, "int") for name in KernelGeometry.__dataclass_fields__ if name != "depthwise"]
 

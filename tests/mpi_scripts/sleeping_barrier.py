@@ -6,7 +6,7 @@ spent in the barrier, wall-clock and CPU.
 import json
 import time
 
-from distsnn.communicator import MPICommunicator
+from distsnn.parallel.communicator import MPICommunicator
 
 comm = MPICommunicator()
 comm.barrier()

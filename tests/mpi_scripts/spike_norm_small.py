@@ -1,4 +1,4 @@
-"""Spike-norm on the small network of tests/test_spike_norm.py with a communicator.
+"""Spike-norm on the small network of tests/helpers/spike_norm_network.py with a communicator.
 
 Usage: spike_norm_small.py OUT_JSON BUILD_DIR PERCENTILE [binary|poisson-sharded]
 
@@ -8,13 +8,12 @@ contiguous shard (``sharded=True``), as ``distsnn convert --method spike-norm`` 
 import json
 import sys
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
-from test_spike_norm import T, small_network  # noqa: E402
-
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from distsnn.communicators import MPI  # noqa: E402
-from distsnn.data import shard_bounds  # noqa: E402
 from distsnn.neurons import PoissonInput  # noqa: E402
+from distsnn.parallel.sharding import shard_bounds  # noqa: E402
 from distsnn.spike_norm import spike_normalise  # noqa: E402
+from helpers.spike_norm_network import T, small_network  # noqa: E402
 
 out_path, build_dir, percentile = sys.argv[1], sys.argv[2], float(sys.argv[3])
 mode = sys.argv[4] if len(sys.argv) > 4 else "binary"

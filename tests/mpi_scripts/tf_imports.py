@@ -4,8 +4,9 @@ Usage: tf_imports.py MODEL NORM_DATA BUILD_DIR. Every rank prints one line.
 """
 import sys
 
-from distsnn.communicator import MPICommunicator
-from distsnn.evaluation import ConversionOptions, Timings, load_or_convert
+from distsnn.jobs.network_source import ConversionOptions, load_or_convert
+from distsnn.parallel.communicator import MPICommunicator
+from distsnn.utils.timings import Timings
 
 comm = MPICommunicator()
 options = ConversionOptions(method="data-norm", norm_data=sys.argv[2], timesteps=20,

@@ -1,0 +1,4 @@
+"""``python -m distsnn.cli``: the command line."""
+from distsnn.cli.app import main
+
+main()

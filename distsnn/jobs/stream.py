@@ -1,0 +1,108 @@
+"""Long evaluations as restartable jobs: stream each rank's examples in chunks, journal the
+counts after every chunk, stop cleanly on SIGTERM/SIGUSR1/SIGINT and resume from the journal.
+
+Memory per rank is bounded by one chunk (``chunk_size`` examples as float32 plus the
+stored copy of the same rows), whatever the dataset size. The examples are split between
+ranks in contiguous runs; on resume only those not yet in the journal are split.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from distsnn.compilers.chunks import ChunkResult, EvaluationStopped
+from distsnn.compilers.compiled_network import CompiledInferenceNetwork
+from distsnn.data.inputs import InputScaling, check_finite
+from distsnn.errors import UserError
+from distsnn.jobs.journal import Journal, remaining, split_ranges
+from distsnn.jobs.signals import Interrupted, StopRequest
+from distsnn.layout import to_network_layout
+from distsnn.parallel.communicator import Communicator
+
+#: Examples per rank read, converted and journaled at a time (default of --chunk-size).
+DEFAULT_CHUNK = 1024
+
+
+@dataclass
+class JobOptions:
+    """How to stream and checkpoint an evaluation."""
+
+    chunk_size: int = DEFAULT_CHUNK
+    journal: Optional[Path] = None     # None: no journal (nothing to resume)
+    resume: bool = False               # True: a journal must exist
+    scaling: InputScaling = field(default_factory=InputScaling)
+    stop: Optional[StopRequest] = None
+    fingerprint: dict = field(default_factory=dict)
+    resume_command: str = "rerun the same command"
+    #: image folders: ``resize``, ``crop``, ``class_names`` (see :mod:`distsnn.data.images`)
+    images: dict = field(default_factory=dict)
+
+
+@dataclass
+class JobOutcome:
+    """What the streamed evaluation did besides its metrics."""
+
+    resumed_examples: int = 0
+    journal: Optional[Journal] = None
+
+
+#: ``read(ranges, chunk) -> iterator of (first_row, x, y)`` of the rows in ranges
+RowReader = Callable[[list, int], Iterator[tuple[int, np.ndarray, np.ndarray]]]
+
+
+def evaluate_job(compiled: CompiledInferenceNetwork, read: RowReader, n_examples: int,
+                 where: str, check_labels: Callable[[np.ndarray, int], None], metrics: list,
+                 callbacks: list, comm: Communicator, options: JobOptions) -> JobOutcome:
+    """Evaluate every example once over all ranks, journaling and resuming as configured."""
+    outcome = JobOutcome()
+    done: Optional[ChunkResult] = None
+    if options.journal is not None:
+        outcome.journal, done = Journal.open(options.journal, options.fingerprint, comm,
+                                             must_exist=options.resume)
+    done_ranges = comm.broadcast_object(done.ranges if done is not None else [])
+    outcome.resumed_examples = sum(b - a for a, b in done_ranges)
+    mine = split_ranges(remaining(done_ranges, n_examples), comm.rank, comm.size)
+    inp, out = compiled.inputs[0], compiled.outputs[0]
+    shape = inp.shape
+
+    def chunks():
+        for first, x, y in read(mine, options.chunk_size):
+            x = options.scaling.apply(to_network_layout(x, compiled.network))
+            check_finite(x, first, where)
+            check_labels(y, first)
+            indices = np.arange(first, first + len(x), dtype=np.int64)
+            yield indices, {inp: x.reshape((len(x),) + shape)}, {out: y}
+
+    stop = options.stop
+    try:
+        with stop.deferred_stop() if stop is not None else nullcontext():
+            compiled.evaluate_stream(
+                chunks(), n_examples, metrics, callbacks,
+                on_chunk=outcome.journal.append if outcome.journal is not None else None,
+                stop=stop.requested if stop is not None else None,
+                initial=done if comm.rank == 0 else None)
+    except EvaluationStopped:
+        if outcome.journal is not None:
+            outcome.journal.close()
+        raise Interrupted(stop.signum, _stopped_message(stop.signum, options)) from None
+    if outcome.journal is not None:
+        outcome.journal.close()
+    return outcome
+
+
+def _stopped_message(signum: int, options: JobOptions) -> str:
+    import signal
+    name = signal.Signals(signum).name
+    if options.journal is None:
+        return f"stopped by {name}; nothing was saved (no journal)"
+    return (f"stopped by {name}; progress saved in {options.journal}; {options.resume_command} "
+            f"(or add --resume) to continue where it stopped")
+
+
+def check_chunk_size(chunk_size: int) -> None:
+    if chunk_size < 1:
+        raise UserError(f"--chunk-size must be at least 1 example, not {chunk_size}")

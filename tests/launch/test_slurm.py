@@ -1,0 +1,383 @@
+"""Launch scripts: a real one-node Slurm cluster (root only), sbatch templates, mpirun.sh.
+
+The ``cluster`` fixture brings up Slurm with ``launch/local_slurm.sh up`` in a temporary
+directory (on free ports, so it does not collide with another local cluster) and takes it
+down at the end of the session. :func:`submit_and_wait` submits a batch script and waits,
+bounded, for its end; to run a distsnn command on 2 ranks under srun::
+
+    job = submit_and_wait(cluster, CPU_TEMPLATE, ["evaluate", "--network", net, ...], ntasks=2)
+    assert job.ok, job.describe()
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pytest
+
+from helpers.processes import DISTSNN, REPO, journal_chunks, run
+
+LAUNCH = REPO / "launch"
+LOCAL_SLURM = LAUNCH / "local_slurm.sh"
+CPU_TEMPLATE = LAUNCH / "sbatch_cpu.sh"
+GPU_TEMPLATE = LAUNCH / "sbatch_gpu.sh"
+MPIRUN = LAUNCH / "mpirun.sh"
+VENV = Path(sys.executable).parent.parent  # the venv running the tests; jobs use it too
+
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+                   "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT"}
+
+# A small MPI program: what each rank of the job sees, as one write per line (print() writes
+# the text and the newline separately, and the launcher may interleave two ranks' writes).
+RANKS_PROGRAM = (
+    "import os, sys, distsnn.parallel.devices as d; "
+    "from distsnn.parallel.communicator import MPICommunicator; c = MPICommunicator(); "
+    "sys.stdout.write(f'rank {c.rank} of {c.size} local {c.local_rank}/{c.local_size} '"
+    "f'env {d.local_rank_from_env()}/{d.local_size_from_env()} '"
+    "f'slurm_localid {os.environ.get(\"SLURM_LOCALID\")}\\n'); sys.stdout.flush()"
+)
+RANK_LINE = re.compile(r"rank (\d+) of (\d+) local (\d+)/(\d+) env (\S+)/(\S+) "
+                       r"slurm_localid (\d+|None)")
+
+
+# --- the cluster -------------------------------------------------------------------------------
+
+
+@dataclass
+class SlurmCluster:
+    directory: Path
+    conf: Path
+
+    def env(self, extra: Optional[dict] = None) -> dict:
+        """The environment for Slurm commands: ours, minus any outer job's SLURM_* variables."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        env["SLURM_CONF"] = str(self.conf)
+        env.update(extra or {})
+        return env
+
+    def command(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
+                              env=self.env())
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A one-node Slurm cluster, up for the whole session (skipped where it cannot be had)."""
+    if os.geteuid() != 0:
+        pytest.skip("the local Slurm cluster needs root (launch/local_slurm.sh up); "
+                    "run the tests as root to include the Slurm tests")
+    directory = tmp_path_factory.mktemp("slurm")
+    ports = _free_ports(2)
+    env = {**os.environ, "LOCAL_SLURM_PORTS": f"{ports[0]} {ports[1]}"}
+    try:
+        up = subprocess.run(["bash", str(LOCAL_SLURM), "up", str(directory)], capture_output=True,
+                            text=True, timeout=900, env=env)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["bash", str(LOCAL_SLURM), "down", str(directory)], timeout=60)
+        pytest.fail("launch/local_slurm.sh up did not finish in 900 s")
+    if up.returncode in (3, 4):  # not root / packages missing and not installable
+        pytest.skip(f"no local Slurm cluster: {up.stderr.strip().splitlines()[-1]}")
+    if up.returncode != 0:
+        subprocess.run(["bash", str(LOCAL_SLURM), "down", str(directory)], timeout=60)
+        logs = "".join(f"\n--- {p.name}\n{p.read_text()[-3000:]}"
+                       for p in sorted((directory / "log").glob("*.log")))
+        pytest.fail(f"launch/local_slurm.sh up failed ({up.returncode}):\n{up.stderr}{logs}")
+    match = re.search(r"^export SLURM_CONF=(.+)$", up.stdout, re.M)
+    assert match, f"no export line in the output of local_slurm.sh up: {up.stdout!r}"
+    print(f"\nlocal Slurm cluster up in {directory} (ports {ports})")
+    try:
+        yield SlurmCluster(directory=directory, conf=Path(match.group(1)))
+    finally:
+        down = subprocess.run(["bash", str(LOCAL_SLURM), "down", str(directory)],
+                              capture_output=True, text=True, timeout=120)
+        print(f"\nlocal Slurm cluster down: {down.stderr.strip()}")
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    state: str  # Slurm's JobState (COMPLETED, FAILED, ...) or "TEST_TIMEOUT"
+    exit_code: Optional[int]  # the batch script's exit status, when Slurm reported it
+    output: str  # the job's output file (stdout and stderr together)
+    seconds: float  # from submission to the end of the job
+    restarts: int = 0  # how many times the job was requeued
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "COMPLETED" and self.exit_code in (0, None)
+
+    def describe(self) -> str:
+        return (f"job {self.job_id}: {self.state}, exit code {self.exit_code}, "
+                f"{self.seconds:.1f} s; output:\n{self.output}")
+
+
+def _job_fields(cluster: SlurmCluster, job_id: str) -> Optional[dict]:
+    shown = cluster.command("scontrol", "show", "job", "-o", job_id)
+    if shown.returncode != 0:  # e.g. "Invalid job id": already purged from slurmctld
+        return None
+    return dict(item.split("=", 1) for item in shown.stdout.split() if "=" in item)
+
+
+@dataclass
+class Submitted:
+    job_id: str
+    output: Path  # the job's output file
+    started: float  # time.monotonic() at submission
+    timeout: float
+
+
+def submit(cluster: SlurmCluster, script: Path | str, args: Sequence[str] = (),
+           ntasks: int = 2, timeout: float = 120, env: Optional[dict] = None,
+           sbatch_options: Sequence[str] = ()) -> Submitted:
+    """``sbatch --ntasks=NTASKS SCRIPT ARGS...`` (see :func:`submit_and_wait`)."""
+    output = cluster.directory / f"job-{uuid.uuid4().hex[:8]}.out"
+    minutes = max(1, int(timeout // 60) + 1)
+    command = ["sbatch", "--parsable", f"--ntasks={ntasks}", f"--output={output}",
+               f"--chdir={REPO}", f"--time={minutes}", *sbatch_options, str(script), *args]
+    started = time.monotonic()
+    submitted = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                               env=cluster.env({"DISTSNN_VENV": str(VENV), **(env or {})}))
+    assert submitted.returncode == 0, f"sbatch failed: {submitted.stderr}"
+    return Submitted(submitted.stdout.strip().split(";")[0], output, started, timeout)
+
+
+def submit_and_wait(cluster: SlurmCluster, script: Path | str, args: Sequence[str] = (),
+                    ntasks: int = 2, timeout: float = 120, env: Optional[dict] = None,
+                    sbatch_options: Sequence[str] = ()) -> JobResult:
+    """``sbatch --ntasks=NTASKS SCRIPT ARGS...``, then poll until the job ends (at most timeout s).
+
+    The job runs in the repository root with this test's venv (``DISTSNN_VENV``) and the
+    environment of the test plus ``env`` (e.g. ``{"DISTSNN_CMD": "python"}`` to run Python
+    instead of the ``distsnn`` command). A job still running after ``timeout`` seconds is
+    cancelled and reported with state ``TEST_TIMEOUT``; this function never hangs.
+    """
+    return wait(cluster, submit(cluster, script, args, ntasks, timeout, env, sbatch_options))
+
+
+def wait(cluster: SlurmCluster, job: Submitted) -> JobResult:
+    """Poll until ``job`` ends (through requeues), at most until its timeout."""
+    job_id, output, started = job.job_id, job.output, job.started
+    state, exit_code, restarts = "PENDING", None, 0
+    while True:
+        fields = _job_fields(cluster, job_id)
+        if fields is None:  # gone from slurmctld's memory: it ended
+            state = "COMPLETED" if output.exists() else "UNKNOWN"
+            break
+        state = fields.get("JobState", "UNKNOWN")
+        restarts = int(fields.get("Restarts", "0"))
+        if state in TERMINAL_STATES:
+            code = fields.get("ExitCode", "")
+            exit_code = int(code.split(":")[0]) if code.split(":")[0].isdigit() else None
+            break
+        if time.monotonic() - started > job.timeout:
+            cluster.command("scancel", job_id)
+            state = "TEST_TIMEOUT"
+            break
+        time.sleep(0.25)
+    seconds = time.monotonic() - started
+    # The output file is written by slurmd; give it a moment to appear after the job ends.
+    for _ in range(20):
+        if output.exists():
+            break
+        time.sleep(0.1)
+    text = output.read_text(errors="replace") if output.exists() else ""
+    return JobResult(job_id=job_id, state=state, exit_code=exit_code, output=text,
+                     seconds=seconds, restarts=restarts)
+
+
+def rank_lines(output: str) -> list[tuple]:
+    return sorted(tuple(m.groups()) for m in RANK_LINE.finditer(output))
+
+
+# --- tests on the real cluster -----------------------------------------------------------------
+
+
+@pytest.mark.slurm
+@pytest.mark.mpi
+def test_cpu_template_runs_two_mpi_ranks_under_srun_pmi2(cluster):
+    job = submit_and_wait(cluster, CPU_TEMPLATE, ["-c", RANKS_PROGRAM], ntasks=2,
+                          env={"DISTSNN_CMD": "python"})
+    print(job.describe())
+    assert job.ok, job.describe()
+    assert "srun --mpi=pmi2 python -c" in job.output  # the template's default plugin
+    # Both ranks of one 2-rank MPI job (not two singletons of size 1), on one node; the
+    # launcher-variable route of distsnn.parallel.devices agrees with MPI's node-local communicator.
+    assert rank_lines(job.output) == [
+        ("0", "2", "0", "2", "0", "2", "0"),
+        ("1", "2", "1", "2", "1", "2", "1"),
+    ], job.describe()
+    assert job.seconds < 60
+
+
+@pytest.mark.slurm
+def test_failing_job_is_reported_with_its_exit_code(cluster):
+    job = submit_and_wait(cluster, CPU_TEMPLATE,
+                          ["-c", "import sys; print('failing on purpose'); sys.exit(3)"],
+                          ntasks=1, env={"DISTSNN_CMD": "python"})
+    assert job.state == "FAILED" and job.exit_code == 3, job.describe()
+    assert "failing on purpose" in job.output
+    assert not job.ok
+
+
+@pytest.mark.slurm
+def test_sbatch_template_runs_distsnn_evaluate_on_two_tasks(cluster, small_files, tmp_path):
+    """The CPU template's default command is the venv's `distsnn`: a real 2-task evaluation."""
+    out = tmp_path / "slurm_results.json"
+    job = submit_and_wait(cluster, CPU_TEMPLATE,
+                          ["evaluate", str(small_files["net"]), "--data",
+                           str(small_files["data"]), "-t", "20", "--no-progress",
+                           "--build-dir", str(tmp_path / "build"), "--output", str(out)],
+                          ntasks=2, timeout=240)
+    assert job.ok, job.describe()
+    assert "srun --mpi=pmi2 distsnn evaluate" in job.output
+    results = json.loads(out.read_text())
+    assert results["ranks"] == 2
+    assert results["metrics"]["20"]["sparse_categorical_accuracy"]["total"] == small_files["n"]
+    assert results["spikes"]["examples"] == small_files["n"]
+
+
+@pytest.mark.slurm
+@pytest.mark.mpi
+def test_signalled_job_requeues_itself_and_resumes_from_its_journal(cluster, poisson_files,
+                                                                    tmp_path):
+    """SIGUSR1 to the tasks part-way (what ``--signal=USR1@120`` sends before the time limit):
+    distsnn saves its journal and exits 138, the template runs ``scontrol requeue``, and the
+    requeued job, rerunning the same command, ends with the results of an uninterrupted run."""
+    build = tmp_path / "build"
+
+    def argv(out, *extra):
+        return ["evaluate", str(poisson_files["net"]), "--data", str(poisson_files["data"]),
+                "-t", "4000,12000", "-o", str(out), "--build-dir", str(build), "--no-progress",
+                *extra]
+
+    reference = tmp_path / "reference.json"
+    proc = run([DISTSNN, *argv(reference)], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "requeued.json"
+    job = submit(cluster, CPU_TEMPLATE, argv(out, "--chunk-size", "4"), ntasks=2, timeout=240)
+    while journal_chunks(out) < 2:
+        fields = _job_fields(cluster, job.job_id)
+        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), wait(cluster, job).describe()
+        assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
+        time.sleep(0.1)
+    signalled = cluster.command("scancel", "--signal=USR1", job.job_id)
+    assert signalled.returncode == 0, signalled.stderr
+    # Wait for the requeued job to run again (on the way it may show FAILED for a moment);
+    # Slurm holds it for about two minutes (Reason=BeginTime): let it start now.
+    while time.monotonic() - job.started < job.timeout:
+        fields = _job_fields(cluster, job.job_id) or {}
+        restarted = fields.get("Restarts", "0") != "0"
+        if restarted and fields.get("JobState") in ("RUNNING", "COMPLETED"):
+            break
+        if fields.get("JobState") == "PENDING" and fields.get("Reason") == "BeginTime":
+            cluster.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
+        time.sleep(0.1)
+    result = wait(cluster, job)
+    assert result.ok and result.restarts == 1, result.describe()
+    assert "stopped by a signal (exit 138); requeueing job" in result.output, result.describe()
+    got, expected = json.loads(out.read_text()), json.loads(reference.read_text())
+    assert 0 < got["journal"]["resumed_examples"] < 96, got["journal"]
+    assert got["ranks"] == 2
+    assert got["metrics"] == expected["metrics"] and got["spikes"] == expected["spikes"]
+    assert not (tmp_path / "requeued.json.journal").exists()
+
+
+# --- the scripts without Slurm ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script", [LOCAL_SLURM, CPU_TEMPLATE, GPU_TEMPLATE, MPIRUN])
+def test_scripts_are_valid_executable_bash(script):
+    assert script.stat().st_mode & stat.S_IXUSR, f"{script} is not executable"
+    result = run(["bash", "-n", str(script)], timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def _fake_srun(tmp_path) -> dict:
+    """An environment whose `srun` prints its arguments one per line."""
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir(exist_ok=True)
+    srun = bindir / "srun"
+    srun.write_text('#!/bin/bash\nfor a in "$@"; do printf "<%s>\\n" "$a"; done\n')
+    srun.chmod(0o755)
+    return {"PATH": f"{bindir}:{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize("script, default_mpi", [(CPU_TEMPLATE, "pmi2"), (GPU_TEMPLATE, "pmix")])
+def test_templates_pass_arguments_through(tmp_path, script, default_mpi):
+    env = {**_fake_srun(tmp_path), "DISTSNN_VENV": str(VENV)}
+    env.pop("DISTSNN_CMD", None)
+    args = ["evaluate", "--data", "a file with spaces.npz", "--label", "x'y\"z", ""]
+    result = run(["bash", str(script), *args], timeout=30, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"<--mpi={default_mpi}>", "<distsnn>"] + [
+        f"<{a}>" for a in args]
+    # the plugin and the command are configurable
+    env.update(DISTSNN_SRUN_MPI="pmi2", DISTSNN_CMD="python -m distsnn")
+    result = run(["bash", str(script), "doctor", "--json"], timeout=30, env=env)
+    assert result.stdout.splitlines() == ["<--mpi=pmi2>", "<python>", "<-m>", "<distsnn>",
+                                          "<doctor>", "<--json>"]
+
+
+def test_templates_reject_a_bad_venv(tmp_path):
+    env = {**_fake_srun(tmp_path), "DISTSNN_VENV": str(tmp_path / "no-venv")}
+    result = run(["bash", str(CPU_TEMPLATE), "doctor"], timeout=30, env=env)
+    assert result.returncode == 2 and "no bin/python" in result.stderr
+
+
+def test_gpu_template_asks_for_one_gpu_per_task():
+    directives = [line for line in GPU_TEMPLATE.read_text().splitlines()
+                  if line.startswith("#SBATCH")]
+    assert "#SBATCH --gpus-per-task=1" in directives
+    assert any(d.startswith("#SBATCH --ntasks-per-node=") for d in directives)
+    assert any(d.startswith("#SBATCH --cpus-per-task=") for d in directives)
+    cpu = [line for line in CPU_TEMPLATE.read_text().splitlines() if line.startswith("#SBATCH")]
+    assert "#SBATCH --ntasks=2" in cpu
+
+
+@pytest.mark.mpi
+def test_mpirun_script_runs_two_ranks():
+    env = {"DISTSNN_CMD": "python"}
+    result = run(["bash", str(MPIRUN), "2", "-c", RANKS_PROGRAM], timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = rank_lines(result.stdout)
+    assert [line[:4] for line in lines] == [("0", "2", "0", "2"), ("1", "2", "1", "2")]
+    # Hydra's MPI_LOCALRANKID gives the same node-local ranks before MPI starts
+    assert [line[4:6] for line in lines] == [("0", "2"), ("1", "2")]
+
+
+def test_mpirun_script_usage_error():
+    result = run(["bash", str(MPIRUN), "two", "evaluate"], timeout=30)
+    assert result.returncode == 2 and "usage" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None,
+                    reason="needs root and runuser to try local_slurm.sh as another user")
+def test_local_slurm_refuses_without_root(tmp_path):
+    result = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(LOCAL_SLURM), "up",
+                             str(tmp_path / "c")], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3, result.stderr
+    assert "must run as root" in result.stderr
