@@ -2,8 +2,8 @@
 
 VGG16-CIFAR few-spike (K=8) and data-norm (T=100) at batch 1/32/256 (Toeplitz lowering, and
 PROCEDURAL_KERNELG for comparison), and VGG16-224 few-spike at the largest batch that fits: examples/s and GPU memory used. Networks are built from numpy
-with He-normal random weights, laid out as the converter lays them out (pooling fused into the
-next connection); the thresholds/alphas are fixed guesses, so this measures speed and memory,
+with He-normal random weights (tests/helpers/cuda_cases.py: ``vgg16``), laid out as the
+converter lays them out (pooling fused into the next connection); the thresholds/alphas are fixed guesses, so this measures speed and memory,
 not accuracy. Each configuration runs in its own process (an out-of-memory error cannot take
 the rest with it) with its own time limit.
 """
@@ -18,46 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-K = 8
 RATE_T = 100
-BLOCKS = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
-
-
-def vgg16(shape: tuple, dense: tuple, classes: int, mode: str, seed: int = 0):
-    """VGG16 with average pooling as a distsnn Network (few-spike or IF rate neurons)."""
-    from distsnn.connectivity import AvgPoolConv2D, AvgPoolDense2D, Conv2D, Dense
-    from distsnn.network import Network
-    from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput, IntegrateFire, IntegrateFireInput
-    rng = np.random.default_rng(seed)
-    hidden = ((lambda out=False: FewSpikeRelu(k=K, alpha=4.0, readout="var" if out else None))
-              if mode == "few_spike" else
-              (lambda out=False: IntegrateFire(v_thresh=1.0, reset="subtract",
-                                               readout="spike_count" if out else None)))
-    net = Network(metadata={"benchmark": f"vgg16_{shape[0]}_{mode}"})
-    pop = net.add_population("input", shape, FewSpikeReluInput(k=K, alpha=1.0)
-                             if mode == "few_spike" else IntegrateFireInput())
-    h, w, c = shape
-    pooled = False
-    for b, (filters, convs) in enumerate(BLOCKS):
-        for i in range(convs):
-            kernel = rng.normal(0, np.sqrt(2 / (9 * c)), (3, 3, c, filters)).astype(np.float32)
-            conn = AvgPoolConv2D(kernel, pool_size=(2, 2), padding="same") if pooled else \
-                Conv2D(kernel, padding="same")
-            if pooled:
-                h, w, pooled = h // 2, w // 2, False
-            nxt = net.add_population(f"conv{b + 1}_{i + 1}", (h, w, filters), hidden())
-            net.connect(pop, nxt, conn)
-            pop, c = nxt, filters
-        pooled = True
-    n_in = (h // 2) * (w // 2) * c
-    for i, units in enumerate((*dense, classes)):
-        out = i == len(dense)
-        weight = rng.normal(0, np.sqrt(2 / n_in), (n_in, units)).astype(np.float32)
-        nxt = net.add_population("output" if out else f"dense{i + 1}", (units,), hidden(out))
-        net.connect(pop, nxt, AvgPoolDense2D(weight, (2, 2)) if i == 0 else Dense(weight))
-        pop, n_in = nxt, units
-    net.outputs = [pop]
-    return net
 
 
 def gpu_memory_mib() -> float:
@@ -69,6 +30,7 @@ def gpu_memory_mib() -> float:
 def run_one(model: str, mode: str, batch: int, connectivity: str = "auto") -> dict:
     """One configuration, in this process."""
     from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
+    from helpers.cuda_cases import K, vgg16
     shape, dense, classes = ((32, 32, 3), (512,), 10) if model == "vgg16_cifar" else \
         ((224, 224, 3), (4096, 4096), 1000)
     net = vgg16(shape, dense, classes, mode)
@@ -131,5 +93,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    REPO = Path(__file__).resolve().parent.parent
+    sys.path[:0] = [str(REPO), str(REPO / "tests")]  # distsnn; the networks of the CUDA cases
     main()

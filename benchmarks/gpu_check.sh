@@ -5,7 +5,9 @@
 #   bash benchmarks/gpu_check.sh [OUT_DIR]   # on the GPU machine, from the repository root
 #
 # On the GPU machine it (1) builds pygenn with the CUDA backend from the carried GeNN source
-# (pybind11==3.0.4, --no-build-isolation) into .site/, (2) runs the CUDA tests, (3) runs
+# with launch/genn-patches/ applied (pybind11==3.0.4, --no-build-isolation) into .site/,
+# (2) runs the CUDA tests and the cases of tests/helpers/cuda_cases.py for real (CUDA batch
+# 64 and 1 against the CPU on identical inputs; CI only compiles them), (3) runs
 # benchmarks/gpu_check.py: VGG16-CIFAR few-spike (K=8) and data-norm at batch 1/32/256
 # (examples/s, GPU memory) and VGG16-224 few-spike at the largest batch that fits. Networks are
 # built from numpy (no TensorFlow there). Every step has its own time limit; results go to
@@ -37,6 +39,7 @@ step "machine"; nvidia-smi --query-gpu=name,memory.total,driver_version --format
 step "building pygenn with CUDA (limit 300 s)"
 "$PY" -m pip install --quiet --no-index --no-deps --target .site "$CARRY"/*.whl
 SRC=$(mktemp -d); tar -xzf "$CARRY/$GENN_TARBALL" -C "$SRC" --strip-components=1
+for patch in launch/genn-patches/*.patch; do patch -d "$SRC" -p1 --quiet --forward <"$patch"; done
 export CUDA_PATH="${CUDA_PATH:-$(dirname "$(dirname "$(command -v nvcc)")")}"
 (cd "$SRC" && CXXFLAGS=-O2 timeout 300 "$PY" -m pip wheel --quiet --no-build-isolation --no-deps -w "$SRC/dist" .)
 "$PY" -m pip install --quiet --no-index --no-deps --target .site "$SRC"/dist/pygenn-*.whl
@@ -47,6 +50,10 @@ step "CUDA tests (limit 180 s): batched runs; Toeplitz convolutions on CUDA vs n
   timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/genn/test_connectivity.py \
       -k "(conv2d or avg_pool_dense2d) and toeplitz and not cuda_form"; } 2>&1 \
     | tee "$OUT_DIR/gpu_tests.log" | grep -E "passed|failed|error" || true
+
+step "every network kind on the GPU vs the CPU (limit 240 s)"
+timeout 240 "$PY" tests/helpers/cuda_cases.py run "$OUT_DIR/cuda_cases.json" benchmarks/build/cases \
+    2>&1 | tail -n 20 | tee "$OUT_DIR/cuda_cases.log" || true
 
 step "VGG16 benchmarks (limit 240 s)"
 timeout 240 "$PY" benchmarks/gpu_check.py --out "$OUT_DIR/gpu_check.json"

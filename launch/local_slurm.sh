@@ -17,7 +17,17 @@
 # LOCAL_SLURM_PORTS="CTLD SLURMD" picks other ports than 6817 6818 (to run two clusters);
 # LOCAL_SLURM_WAIT_S bounds the wait for the node to become idle (default 60).
 #
-# Recipe: /work/shared/reference/local-slurm.md (checked with Slurm 22.05.8, munge 0.5.15).
+# How it works (checked with Debian 12's Slurm 22.05.8 and munge 0.5.15, as root):
+#  1. munge: a key /etc/munge/munge.key (1024 random bytes, owner munge, mode 400) when
+#     missing; /run/munge, /var/lib/munge and /var/log/munge owned by munge; `munged --force`.
+#  2. DIR/slurm.conf: state, spool, pid and log paths in DIR; ClusterName=local,
+#     SlurmctldHost=<hostname -s>, SlurmUser=root, SlurmdUser=root, AuthType=auth/munge,
+#     ProctrackType=proctrack/linuxproc, TaskPlugin=task/none, SelectType=select/cons_tres
+#     (CR_Core), MpiDefault=none, ReturnToService=2, one NodeName=<hostname -s> with this
+#     machine's CPUs, one default partition.
+#  3. `slurmctld -f CONF` and `slurmd -f CONF`; the node is idle within seconds (slurmd logs
+#     harmless errors about the PMIx plugin when no PMIx library is installed).
+#  4. Jobs then run `srun --mpi=pmi2` (the mpich wheel's MPI) or `mpiexec` inside sbatch.
 set -euo pipefail
 
 ACTION=${1:-}
@@ -28,14 +38,12 @@ read -r CTLD_PORT SLURMD_PORT <<< "${LOCAL_SLURM_PORTS:-6817 6818}"
 say() { echo "local_slurm: $*" >&2; }
 die() { echo "local_slurm: error: $*" >&2; exit 1; }
 die_code() { local code=$1; shift; echo "local_slurm: error: $*" >&2; exit "$code"; }
+# shellcheck source=launch/slurm_common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/slurm_common.sh"
 
 usage() {
     sed -n '3,6p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
-}
-
-pid_alive() {  # pid_alive FILE: true when FILE holds the pid of a live process
-    [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
 conf_paths() {  # conf_paths [create]
@@ -52,57 +60,8 @@ need_root() {
 the packages may need installing); try: sudo $0 $ACTION ${2:-}"
 }
 
-install_packages() {
-    local missing=()
-    command -v slurmctld >/dev/null || missing+=(slurmctld)
-    command -v slurmd >/dev/null || missing+=(slurmd)
-    command -v sbatch >/dev/null || missing+=(slurm-client)
-    command -v munged >/dev/null || missing+=(munge)
-    [ ${#missing[@]} -eq 0 ] && return 0
-    command -v apt-get >/dev/null || die_code 4 "missing ${missing[*]} and no apt-get to install them;
-install Slurm and munge with your package manager"
-    say "installing slurmctld slurmd slurm-client munge (missing: ${missing[*]})"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update >&2 && apt-get install -y slurmctld slurmd slurm-client munge >&2 \
-        || die_code 4 "apt-get could not install slurmctld slurmd slurm-client munge"
-}
-
-munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
-
-start_munge() {
-    local key=/etc/munge/munge.key
-    if [ ! -s "$key" ]; then
-        say "creating munge key $key"
-        mkdir -p /etc/munge
-        dd if=/dev/urandom of="$key" bs=1024 count=1 status=none
-        chown munge:munge "$key" 2>/dev/null || chown munge "$key"
-        chmod 400 "$key"
-    fi
-    local d
-    for d in /run/munge /var/lib/munge /var/log/munge; do
-        mkdir -p "$d"
-        chown munge:munge "$d" 2>/dev/null || chown munge "$d"
-    done
-    if munge_works; then
-        return 0
-    fi
-    say "starting munged"
-    # As root with --force, as in the checked recipe (munged warns that its directories
-    # are owned by munge, not root; harmless).
-    if ! munged --force 2>"$DIR/log/munged-start.log"; then
-        cat "$DIR/log/munged-start.log" >&2
-        die "munged did not start; see /var/log/munge/munged.log"
-    fi
-    touch "$MUNGED_MARK"
-    local i
-    for i in $(seq 50); do
-        munge_works && return 0
-        sleep 0.1
-    done
-    die "munged started but munge -n | unmunge fails; see /var/log/munge/munged.log"
-}
-
 write_conf() {
+    local FIRST_JOB_ID=$(( (RANDOM << 15 | RANDOM) % 1000000 + 1000 ))
     local host cpus
     host=$(hostname -s)
     cpus=$(nproc)
@@ -121,6 +80,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=none
 ReturnToService=2
+# job ids start at random: MPICH names its shared memory after the PMI job and step, and a
+# killed job leaves that file behind; a fresh cluster's job 1 would collide with it
+FirstJobId=$FIRST_JOB_ID
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$CTLD_PID
@@ -160,24 +122,6 @@ wait_idle() {
         sleep 0.5
     done
     die "the node is not idle after ${WAIT_S}s (sinfo says '${state:-nothing}'); see $DIR/log/"
-}
-
-stop_pidfile() {  # stop_pidfile FILE NAME
-    local file=$1 name=$2 pid i
-    if pid_alive "$file"; then
-        pid=$(cat "$file")
-        say "stopping $name (pid $pid)"
-        kill "$pid" 2>/dev/null || true
-        for i in $(seq 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            say "$name (pid $pid) did not stop in 10 s; sending SIGKILL"
-            kill -9 "$pid" 2>/dev/null || true
-        fi
-    fi
-    rm -f "$file"
 }
 
 cmd_up() {

@@ -10,11 +10,13 @@
 #   PYTHON                interpreter used to create it                (default: python3)
 #   GENN_SOURCE           GeNN source: a tarball path, a source directory or a URL
 #                         (default: the pinned commit's GitHub archive, see DEFAULT_GENN_COMMIT)
-#   DISTSNN_GENN_BACKEND  auto|cpu|cuda: which pygenn backends to build (default: auto)
+#   DISTSNN_GENN_BACKEND  auto|cpu|cuda: which pygenn backends to build (default: auto: the
+#                         CPU backend, plus CUDA wherever nvcc exists; missing cuRAND headers
+#                         come from PyPI's nvidia-curand, a missing driver library from a stub)
 #   DISTSNN_EXTRAS        extras installed with distsnn                (default: convert,onnx,mpich,test,demo)
 #   DISTSNN_BUILD_JOBS    parallel compile jobs for the pygenn build  (default: number of CPUs)
 #   XDG_CACHE_HOME        built wheels live in ${XDG_CACHE_HOME:-~/.cache}/distsnn/pygenn/
-#                         <commit>-<cpXY>-<backend>-O2/ ; delete that folder to force a rebuild.
+#                         <commit>-<cpXY>-<backends>-O2-p<patches>/ ; delete it to force a rebuild.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +26,11 @@ DEFAULT_GENN_COMMIT=a3f45d2414b34ace132d49344820dd58c5373c19
 DEFAULT_GENN_SOURCE="https://github.com/genn-team/genn/archive/${DEFAULT_GENN_COMMIT}.tar.gz"
 # pybind11 3.1 builds pygenn but breaks synapse creation (genn#762): pin the last good one.
 PYGENN_BUILD_REQUIREMENTS=("pybind11==3.0.4" "setuptools>=61" pkgconfig psutil wheel numpy)
+# cuRAND headers for CUDA toolkits that lack them, by nvcc's major version (the wheel installs
+# them under site-packages/nvidia/cu<major>/include)
+declare -A CURAND_WHEEL=([13]="nvidia-curand==10.4.5.25")
+# Fixes to the pinned GeNN, applied before building (each file says why)
+GENN_PATCHES=("$REPO/launch/genn-patches/"*.patch)
 
 GENN_SOURCE="${GENN_SOURCE:-$DEFAULT_GENN_SOURCE}"
 VENV="${VENV:-$REPO/.venv}"
@@ -127,36 +134,83 @@ find_cuda_path() {  # prints a CUDA toolkit root guessed from CUDA_PATH or nvcc,
     fi
 }
 
+nvcc_major() {  # CUDA major version of the toolkit at $1
+    "$1/bin/nvcc" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\)\..*/\1/p' | head -n1
+}
+
+CURAND_INCLUDE=""
+curand_include() {  # prints a folder with curand_kernel.h for the toolkit at $1, installing
+    # the pinned nvidia-curand wheel into the venv when the toolkit has no cuRAND headers
+    local root="$1" major wheel inc
+    if [[ -f "$root/include/curand_kernel.h" ]]; then
+        printf '%s\n' "$root/include"
+        return
+    fi
+    major="$(nvcc_major "$root")"
+    wheel="${CURAND_WHEEL[$major]:-}"
+    [[ -n "$wheel" ]] || return 0
+    inc="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia/cu$major/include"
+    if [[ ! -f "$inc/curand_kernel.h" ]]; then
+        log "CUDA $major toolkit at $root has no cuRAND headers: installing $wheel into the venv" >&2
+        "$PY" -m pip install "${PIP_FLAGS[@]}" --quiet "$wheel" >&2 || return 0
+    fi
+    [[ -f "$inc/curand_kernel.h" ]] && printf '%s\n' "$inc"
+    return 0
+}
+
 BUILD_CUDA_PATH=""
 case "$BACKEND_REQUEST" in
     cpu)
         BACKEND=cpu
         log "GeNN backend: cpu (forced by DISTSNN_GENN_BACKEND=cpu)"
         ;;
-    cuda)
-        BUILD_CUDA_PATH="$(find_cuda_path)"
-        [[ -n "$BUILD_CUDA_PATH" ]] \
-            || die "DISTSNN_GENN_BACKEND=cuda but no CUDA toolkit found: set CUDA_PATH to its root or put nvcc on PATH"
-        [[ -f "$BUILD_CUDA_PATH/include/curand_kernel.h" ]] \
-            || die "DISTSNN_GENN_BACKEND=cuda but $BUILD_CUDA_PATH/include/curand_kernel.h is missing (GeNN's CUDA backend needs the full toolkit incl. cuRAND); set CUDA_PATH to a full CUDA toolkit or use DISTSNN_GENN_BACKEND=cpu"
-        BACKEND=cuda
-        log "GeNN backend: cuda + cpu (forced by DISTSNN_GENN_BACKEND=cuda; CUDA_PATH=$BUILD_CUDA_PATH)"
-        ;;
-    auto)
+    cuda | auto)
         cuda_guess="$(find_cuda_path)"
-        if [[ -z "$cuda_guess" ]]; then
-            BACKEND=cpu
-            log "GeNN backend: cpu only (no CUDA toolkit: CUDA_PATH unset and no nvcc on PATH)"
-        elif [[ ! -f "$cuda_guess/include/curand_kernel.h" ]]; then
-            BACKEND=cpu
-            log "GeNN backend: cpu only (CUDA toolkit at $cuda_guess has no include/curand_kernel.h, so GeNN's CUDA backend cannot be built; set CUDA_PATH to a full CUDA toolkit to get it)"
-        else
+        if [[ -n "$cuda_guess" && -x "$cuda_guess/bin/nvcc" ]]; then
+            CURAND_INCLUDE="$(curand_include "$cuda_guess")"
+        fi
+        if [[ -n "$CURAND_INCLUDE" ]]; then
             BACKEND=cuda
             BUILD_CUDA_PATH="$cuda_guess"
-            log "GeNN backend: cuda + cpu (CUDA toolkit at $BUILD_CUDA_PATH; DISTSNN_GENN_BACKEND=cpu to skip CUDA)"
+            log "GeNN backends: cpu + cuda (CUDA toolkit at $BUILD_CUDA_PATH, cuRAND headers in $CURAND_INCLUDE; DISTSNN_GENN_BACKEND=cpu to skip CUDA)"
+        elif [[ "$BACKEND_REQUEST" == cuda ]]; then
+            die "DISTSNN_GENN_BACKEND=cuda but no usable CUDA toolkit (nvcc, and cuRAND headers or a pinned nvidia-curand wheel for its version) was found: set CUDA_PATH to a full CUDA toolkit, or use DISTSNN_GENN_BACKEND=cpu"
+        elif [[ -z "$cuda_guess" ]]; then
+            BACKEND=cpu
+            log "GeNN backend: cpu only (no CUDA toolkit: CUDA_PATH unset and no nvcc on PATH)"
+        else
+            BACKEND=cpu
+            warn "GeNN backend: cpu only (the CUDA toolkit at $cuda_guess has no cuRAND headers and none could be installed from PyPI)"
         fi
         ;;
 esac
+
+# The driver library (libcuda.so.1) comes with the NVIDIA driver, not the toolkit; pygenn's
+# CUDA backend links it. Where there is none to link, link a stub of it (launch/cuda/
+# stub_driver.c): only its name is recorded, so a machine with a driver loads the real one,
+# and on this machine `import pygenn.cuda_backend` fails (CUDA built but unusable). The CUDA
+# compile tests preload the same stub in their own subprocesses to answer GeNN's device query.
+CUDA_STUB_DIR="$VENV/lib/distsnn-cuda-stub"
+build_cuda_stub() {
+    local src="$REPO/launch/cuda/stub_driver.c"
+    if [[ ! -f "$CUDA_STUB_DIR/libcuda.so.1" || "$src" -nt "$CUDA_STUB_DIR/libcuda.so.1" ]]; then
+        mkdir -p "$CUDA_STUB_DIR"
+        gcc -shared -fPIC -O2 -I"$BUILD_CUDA_PATH/include" -Wl,-soname,libcuda.so.1 \
+            -o "$CUDA_STUB_DIR/libcuda.so.1" "$src" \
+            || die "cannot compile the CUDA driver stub $src"
+        ln -sf libcuda.so.1 "$CUDA_STUB_DIR/libcuda.so"
+    fi
+}
+[[ "$BACKEND" == cuda ]] && build_cuda_stub
+driver_link_dir() {  # a folder to link -lcuda against, when the system has no libcuda.so
+    if /sbin/ldconfig -p 2>/dev/null | grep -q 'libcuda\.so '; then
+        return
+    elif [[ -f "$BUILD_CUDA_PATH/lib64/stubs/libcuda.so" ]]; then
+        printf '%s\n' "$BUILD_CUDA_PATH/lib64/stubs"
+    else
+        printf '%s\n' "$CUDA_STUB_DIR"
+    fi
+}
 
 # --------------------------------------------------------------------------------------
 # 4. pygenn: identify the source (its commit keys the wheel cache) without unpacking it
@@ -258,7 +312,10 @@ fi
 # runs that code generator on every model load (even with a cached build), 7x slower at -O0
 # (0.5-0.6 s vs 0.07 s per load of a small network, measured). The flag is part of the key.
 GENN_CXXFLAGS="-O2"
-CACHE_KEY="$KEY_ID-$ABI-$BACKEND-O2"
+PATCH_ID="$(cat "${GENN_PATCHES[@]}" | sha256sum | cut -c1-8)"
+BACKENDS_ID="cpu"
+[[ "$BACKEND" == cuda ]] && BACKENDS_ID="cpu-cuda"
+CACHE_KEY="$KEY_ID-$ABI-$BACKENDS_ID-O2-p$PATCH_ID"
 WHEEL_DIR="$CACHE_ROOT/pygenn/$CACHE_KEY"
 
 cached_wheel() {
@@ -303,6 +360,11 @@ build_wheel() {
     fi
     [[ -f "$src/setup.py" && -d "$src/pygenn" ]] \
         || die "GENN_SOURCE=$GENN_SOURCE does not look like GeNN source (no setup.py and pygenn/ at its top)"
+    local patch
+    for patch in "${GENN_PATCHES[@]}"; do
+        log "applying $(basename "$patch") to the GeNN source"
+        patch -d "$src" -p1 --quiet --forward <"$patch" || die "cannot apply $patch to $GENN_SOURCE"
+    done
 
     log "installing pygenn build requirements: ${PYGENN_BUILD_REQUIREMENTS[*]}"
     "$PY" -m pip install "${PIP_FLAGS[@]}" --quiet "${PYGENN_BUILD_REQUIREMENTS[@]}" \
@@ -322,6 +384,9 @@ build_wheel() {
         export CXXFLAGS="$GENN_CXXFLAGS${CXXFLAGS:+ $CXXFLAGS}"
         if [[ "$BACKEND" == cuda ]]; then
             export CUDA_PATH="$BUILD_CUDA_PATH"
+            export CPATH="$CURAND_INCLUDE${CPATH:+:$CPATH}"
+            link_dir="$(driver_link_dir)"
+            [[ -z "$link_dir" ]] || export LIBRARY_PATH="$link_dir${LIBRARY_PATH:+:$LIBRARY_PATH}"
         else
             unset CUDA_PATH
         fi
@@ -352,8 +417,10 @@ build_wheel() {
     {
         echo "source: $GENN_SOURCE"
         echo "source_id: $SOURCE_ID"
-        echo "backend: $BACKEND"
+        echo "backends: $BACKENDS_ID"
         echo "cuda_path: ${BUILD_CUDA_PATH:-}"
+        echo "curand_include: ${CURAND_INCLUDE:-}"
+        echo "patches: $(for p in "${GENN_PATCHES[@]}"; do basename "$p"; done | tr '\n' ' ')"
         echo "python: $("$PY" -V 2>&1)"
         echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) in $((SECONDS - t0)) s"
         echo "log: $log"

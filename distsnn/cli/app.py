@@ -266,6 +266,10 @@ def evaluate(
     class_names: Optional[Path] = typer.Option(None, "--class-names", help="Image folders: "
                                                "class order, one subfolder name per line "
                                                "(default: sorted names)."),
+    peer_timeout: Optional[float] = typer.Option(
+        None, "--peer-timeout", help="Seconds a rank may go unheard (stopped, hung, node or "
+                                     "network lost) before the job ends, resumable (default "
+                                     "$DISTSNN_PEER_TIMEOUT or 300; 0: off)."),
 ) -> None:
     """Evaluate a converted network (or convert a Keras or ONNX model first) on a dataset,
     with every MPI rank reading and simulating its own shard."""
@@ -275,6 +279,7 @@ def evaluate(
     from distsnn.jobs.evaluate import EvaluateOptions
     from distsnn.jobs.signals import stop_on_signals
     from distsnn.jobs.stream import JobOptions, check_chunk_size
+    from distsnn.parallel.liveness import peer_timeout as timeout_of
 
     record = run_record(utc_now())  # the start time
     steps = _parse_timesteps(timesteps)
@@ -294,7 +299,8 @@ def evaluate(
         backend=backend.value, seed=seed, build_dir=conversion.build_dir,
         connectivity=connectivity.value, memory_budget=memory_budget, progress=progress,
         job=JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, journal=journal,
-                       images={"resize": resize, "crop": crop, "class_names": class_names}))
+                       images={"resize": resize, "crop": crop, "class_names": class_names},
+                       peer_timeout=timeout_of(peer_timeout)))
     with stop_on_signals() as stop:
         evaluation.job.stop = stop
         _evaluate(model, conversion, evaluation, output, plot, ann, record)
@@ -347,11 +353,11 @@ def _check_backend(comm, backend: str, batch_size: int) -> str:
 
     def check() -> str:
         from distsnn.genn import resolve_backend
-        from distsnn.parallel.devices import visible_gpus
+        from distsnn.parallel.devices import answering_gpus
         if batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, not {batch_size}")
         try:
-            resolved = resolve_backend(backend, bool(visible_gpus()))
+            resolved = resolve_backend(backend, bool(answering_gpus()))
         except (ValueError, RuntimeError) as err:
             raise UserError(f"--backend {backend}: {err}") from None
         if resolved == "cpu" and batch_size != 1:
@@ -403,6 +409,7 @@ def main() -> None:
     every rank has it, else from the rank that found it, which then ends the job)."""
     from distsnn.errors import USER_ERRORS, SharedUserError
     from distsnn.jobs.signals import Interrupted
+    from distsnn.parallel.liveness import PeerLost
     try:
         code = app(standalone_mode=False)  # click returns a command's typer.Exit code
         if isinstance(code, int) and code:
@@ -413,23 +420,27 @@ def main() -> None:
         _fail("interrupted", 130, shared=True)
     except Interrupted as stopped:
         _fail(str(stopped), stopped.exit_code, shared=True)
+    except PeerLost as lost:  # the ranks still heard from; the lost ones never arrive
+        _fail(str(lost), lost.exit_code, shared=True, reporter=lost.reporter)
     except typer.TyperException as err:  # usage errors: bad or missing options
         _fail(err.format_message(), err.exit_code, shared=True)  # empty: help was shown
     except USER_ERRORS as err:
         _fail(str(err), 2, shared=isinstance(err, SharedUserError))
 
 
-def _fail(message: str, code: int, shared: bool) -> None:
+def _fail(message: str, code: int, shared: bool, reporter: Optional[int] = None) -> None:
     """Exactly one ``distsnn: error:`` line for the job, then exit ``code`` on every rank.
 
-    ``shared``: every rank has the same error (rank 0 prints it). Otherwise this rank found
-    it alone: when all ranks fail within seconds rank 0 prints its own, else this rank prints
-    and aborts the others, which may be waiting for it."""
+    ``shared``: every rank has the same error (rank 0 prints it, or ``reporter``: the lowest
+    rank still running when others are lost). Otherwise this rank found it alone: when all
+    ranks fail within seconds rank 0 prints its own, else this rank prints and aborts the
+    others, which may be waiting for it."""
     from distsnn.parallel.communicator import _WORLD, _launcher_rank, end_job
     rank, size = (_WORLD.rank, _WORLD.size) if _WORLD is not None else (_launcher_rank(), 1)
     together = end_job(shared)
-    if message and (rank == 0 if together else (not shared or rank == 0)):
-        prefix = f"rank {rank}: " if not together and size > 1 else ""
+    printer = 0 if reporter is None else reporter
+    if message and (rank == printer if together or shared else True):
+        prefix = f"rank {rank}: " if not together and size > 1 and reporter is None else ""
         sys.stderr.write(f"distsnn: error: {prefix}{message}\n")
         sys.stderr.flush()
     if not together:

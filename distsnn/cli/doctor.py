@@ -84,7 +84,8 @@ def rank_report(comm) -> dict:
         "mpi4py": installed_version("mpi4py"),
         **gpus,
     }
-    report.update(backend_report(gpus["visible_gpus"]))
+    # a GPU counts once nvidia-smi lists it: CUDA_VISIBLE_DEVICES alone proves nothing
+    report.update(backend_report(gpus["visible_gpus"] if gpus["gpus"] else 0))
     return report
 
 
@@ -121,9 +122,11 @@ def _problems(ranks: list[dict], launcher_size: Optional[int]) -> tuple[list[str
         if r["visible_gpus"] and not cuda.get("importable"):
             warnings.append(f"{where}: {r['visible_gpus']} GPU(s) visible but pygenn has no "
                             f"working CUDA backend ({cuda.get('note') or 'not built'}); "
-                            f"rebuild with DISTSNN_GENN_BACKEND=cuda make setup")
+                            + ("install the NVIDIA driver" if cuda.get("built") else
+                               "rebuild with DISTSNN_GENN_BACKEND=cuda make setup"))
         elif cuda.get("importable") and not cuda.get("usable"):
-            warnings.append(f"{where}: CUDA backend built but {cuda['note']}: runs on the CPU")
+            warnings.append(f"{where}: the CUDA backend cannot run: {cuda['note']}; distsnn "
+                            f"runs on the CPU")
     for key, severity in (("distsnn", errors), ("pygenn", errors), ("numpy", warnings),
                           ("python", warnings), ("mpi4py", warnings)):
         seen = sorted({str(r.get(key)) for r in ranks})
@@ -145,7 +148,7 @@ def _backend_cell(r: dict) -> str:
     for name, b in r["backends"].items():
         if b["usable"]:
             parts.append(name)
-        elif b["importable"]:
+        elif b["importable"] or b.get("built"):
             parts.append(f"{name}(no GPU)" if "GPU" in b["note"] else f"{name}(unusable)")
     return ",".join(parts) or "none"
 
@@ -176,8 +179,7 @@ def format_report(report: dict) -> str:
             return f"NOT IMPORTABLE ({r['pygenn_error']})"
         parts = []
         for name, b in r["backends"].items():
-            state = "usable" if b["usable"] else ("built, " + b["note"] if b["importable"]
-                                                  else b["note"] or "not importable")
+            state = "usable" if b["usable"] else b["note"] or "not importable"
             parts.append(f"{name}: {state}")
         return f"{r['pygenn']}  [{'; '.join(parts)}]"
 

@@ -79,12 +79,12 @@ class CompiledInferenceNetwork:
             resolve_backend,
         )
         from distsnn.genn.lowering import memory_budget
-        from distsnn.parallel.devices import select_gpu, visible_gpus
+        from distsnn.parallel.devices import answering_gpus, select_gpu
         c, comm = self.compiler, self.communicator
         check_same_network(self.network, comm)
         settings = self._model_handle.settings
         profiling = bool(settings.pop("timing_enabled", c.kernel_profiling))
-        gpus = visible_gpus()
+        gpus = answering_gpus()
         self.backend = resolve_backend(c.backend, bool(gpus))
         if self.backend == "cuda":
             select_gpu(comm.local_rank, comm.local_size)  # before any CUDA context exists

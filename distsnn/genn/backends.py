@@ -6,14 +6,16 @@ import os
 import shutil
 from typing import Any
 
+from distsnn.genn.cuda import cuda_backend_built, cuda_unusable_reason, toolkit_root
 from distsnn.utils.versions import error_text, installed_version
 
 #: GeNN backends distsnn knows how to use, best first: (pygenn module suffix, short name).
 BACKENDS = (("cuda", "cuda"), ("single_threaded_cpu", "cpu"))
 
 
-def backend_report(visible_gpus: int) -> dict:
-    """pygenn version and, per GeNN backend, whether it imports and whether it can run here."""
+def backend_report(gpus: int) -> dict:
+    """pygenn version and, per GeNN backend, whether it imports and whether it can run here
+    (``gpus``: the devices a device query found); ``note`` says in a few words why not."""
     report: dict[str, Any] = {"pygenn": None, "pygenn_error": None, "backends": {}}
     try:
         import pygenn  # noqa: F401
@@ -21,11 +23,6 @@ def backend_report(visible_gpus: int) -> dict:
         report["pygenn_error"] = error_text(err)
         return report
     report["pygenn"] = getattr(pygenn, "__version__", None) or installed_version("pygenn") or "?"
-
-    make = shutil.which("make")
-    cxx = shutil.which(os.environ.get("CXX") or "g++")
-    cuda_root = os.environ.get("CUDA_PATH") or "/usr/local/cuda"
-    nvcc = os.path.join(cuda_root, "bin", "nvcc")
     for module, short in BACKENDS:
         entry: dict[str, Any] = {"module": f"pygenn.{module}_backend", "importable": False,
                                  "usable": False, "note": ""}
@@ -33,24 +30,29 @@ def backend_report(visible_gpus: int) -> dict:
             importlib.import_module(f"pygenn.{module}_backend")
             entry["importable"] = True
         except ModuleNotFoundError as err:
-            if err.name == f"pygenn.{module}_backend":
-                entry["note"] = "not built into this pygenn"
-            else:
-                entry["note"] = error_text(err)
+            entry["note"] = ("not built into this pygenn" if err.name == entry["module"]
+                             else error_text(err))
         except Exception as err:  # e.g. libcuda.so.1 missing
             entry["note"] = error_text(err)
-        if entry["importable"]:
-            missing = []
-            if not make:
-                missing.append("make")
-            if short == "cpu" and not cxx:
-                missing.append(os.environ.get("CXX") or "g++")
-            if short == "cuda":
-                if not os.access(nvcc, os.X_OK):
-                    missing.append(f"{nvcc} (set CUDA_PATH)")
-                if visible_gpus == 0:
-                    missing.append("a visible GPU")
+        if short == "cuda":
+            entry["built"] = cuda_backend_built()
+            reason = cuda_unusable_reason(gpus)
+            if reason is not None:
+                entry["note"] = reason
+        missing = _missing_tools(short)
+        if entry["importable"] and not entry["note"]:
             entry["usable"] = not missing
             entry["note"] = ("needs " + ", ".join(missing)) if missing else ""
         report["backends"][short] = entry
     return report
+
+
+def _missing_tools(backend: str) -> list[str]:
+    """The build tools a backend needs that are not here."""
+    missing = [] if shutil.which("make") else ["make"]
+    if backend == "cpu" and not shutil.which(os.environ.get("CXX") or "g++"):
+        missing.append(os.environ.get("CXX") or "g++")
+    nvcc = toolkit_root() / "bin" / "nvcc"
+    if backend == "cuda" and not os.access(nvcc, os.X_OK):
+        missing.append(f"{nvcc} (set CUDA_PATH)")
+    return missing

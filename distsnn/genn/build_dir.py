@@ -7,7 +7,9 @@ written last. Every other process only loads: it generates the code in memory wi
 scratch directory for GeNN's Makefile and loads the compiled library from the build
 directory, so it never touches a file another job may be building. A build directory that
 is not writable (read-only mount, another user's cache) is used as it is when it holds a
-complete build of the model.
+complete build of the model. Compiled code is never loaded from a build directory, model
+folder or library that every user can write (another user could have replaced it); a
+group-writable one is trusted (a cache shared by a group on purpose).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -37,6 +40,7 @@ def build_shared(model, build_dir: Path, name: str, comm: Communicator) -> bool:
     returns whether an existing build was reused."""
     writable = _prepare(build_dir)
     code_dir = build_dir / f"{name}_CODE"
+    check_trusted(build_dir)
     builder = comm.local_rank == 0 and writable
     reused = True
     if builder:
@@ -57,7 +61,21 @@ def build_shared(model, build_dir: Path, name: str, comm: Communicator) -> bool:
                                 f"complete build of this network ({code_dir.name}); build it "
                                 f"once where it is writable, or pass a writable --build-dir")
         _generate_only(model, build_dir)
+    check_trusted(code_dir, code_dir / "librunner.so")
     return reused
+
+
+def check_trusted(*paths: Path) -> None:
+    """Refuse compiled code that users other than its owner and group could have replaced."""
+    for path in paths:
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & stat.S_IWOTH:
+            raise BuildDirError(f"{path} is writable by every user ({stat.filemode(mode)}), so "
+                                f"another user could have replaced the compiled code distsnn "
+                                f"would load; use a private --build-dir, or `chmod o-w {path}`")
 
 
 def _prepare(build_dir: Path) -> bool:

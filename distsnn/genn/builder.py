@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -57,7 +58,9 @@ def available_backends() -> list[str]:
 
 
 def resolve_backend(backend: str, gpus_visible: bool) -> str:
-    """``auto`` means CUDA when pygenn has it and a GPU is visible, else CPU."""
+    """``auto`` means CUDA when pygenn's CUDA backend imports (driver present) and a GPU
+    answers a device query (``gpus_visible``, see
+    :func:`distsnn.parallel.devices.answering_gpus`), else CPU."""
     available = available_backends()
     if backend == "auto":
         return "cuda" if "cuda" in available and gpus_visible else "cpu"
@@ -304,11 +307,10 @@ class GeNNNetwork:
         Only the holder of the model's build lock writes (see :mod:`.build_dir`): safe for
         concurrent jobs sharing a build directory, and a complete build loads read-only.
         """
-        from distsnn.genn.build_dir import build_shared
         comm = comm or SerialCommunicator()
         build_dir = Path(build_dir).expanduser()
         start = time.perf_counter()
-        reused = build_shared(self._model, build_dir, self.model_name, comm)
+        reused = self.build(build_dir, comm)
         build_s = time.perf_counter() - start
         code_dir = str((build_dir / f"{self.model_name}_CODE").resolve())
         if code_dir in _LOADED:
@@ -326,6 +328,15 @@ class GeNNNetwork:
                              for p in self.network.inputs}
         return BuildInfo(self.model_name, str(build_dir), build_s, time.perf_counter() - start,
                          reused)
+
+    def build(self, build_dir: str | Path, comm: Optional[Communicator] = None) -> bool:
+        """Generate and compile the model's code into ``build_dir`` (once per node; see
+        :mod:`.build_dir`) without loading it; returns whether an existing build was reused."""
+        from distsnn.genn.build_dir import build_shared
+        from distsnn.genn.cuda import nvcc_environment
+        with nvcc_environment() if self.options.backend == "cuda" else nullcontext():
+            return build_shared(self._model, Path(build_dir).expanduser(), self.model_name,
+                                comm or SerialCommunicator())
 
     def _release_host_copies(self) -> None:
         """Drop pygenn's Python-side copies of explicit synapses once GeNN holds them (sort

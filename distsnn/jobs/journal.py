@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -95,6 +96,14 @@ class Journal:
         except OSError as err:
             raise JournalError(f"cannot write the journal {self.path}: {err.strerror or err}; "
                                f"free space there or pass --journal DIR elsewhere") from err
+
+    def discard_if_empty(self) -> None:
+        """Delete the journal when no rank has recorded a chunk in it (a run that failed
+        before finishing one, e.g. on bad data): nothing to resume, and its header must not
+        block the rerun once the data are fixed."""
+        self.close()
+        if not any(p.stat().st_size for p in self.path.glob("run-*-rank-*.jsonl")):
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -7,6 +7,7 @@ ranks in contiguous runs; on resume only those not yet in the journal are split.
 """
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from distsnn.jobs.journal import Journal, remaining, split_ranges
 from distsnn.jobs.signals import Interrupted, StopRequest
 from distsnn.layout import to_network_layout
 from distsnn.parallel.communicator import Communicator
+from distsnn.parallel.liveness import DEFAULT_PEER_TIMEOUT, PeerWatch
 
 #: Examples per rank read, converted and journaled at a time (default of --chunk-size).
 DEFAULT_CHUNK = 1024
@@ -38,6 +40,9 @@ class JobOptions:
     stop: Optional[StopRequest] = None
     fingerprint: dict = field(default_factory=dict)
     resume_command: str = "rerun the same command"
+    #: seconds a rank may go unheard before the job ends (0: no watchdog), see
+    #: :mod:`distsnn.parallel.liveness`
+    peer_timeout: float = DEFAULT_PEER_TIMEOUT
     #: image folders: ``resize``, ``crop``, ``class_names`` (see :mod:`distsnn.data.images`)
     images: dict = field(default_factory=dict)
 
@@ -65,6 +70,10 @@ def evaluate_job(compiled: CompiledInferenceNetwork, read: RowReader, n_examples
                                              must_exist=options.resume)
     done_ranges = comm.broadcast_object(done.ranges if done is not None else [])
     outcome.resumed_examples = sum(b - a for a, b in done_ranges)
+    if outcome.resumed_examples and comm.rank == 0:  # a requeued job's log says it resumed
+        sys.stderr.write(f"distsnn: resuming from the journal {options.journal}: "
+                         f"{outcome.resumed_examples} of {n_examples} examples already done\n")
+        sys.stderr.flush()
     mine = split_ranges(remaining(done_ranges, n_examples), comm.rank, comm.size)
     inp, out = compiled.inputs[0], compiled.outputs[0]
     shape = inp.shape
@@ -78,16 +87,27 @@ def evaluate_job(compiled: CompiledInferenceNetwork, read: RowReader, n_examples
             yield indices, {inp: x.reshape((len(x),) + shape)}, {out: y}
 
     stop = options.stop
+    watch = PeerWatch(comm, options.peer_timeout,
+                      None if options.journal is None else str(options.journal))
+
+    def stopping() -> bool:
+        return (stop is not None and stop.requested()) or watch.expired.is_set()
+
     try:
-        with stop.deferred_stop() if stop is not None else nullcontext():
+        with watch, stop.deferred_stop() if stop is not None else nullcontext():
             compiled.evaluate_stream(
                 chunks(), n_examples, metrics, callbacks,
                 on_chunk=outcome.journal.append if outcome.journal is not None else None,
-                stop=stop.requested if stop is not None else None,
-                initial=done if comm.rank == 0 else None)
+                stop=stopping, initial=done if comm.rank == 0 else None)
+    except UserError:
+        if outcome.journal is not None:
+            outcome.journal.discard_if_empty()
+        raise
     except EvaluationStopped:
         if outcome.journal is not None:
             outcome.journal.close()
+        if watch.expired.is_set():
+            raise watch.lost() from None
         raise Interrupted(stop.signum, _stopped_message(stop.signum, options)) from None
     if outcome.journal is not None:
         outcome.journal.close()

@@ -97,6 +97,14 @@ class Communicator(ABC):
         seconds, such as the other ranks' while rank 0 converts a model."""
         self.barrier()
 
+    def send_heartbeats(self, peers: list[int]) -> None:
+        """Tell ``peers`` that this rank is alive (non-blocking, on a channel of its own;
+        safe from a second thread while the main thread is inside a collective)."""
+
+    def heard_from(self) -> set[int]:
+        """The ranks whose heartbeats arrived since the last call (non-blocking)."""
+        return set()
+
     # mlGeNN compatibility ---------------------------------------------------------------
     def broadcast(self, data: np.ndarray, root: int = 0) -> None:
         """In-place broadcast of a numpy buffer (mlGeNN's ``Communicator.broadcast``)."""
@@ -167,6 +175,8 @@ class MPICommunicator(Communicator):
         self._local = self._comm.Split_type(_MPI.COMM_TYPE_SHARED)
         self._side = self._comm.Dup()
         self._sleepy = self._comm.Dup()
+        self._beats = self._comm.Dup()
+        self._beat_requests: list = []
         global _WORLD
         _WORLD = self
         if abort_on_exception and self._comm.Get_size() > 1:
@@ -258,6 +268,17 @@ class MPICommunicator(Communicator):
         while not request.Test():
             time.sleep(0.005)
 
+    def send_heartbeats(self, peers):
+        self._beat_requests = [r for r in self._beat_requests if not r.Test()]
+        self._beat_requests += [self._beats.Isend(_BEAT, dest=p, tag=_BEAT_TAG) for p in peers]
+
+    def heard_from(self):
+        heard, status = set(), self._mpi.Status()
+        while self._beats.Iprobe(source=self._mpi.ANY_SOURCE, tag=_BEAT_TAG, status=status):
+            self._beats.Recv(_BEAT_IN, source=status.Get_source(), tag=_BEAT_TAG)
+            heard.add(status.Get_source())
+        return heard
+
     def all_arrive(self, timeout):
         import time
         request = self._side.Ibarrier()
@@ -268,6 +289,10 @@ class MPICommunicator(Communicator):
             time.sleep(0.01)
         return True
 
+
+_BEAT_TAG = 7
+_BEAT = np.zeros(1, np.uint8)      # a heartbeat carries nothing but its sender
+_BEAT_IN = np.zeros(1, np.uint8)
 
 #: The job's MPI communicator once one exists (for ending the job from the command line).
 _WORLD: Optional[MPICommunicator] = None

@@ -33,8 +33,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Mapping, MutableMapping, Optional
 
-__all__ = ["GpuChoice", "local_rank_from_env", "local_size_from_env", "visible_gpus",
-           "select_gpu", "parse_slurm_tasks_per_node"]
+__all__ = ["GpuChoice", "answering_gpus", "local_rank_from_env", "local_size_from_env",
+           "visible_gpus", "select_gpu", "parse_slurm_tasks_per_node"]
 
 # (rank variable, size variable or None, launcher), in the order they are tried.
 _LAUNCHER_VARIABLES: tuple[tuple[str, Optional[str], str], ...] = (
@@ -190,6 +190,18 @@ def visible_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
     if value is not None:
         return _parse_visible(value)
     return _nvidia_smi_devices(environ)
+
+
+def answering_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The visible GPUs that a device query confirms (``nvidia-smi -L``, i.e. NVML: no CUDA
+    context). ``CUDA_VISIBLE_DEVICES`` alone proves nothing: it is often set where there is
+    no GPU (copied environments, containers, login nodes)."""
+    present = _nvidia_smi_devices(environ)
+    value = environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return present
+    return [entry for entry in _parse_visible(value)
+            if entry in present or (entry.isdigit() and int(entry) < len(present))]
 
 
 def _oversubscription_message(local_size: int, n_gpus: int) -> str:

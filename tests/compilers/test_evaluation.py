@@ -323,8 +323,8 @@ def test_partial_batches_few_spike_schedule_accounting(sizes, depth):
 
 @pytest.mark.skipif("cuda" not in available_backends(), reason="needs pygenn's CUDA backend")
 def test_partial_last_batch_on_cuda(build_dir):
-    from distsnn.parallel.devices import visible_gpus
-    if not visible_gpus():
+    from distsnn.parallel.devices import answering_gpus
+    if not answering_gpus():
         pytest.skip("no GPU visible")
     w = np.array([[1.0, 2.0], [0.5, -1.0], [4.0, 0.25]], np.float32)
     net, inp, out = one_hop(w)

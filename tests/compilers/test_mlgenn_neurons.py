@@ -360,8 +360,8 @@ def test_spike_trains_equal_arrays_in_batches_of_3_on_the_cpu(build_dir):
 
 @pytest.mark.skipif("cuda" not in available_backends(), reason="needs pygenn's CUDA backend")
 def test_spike_trains_equal_arrays_with_batch_size_3(build_dir):
-    from distsnn.parallel.devices import visible_gpus
-    if not visible_gpus():
+    from distsnn.parallel.devices import answering_gpus
+    if not answering_gpus():
         pytest.skip("no GPU visible")
     _binary_vs_trains(build_dir, backend="cuda", batch_size=3)
 

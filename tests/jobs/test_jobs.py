@@ -63,6 +63,15 @@ def _rank_pid(launcher_pid, rank):
     raise AssertionError("rank process not found")
 
 
+def _kill_group(pgid: int) -> bool:
+    """SIGKILL what is left of a process group; whether anything was."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _results(path):
     r = json.loads(path.read_text())
     return r["metrics"], r["spikes"], r["journal"]["resumed_examples"]
@@ -111,6 +120,41 @@ def test_sigkill_of_one_rank_then_resume_with_resume_flag(poisson_files, referen
     assert rc != 0 and not out.exists()
     proc = _run(2, _argv(poisson_files, out, build, "--resume"))
     assert proc.returncode == 0, proc.stderr
+    got_metrics, got_spikes, resumed = _results(out)
+    assert resumed > 0 and got_metrics == metrics and got_spikes == spikes
+
+
+def test_a_stopped_rank_ends_the_job_within_the_peer_timeout_and_it_resumes(
+        poisson_files, reference, tmp_path):
+    """SIGSTOP on one rank (a hung node): the other rank notices within --peer-timeout,
+    saves its progress and ends the job with one line naming the lost rank; a rerun resumes
+    to the uninterrupted results."""
+    metrics, spikes, build = reference
+    out = tmp_path / "h.json"
+    argv = _argv(poisson_files, out, build, "--peer-timeout", "10")
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while journal_chunks(out) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    stopped = _rank_pid(proc.pid, rank=1)
+    os.kill(stopped, signal.SIGSTOP)
+    start = time.monotonic()
+    try:
+        _, stderr = proc.communicate(timeout=10 + 30)
+    finally:
+        left = _kill_group(proc.pid)  # nothing of the job may be left, stopped or not
+    assert time.monotonic() - start < 10 + 30 and not left
+    lines = [line for line in stderr.splitlines() if line.startswith("distsnn:")]
+    assert len(lines) == 1 and "rank 1 not heard from for 10 s" in lines[0], stderr
+    assert f"progress saved in {out}.journal" in lines[0] and "Traceback" not in stderr
+    assert proc.returncode != 0 and not out.exists()
+    done = journal_chunks(out)
+    assert done >= 2
+    rerun = _run(2, _argv(poisson_files, out, build))
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from the journal {out}.journal" in rerun.stderr
     got_metrics, got_spikes, resumed = _results(out)
     assert resumed > 0 and got_metrics == metrics and got_spikes == spikes
 
@@ -167,6 +211,26 @@ def test_bad_inputs_are_refused_naming_the_example_and_the_fix(poisson_files, re
         assert proc.returncode == 0, proc.stderr
         results.append(_results(out)[:2])
     assert results[0] == results[1]
+
+
+def test_a_run_failing_on_bad_data_before_any_chunk_leaves_no_journal(poisson_files,
+                                                                      reference, tmp_path):
+    """Nothing to resume, so nothing may block the rerun once the data are fixed."""
+    _, _, build = reference
+    data = tmp_path / "data.npz"
+    x = poisson_files["x"].copy()
+    x[0, 0, 0, 0] = np.inf
+    np.savez(data, x=x, y=np.zeros(96, np.int64))
+    out = tmp_path / "fixed.json"
+    argv = [DISTSNN, "evaluate", str(poisson_files["net"]), "--data", str(data), "-t", "5",
+            "--build-dir", str(build), "--no-progress", "--chunk-size", "5", "-o", str(out)]
+    proc = run_mpi(2, argv)
+    assert proc.returncode == 2 and "example 0" in proc.stderr, proc.stderr
+    assert not (tmp_path / "fixed.json.journal").exists()
+    np.savez(data, x=poisson_files["x"], y=np.zeros(96, np.int64))
+    proc = run_mpi(2, argv)
+    assert proc.returncode == 0, proc.stderr
+    assert _results(out)[2] == 0
 
 
 def test_peak_memory_of_ten_chunks_stays_within_one_chunk_of_one(tmp_path, build_dir):

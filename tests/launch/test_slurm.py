@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Optional, Sequence
 import pytest
 
 from helpers.processes import DISTSNN, REPO, journal_chunks, run
+from helpers.slurm import cluster_down, cluster_up, slurm_env
 
 LAUNCH = REPO / "launch"
 LOCAL_SLURM = LAUNCH / "local_slurm.sh"
@@ -60,61 +60,22 @@ class SlurmCluster:
     conf: Path
 
     def env(self, extra: Optional[dict] = None) -> dict:
-        """The environment for Slurm commands: ours, minus any outer job's SLURM_* variables."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-        env["SLURM_CONF"] = str(self.conf)
-        env.update(extra or {})
-        return env
+        return slurm_env(self.conf, extra)
 
     def command(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
                               env=self.env())
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     """A one-node Slurm cluster, up for the whole session (skipped where it cannot be had)."""
-    if os.geteuid() != 0:
-        pytest.skip("the local Slurm cluster needs root (launch/local_slurm.sh up); "
-                    "run the tests as root to include the Slurm tests")
     directory = tmp_path_factory.mktemp("slurm")
-    ports = _free_ports(2)
-    env = {**os.environ, "LOCAL_SLURM_PORTS": f"{ports[0]} {ports[1]}"}
+    conf = cluster_up(LOCAL_SLURM, directory, "LOCAL_SLURM_PORTS")
     try:
-        up = subprocess.run(["bash", str(LOCAL_SLURM), "up", str(directory)], capture_output=True,
-                            text=True, timeout=900, env=env)
-    except subprocess.TimeoutExpired:
-        subprocess.run(["bash", str(LOCAL_SLURM), "down", str(directory)], timeout=60)
-        pytest.fail("launch/local_slurm.sh up did not finish in 900 s")
-    if up.returncode in (3, 4):  # not root / packages missing and not installable
-        pytest.skip(f"no local Slurm cluster: {up.stderr.strip().splitlines()[-1]}")
-    if up.returncode != 0:
-        subprocess.run(["bash", str(LOCAL_SLURM), "down", str(directory)], timeout=60)
-        logs = "".join(f"\n--- {p.name}\n{p.read_text()[-3000:]}"
-                       for p in sorted((directory / "log").glob("*.log")))
-        pytest.fail(f"launch/local_slurm.sh up failed ({up.returncode}):\n{up.stderr}{logs}")
-    match = re.search(r"^export SLURM_CONF=(.+)$", up.stdout, re.M)
-    assert match, f"no export line in the output of local_slurm.sh up: {up.stdout!r}"
-    print(f"\nlocal Slurm cluster up in {directory} (ports {ports})")
-    try:
-        yield SlurmCluster(directory=directory, conf=Path(match.group(1)))
+        yield SlurmCluster(directory=directory, conf=conf)
     finally:
-        down = subprocess.run(["bash", str(LOCAL_SLURM), "down", str(directory)],
-                              capture_output=True, text=True, timeout=120)
-        print(f"\nlocal Slurm cluster down: {down.stderr.strip()}")
+        cluster_down(LOCAL_SLURM, directory)
 
 
 @dataclass

@@ -9,8 +9,10 @@ import warnings
 
 import pytest
 
+from distsnn.genn.builder import resolve_backend
 from distsnn.parallel.devices import (
     GpuChoice,
+    answering_gpus,
     local_rank_from_env,
     local_size_from_env,
     parse_slurm_tasks_per_node,
@@ -124,6 +126,33 @@ def test_visible_gpus_without_nvidia_smi_or_when_it_fails(tmp_path):
     failing = fake_smi(tmp_path, "NVIDIA-SMI has failed because it could not communicate "
                                  "with the NVIDIA driver.\n", rc=9)
     assert visible_gpus(failing) == []
+
+
+# --- answering_gpus: what `auto` trusts -------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    (None, ["GPU-aaaaaaaa-0000-0000-0000-000000000000",
+            "GPU-bbbbbbbb-1111-1111-1111-111111111111"]),
+    ("1", ["1"]), ("0,1", ["0", "1"]), ("1,5", ["1"]), ("7", []), ("", []),
+    ("GPU-bbbbbbbb-1111-1111-1111-111111111111", ["GPU-bbbbbbbb-1111-1111-1111-111111111111"]),
+    ("GPU-99999999-9999-9999-9999-999999999999", []),
+])
+def test_answering_gpus_are_visible_devices_that_nvidia_smi_lists(value, expected, tmp_path):
+    environ = fake_smi(tmp_path, SMI_TWO_GPUS)
+    if value is not None:
+        environ["CUDA_VISIBLE_DEVICES"] = value
+    assert answering_gpus(environ) == expected
+
+
+def test_cuda_visible_devices_alone_is_no_gpu_for_auto(tmp_path):
+    """A machine with no GPU but CUDA_VISIBLE_DEVICES set (copied job environments): the
+    variable still picks the device to bind, but `auto` does not choose CUDA for it."""
+    for environ in ({**NO_SMI, "CUDA_VISIBLE_DEVICES": "0,1"},
+                    {**fake_smi(tmp_path, "No devices found.\n", rc=6),
+                     "CUDA_VISIBLE_DEVICES": "0"}):
+        assert visible_gpus(environ) != []
+        assert answering_gpus(environ) == []
+        assert resolve_backend("auto", bool(answering_gpus(environ))) == "cpu"
 
 
 # --- select_gpu ------------------------------------------------------------------------------
