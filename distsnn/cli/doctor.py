@@ -22,10 +22,8 @@ from typing import Any, Optional
 
 from distsnn.convert.frameworks import framework_report
 from distsnn.genn.backends import backend_report
+from distsnn.parallel.devices import parse_visible_devices
 from distsnn.utils.versions import error_text, installed_version
-
-# CUDA_VISIBLE_DEVICES values that hide every device.
-_NO_DEVICE = {"", "-1", "NoDevFiles", "none", "None"}
 
 # Per-process variables by which launchers announce the job size (not SLURM_NTASKS: a batch
 # script legitimately runs one process of a many-task allocation).
@@ -55,12 +53,7 @@ def _gpu_report() -> dict:
     if visible_env is None:
         visible = len(report["gpus"])
     else:
-        entries = []
-        for entry in visible_env.split(","):
-            entry = entry.strip()
-            if entry in _NO_DEVICE:
-                break  # CUDA ignores this entry and everything after it
-            entries.append(entry)
+        entries = parse_visible_devices(visible_env)
         visible = len(entries) if smi is None else min(len(entries), len(report["gpus"]))
     report["visible_gpus"] = visible
     return report

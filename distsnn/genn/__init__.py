@@ -9,7 +9,7 @@ from typing import Any
 
 _EXPORTS = {
     "BuildInfo": "builder", "CompileOptions": "builder", "GeNNNetwork": "builder",
-    "available_backends": "builder", "default_build_dir": "builder",
+    "available_backends": "backends", "default_build_dir": "builder",
     "pipeline_depths": "builder", "resolve_backend": "builder",
     "SynapseCache": "synapse_cache",
 }

@@ -9,8 +9,21 @@ from typing import Any
 from distsnn.genn.cuda import cuda_backend_built, cuda_unusable_reason, toolkit_root
 from distsnn.utils.versions import error_text, installed_version
 
-#: GeNN backends distsnn knows how to use, best first: (pygenn module suffix, short name).
-BACKENDS = (("cuda", "cuda"), ("single_threaded_cpu", "cpu"))
+#: GeNN backends distsnn knows how to use, best first: short name -> pygenn's backend name
+#: (its module ``pygenn.<name>_backend``).
+BACKENDS = {"cuda": "cuda", "cpu": "single_threaded_cpu"}
+
+
+def available_backends() -> list[str]:
+    """GeNN backends this pygenn was built with and can load here ("cuda", "cpu")."""
+    found = []
+    for short, module in BACKENDS.items():
+        try:
+            importlib.import_module(f"pygenn.{module}_backend")
+            found.append(short)
+        except ImportError:
+            pass
+    return found
 
 
 def backend_report(gpus: int) -> dict:
@@ -23,7 +36,7 @@ def backend_report(gpus: int) -> dict:
         report["pygenn_error"] = error_text(err)
         return report
     report["pygenn"] = getattr(pygenn, "__version__", None) or installed_version("pygenn") or "?"
-    for module, short in BACKENDS:
+    for short, module in BACKENDS.items():
         entry: dict[str, Any] = {"module": f"pygenn.{module}_backend", "importable": False,
                                  "usable": False, "note": ""}
         try:

@@ -21,6 +21,7 @@ import numpy as np
 from pygenn import GeNNModel, create_var_ref, init_postsynaptic, init_weight_update
 
 from distsnn.errors import UserError
+from distsnn.genn.backends import BACKENDS, available_backends
 from distsnn.genn.lowering import LoweringPlan, kernel_geometry, kernel_values, plan_lowering
 from distsnn.genn.models import (
     ANALOG_PULSE,
@@ -40,21 +41,8 @@ from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput
 from distsnn.parallel.communicator import Communicator, SerialCommunicator
 from distsnn.utils.data import batch_spikes, calc_start_spikes
 
-BACKENDS = {"cpu": "single_threaded_cpu", "cuda": "cuda"}
 #: mlGeNN's name of the per-batch reset custom update group (distsnn's reset groups together).
 RESET = "Reset"
-
-
-def available_backends() -> list[str]:
-    """GeNN backends this pygenn was built with ("cpu", "cuda")."""
-    found = []
-    for short, module in BACKENDS.items():
-        try:
-            __import__(f"pygenn.{module}_backend")
-            found.append(short)
-        except ImportError:
-            pass
-    return found
 
 
 def resolve_backend(backend: str, gpus_visible: bool) -> str:

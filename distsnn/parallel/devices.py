@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, MutableMapping, Optional
 
 __all__ = ["GpuChoice", "answering_gpus", "local_rank_from_env", "local_size_from_env",
-           "visible_gpus", "select_gpu", "parse_slurm_tasks_per_node"]
+           "parse_visible_devices", "visible_gpus", "select_gpu", "parse_slurm_tasks_per_node"]
 
 # (rank variable, size variable or None, launcher), in the order they are tried.
 _LAUNCHER_VARIABLES: tuple[tuple[str, Optional[str], str], ...] = (
@@ -130,7 +130,7 @@ def local_size_from_env(environ: Mapping[str, str] = os.environ) -> Optional[int
     return size if size is not None and size > 0 else None
 
 
-def _parse_visible(value: str) -> list[str]:
+def parse_visible_devices(value: str) -> list[str]:
     """Entries of a CUDA_VISIBLE_DEVICES value; CUDA stops at the first invalid entry."""
     entries: list[str] = []
     for entry in value.split(","):
@@ -188,7 +188,7 @@ def visible_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
     """
     value = environ.get("CUDA_VISIBLE_DEVICES")
     if value is not None:
-        return _parse_visible(value)
+        return parse_visible_devices(value)
     return _nvidia_smi_devices(environ)
 
 
@@ -200,7 +200,7 @@ def answering_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
     value = environ.get("CUDA_VISIBLE_DEVICES")
     if value is None:
         return present
-    return [entry for entry in _parse_visible(value)
+    return [entry for entry in parse_visible_devices(value)
             if entry in present or (entry.isdigit() and int(entry) < len(present))]
 
 

@@ -22,7 +22,7 @@ from typing import Optional
 
 import pytest
 
-from helpers.processes import DISTSNN, REPO, run
+from helpers.processes import DISTSNN, REPO, journal_chunks, run
 from helpers.slurm import cluster_down, cluster_up, slurm_env
 
 LOCAL_CLUSTER = REPO / "launch" / "local_cluster.sh"
@@ -173,11 +173,6 @@ def _slow_args(files: dict, out: Path, build: Path, *extra: str) -> list[str]:
             *extra]
 
 
-def _journal_chunks(out: Path) -> int:
-    return sum(len(p.read_bytes().splitlines())
-               for p in Path(f"{out}.journal").glob("run-*.jsonl"))
-
-
 def _node_rank_pids(node_id: int) -> list[int]:
     """The distsnn ranks Slurm started on node ``node_id`` (seen from the host)."""
     pids = []
@@ -213,7 +208,7 @@ def test_a_lost_node_ends_the_job_and_it_resumes_on_the_surviving_node(pair, poi
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env=pair.env(), cwd=REPO)
     deadline = time.monotonic() + 240
-    while _journal_chunks(out) < 2:
+    while journal_chunks(out) < 2:
         assert job.poll() is None and time.monotonic() < deadline, job.communicate()
         time.sleep(0.1)
     victims = _node_rank_pids(1)
@@ -224,7 +219,7 @@ def test_a_lost_node_ends_the_job_and_it_resumes_on_the_surviving_node(pair, poi
     assert time.monotonic() - start < 60, stderr
     assert job.returncode != 0 and "node2: task 1: Killed" in stderr, stderr
     assert _node_rank_pids(0) == [] and _node_rank_pids(1) == []  # no rank left running
-    done = _journal_chunks(out)
+    done = journal_chunks(out)
     resumed = pair.srun(1, 1, [*_slow_args(files, out, build), "--resume"], timeout=240,
                         nodelist="node1")
     assert resumed.returncode == 0, resumed.stderr
