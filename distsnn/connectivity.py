@@ -213,29 +213,46 @@ class OneToOne(Connectivity):
 
 @dataclass(eq=False, init=False)
 class Conv2D(Connectivity):
-    """TF Conv2D with kernel ``weight[kh, kw, c_in, filters]`` (or one scalar weight).
+    """TF Conv2D with kernel ``weight[kh, kw, c_in // groups, filters]`` (or one scalar weight).
 
     ``Conv2D(weight, filters, conv_size, flatten=False, conv_strides=None,
-    conv_padding="valid", delay=0)`` as in mlGeNN, or ``Conv2D(weight=kernel, strides=,
-    padding=)``; ``filters``/``conv_size`` are needed only for a scalar weight.
+    conv_padding="valid", delay=0, groups=1)`` as in mlGeNN, or ``Conv2D(weight=kernel,
+    strides=, padding=, groups=)``; ``filters``/``conv_size`` are needed only for a scalar
+    weight. ``groups`` (Keras' ``Conv2D(groups=)``, ONNX's ``group``): input channel ``c``
+    reaches only the ``filters // groups`` outputs of its group ``c // (c_in // groups)``;
+    ``groups == c_in`` is a depthwise convolution (see :func:`DepthwiseConv2D`).
     """
 
     kind: ClassVar[str] = "conv2d"
     weight: Weight
     strides: tuple[int, int]
     padding: Padding
+    groups: int
     delay: int
 
     def __init__(self, weight: Weight, filters: Optional[int] = None, conv_size=None,
                  flatten: bool = False, conv_strides=None, conv_padding: Optional[Padding] = None,
-                 delay: int = 0, *, strides=None, padding: Optional[Padding] = None):
+                 delay: int = 0, *, strides=None, padding: Optional[Padding] = None,
+                 groups: int = 1):
         self.weight, self.delay, self.flatten = weight, delay, _flatten("Conv2D", flatten)
         self.filters, self.conv_size = filters, conv_size
-        self.kernel_size()  # checks the kernel against filters and conv_size
+        self.groups = int(groups)
+        f = self.kernel_size()[2]  # checks the kernel against filters and conv_size
+        if self.groups < 1 or f % self.groups:
+            raise ValueError(f"Conv2D groups={groups} must be at least 1 and divide its "
+                             f"{f} filters")
         self.strides = _pair(_either("Conv2D", "conv_strides", conv_strides, "strides", strides)
                              or (1, 1))
         self.padding = normalise_padding(
             _either("Conv2D", "conv_padding", conv_padding, "padding", padding) or "valid")
+
+    def params(self) -> dict:
+        """``groups`` only where it is not 1 (ungrouped networks keep their files and hashes;
+        files without it load as ``groups=1``)."""
+        params = super().params()
+        if self.groups == 1:
+            del params["groups"]
+        return params
 
     def kernel_size(self) -> tuple[int, int, int]:
         """``(kh, kw, filters)``."""
@@ -244,9 +261,14 @@ class Conv2D(Connectivity):
     def output_shape(self, input_shape: Shape) -> Shape:
         h, w, c = _image_shape(input_shape, "Conv2D")
         kh, kw, f = self.kernel_size()
-        if not _is_scalar(self.weight) and np.shape(self.weight)[2] != c:
-            raise ShapeError(f"Conv2D kernel expects {np.shape(self.weight)[2]} input channels "
-                             f"but the source has {c} (shape {tuple(input_shape)})")
+        if c % self.groups:
+            raise ShapeError(f"Conv2D groups={self.groups} does not divide the {c} channels of "
+                             f"the source (shape {tuple(input_shape)})")
+        if not _is_scalar(self.weight) and np.shape(self.weight)[2] * self.groups != c:
+            raise ShapeError(f"Conv2D kernel expects {np.shape(self.weight)[2] * self.groups} "
+                             f"input channels ({np.shape(self.weight)[2]} per group, "
+                             f"groups={self.groups}) but the source has {c} (shape "
+                             f"{tuple(input_shape)})")
         return (conv_output_size(h, kh, self.strides[0], axis_padding(self.padding, 0)),
                 conv_output_size(w, kw, self.strides[1], axis_padding(self.padding, 1)), int(f))
 
@@ -254,11 +276,28 @@ class Conv2D(Connectivity):
         if _is_scalar(self.weight):
             kh, kw, f = self.kernel_size()
             c = _image_shape(input_shape, "Conv2D")[2]
-            self.weight = np.full((kh, kw, c, f), self.weight, np.float32)
+            self.weight = np.full((kh, kw, c // self.groups, f), self.weight, np.float32)
 
     def synapses(self, input_shape: Shape):
         return _conv_synapses(np.asarray(self.weight, np.float32), tuple(input_shape),
-                              self.strides, self.padding)
+                              self.strides, self.padding, self.groups)
+
+
+def DepthwiseConv2D(weight: np.ndarray, conv_size=None, flatten: bool = False,
+                    conv_strides=None, conv_padding: Optional[Padding] = None, delay: int = 0,
+                    *, strides=None, padding: Optional[Padding] = None) -> Conv2D:
+    """Keras' DepthwiseConv2D, kernel ``weight[kh, kw, c_in, depth_multiplier]``: output
+    channel ``c * depth_multiplier + m`` is input channel ``c`` through ``weight[..., c, m]``.
+    A :class:`Conv2D` with ``groups=c_in`` (mlGeNN-style arguments as Conv2D's)."""
+    w = np.asarray(weight, np.float32)
+    if w.ndim != 4 or (conv_size is not None and _pair(conv_size) != w.shape[:2]):
+        raise ValueError(f"DepthwiseConv2D weight must be a (height, width, in_channels, "
+                         f"depth_multiplier) kernel matching conv_size={conv_size}, not shape "
+                         f"{w.shape}")
+    kh, kw, c, m = w.shape
+    return Conv2D(w.reshape(kh, kw, 1, c * m), flatten=flatten, conv_strides=conv_strides,
+                  conv_padding=conv_padding, delay=delay, strides=strides, padding=padding,
+                  groups=c)
 
 
 @dataclass(eq=False, init=False)
@@ -391,10 +430,11 @@ def _image_shape(shape: Shape, what: str) -> tuple[int, int, int]:
 
 
 def _conv_synapses(kernel: np.ndarray, input_shape: Shape, strides: tuple[int, int],
-                   padding: Padding):
-    """Explicit synapses of a TF cross-correlation; kernel is ``[kh, kw, c_in, c_out]``."""
+                   padding: Padding, groups: int = 1):
+    """Explicit synapses of a TF cross-correlation; kernel is ``[kh, kw, c_in // groups,
+    c_out]`` (input channel ``c`` reaches the outputs of its group only)."""
     ih, iw, ic = _image_shape(input_shape, "Conv2D")
-    kh, kw, _, oc = kernel.shape
+    kh, kw, icg, oc = kernel.shape
     sh, sw = strides
     rows, cols = axis_padding(padding, 0), axis_padding(padding, 1)
     oh, ow = conv_output_size(ih, kh, sh, rows), conv_output_size(iw, kw, sw, cols)
@@ -406,12 +446,14 @@ def _conv_synapses(kernel: np.ndarray, input_shape: Shape, strides: tuple[int, i
     i_c = o_c * sw - pw + k_c
     ok = (i_r >= 0) & (i_r < ih) & (i_c >= 0) & (i_c < iw)
     i_r, i_c, o_r, o_c, k_r, k_c = (a[ok] for a in (i_r, i_c, o_r, o_c, k_r, k_c))
-    # Expand over input and output channels
-    ch_in, ch_out = np.meshgrid(np.arange(ic), np.arange(oc), indexing="ij")
-    ch_in, ch_out = ch_in.reshape(-1), ch_out.reshape(-1)
+    # Expand over input channels and the output channels of their group
+    ocg = oc // groups
+    ch_in, j = np.meshgrid(np.arange(ic), np.arange(ocg), indexing="ij")
+    ch_in, j = ch_in.reshape(-1), j.reshape(-1)
+    ch_out = (ch_in // icg) * ocg + j
     pre = ((i_r * iw + i_c) * ic)[:, None] + ch_in[None, :]
     post = ((o_r * ow + o_c) * oc)[:, None] + ch_out[None, :]
-    w = kernel[k_r[:, None], k_c[:, None], ch_in[None, :], ch_out[None, :]]
+    w = kernel[k_r[:, None], k_c[:, None], (ch_in % icg)[None, :], ch_out[None, :]]
     keep = w != 0.0  # zero weights (e.g. off-diagonal channels of a pooling kernel) add nothing
     return (pre[keep].astype(np.uint32).reshape(-1), post[keep].astype(np.uint32).reshape(-1),
             w[keep].astype(np.float32).reshape(-1))

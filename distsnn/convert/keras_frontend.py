@@ -36,7 +36,7 @@ L = keras.layers
 IDENTITY_LAYERS = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
                    L.GaussianDropout, L.GaussianNoise, L.AlphaDropout, L.ActivityRegularization)
 
-SUPPORTED = ("InputLayer, Dense, Conv2D, Conv2DTranspose, AveragePooling2D, "
+SUPPORTED = ("InputLayer, Dense, Conv2D (groups too), DepthwiseConv2D, Conv2DTranspose, AveragePooling2D, "
              "GlobalAveragePooling2D, Flatten, Reshape to a vector, Add, ReLU, "
              "Activation (relu/softmax/linear), Softmax (output), "
              "BatchNormalization (after Dense/Conv2D), ZeroPadding2D (before Conv2D), "
@@ -51,7 +51,7 @@ _INSTEAD = {
     "Average": "merge branches with Add instead", "Maximum": "merge branches with Add instead",
     "Minimum": "merge branches with Add instead", "Dot": "merge branches with Add instead",
     "LeakyReLU": "use ReLU", "PReLU": "use ReLU", "ELU": "use ReLU",
-    "DepthwiseConv2D": "use Conv2D", "SeparableConv2D": "use Conv2D",
+    "SeparableConv2D": "use DepthwiseConv2D, a ReLU and a 1x1 Conv2D",
     "Conv1D": "use Conv2D", "Conv3D": "use Conv2D",
     "AveragePooling1D": "use AveragePooling2D", "AveragePooling3D": "use AveragePooling2D",
     "LayerNormalization": "use BatchNormalization directly after a Dense or Conv2D",
@@ -83,7 +83,7 @@ def _is_ops_op(op, name: str) -> bool:
             and not isinstance(op, keras.layers.Layer))
 
 
-_SINGLE_INPUT = (L.Dense, L.Conv2D, L.Conv2DTranspose, L.BatchNormalization, L.AveragePooling2D,
+_SINGLE_INPUT = (L.Dense, L.Conv2D, L.DepthwiseConv2D, L.Conv2DTranspose, L.BatchNormalization, L.AveragePooling2D,
                  L.GlobalAveragePooling2D, L.Flatten, L.Reshape, L.ZeroPadding2D, L.ReLU,
                  L.Activation, L.Softmax, L.Rescaling, L.Normalization)
 
@@ -239,7 +239,7 @@ class _Walker(Planner):
         if self.validate is None:
             return
         activation, has_bias = None, False
-        if type(op) in (L.Dense, L.Conv2D, L.Conv2DTranspose):
+        if type(op) in (L.Dense, L.Conv2D, L.DepthwiseConv2D, L.Conv2DTranspose):
             activation, has_bias = activation_kind(op.activation), bool(op.use_bias)
         elif type(op) is L.Activation:
             activation = activation_kind(op.activation)
@@ -266,7 +266,7 @@ class _Walker(Planner):
             return x
         if cls is L.Dense:
             return self._dense(op, x, in_tensor, out)
-        if cls is L.Conv2D:
+        if cls in (L.Conv2D, L.DepthwiseConv2D):
             return self._conv(op, x, in_tensor, out)
         if cls is L.Conv2DTranspose:
             return self._conv_transpose(op, x, in_tensor, out)
@@ -327,15 +327,21 @@ class _Walker(Planner):
 
     def _conv(self, op, x: Value, in_tensor, out) -> Value:
         self._channels_last(op)
-        if tuple(op.dilation_rate) != (1, 1) or op.groups != 1:
-            raise layer_error(op, "dilated or grouped convolutions are not supported",
-                              "use dilation_rate=1 and groups=1")
+        if tuple(op.dilation_rate) != (1, 1):
+            raise layer_error(op, "dilated convolutions are not supported",
+                              "use dilation_rate=1")
         if op.padding not in ("valid", "same"):
             raise layer_error(op, f"padding {op.padding!r} is not supported",
                               "use 'valid' or 'same'")
         bias = to_numpy(op.bias) if op.use_bias else None
-        pre = self.conv(op, x, to_numpy(op.kernel), op.strides, op.padding, bias, _shape(out),
-                        Probe(out))
+        if type(op) is L.DepthwiseConv2D:  # [kh, kw, c, m] -> groups=c, output c * m + j
+            kernel = to_numpy(op.kernel)
+            kh, kw, c, m = kernel.shape
+            kernel, groups = kernel.reshape(kh, kw, 1, c * m), c
+        else:
+            kernel, groups = to_numpy(op.kernel), op.groups
+        pre = self.conv(op, x, kernel, op.strides, op.padding, bias, _shape(out), Probe(out),
+                        groups=groups)
         return self._activate(op, pre, in_tensor, out)
 
     def _conv_transpose(self, op, x: Value, in_tensor, out) -> Value:

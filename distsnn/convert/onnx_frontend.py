@@ -40,7 +40,7 @@ try:
 except ImportError:  # pragma: no cover - reported when an ONNX model is given
     onnx = None
 
-SUPPORTED = ("Conv (group 1, dilation 1), ConvTranspose (group 1, dilation 1, explicit pads), "
+SUPPORTED = ("Conv (grouped and depthwise too; dilation 1), ConvTranspose (group 1, dilation 1, explicit pads), "
              "Gemm, MatMul (by a constant), Add, Relu, Clip(min 0, no max), AveragePool (no "
              "padding), GlobalAveragePool, BatchNormalization (after Conv/Gemm/MatMul), "
              "Flatten, Reshape to (batch, features), Identity, Dropout, Softmax (output), "
@@ -492,9 +492,6 @@ class _Walker(Planner):
         if weight.ndim != 4:
             raise layer_error(node, f"is a {weight.ndim - 2}-D convolution",
                               "only 2-D (NCHW) convolutions are supported")
-        if attrs.get("group", 1) != 1:
-            raise layer_error(node, f"is a grouped (or depthwise) convolution, group="
-                                    f"{attrs['group']}", "use groups=1")
         if any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise layer_error(node, f"is dilated ({list(attrs['dilations'])})",
                               "use dilation=1")
@@ -502,13 +499,17 @@ class _Walker(Planner):
         if len(x.shape) != 3:
             raise layer_error(node, f"needs an image input (batch, channels, height, width), "
                                     f"not a vector of {x.shape[0]}")
+        groups = int(attrs.get("group", 1))
+        if weight.shape[1] * groups != x.shape[2] or weight.shape[0] % groups:
+            raise layer_error(node, f"has a weight of shape {weight.shape} and group={groups} "
+                                    f"for {x.shape[2]} input channels")
         kernel_hw = tuple(int(k) for k in weight.shape[2:])
         strides = tuple(int(s) for s in attrs.get("strides", [1, 1]))
         pads = self._pads(node, attrs, x.shape[:2], kernel_hw, strides)
         bias = self._const(node, 2, "bias", required=False)
         shape = self._to_planner(self._onnx_shape(out, node))
         pre = self.conv(node, x, weight.transpose(2, 3, 1, 0), strides, "valid", bias, shape,
-                        Probe(out), pads=pads)
+                        Probe(out), pads=pads, groups=groups)
         return pre, None
 
     def _op_ConvTranspose(self, node: Node, out: str):
@@ -519,7 +520,11 @@ class _Walker(Planner):
         if weight.ndim != 4:
             raise layer_error(node, f"is a {weight.ndim - 2}-D transposed convolution",
                               "only 2-D (NCHW) transposed convolutions are supported")
-        if attrs.get("group", 1) != 1 or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        if attrs.get("group", 1) != 1:
+            raise layer_error(node, f"is a grouped transposed convolution (group="
+                                    f"{attrs['group']}), which is not supported",
+                              "use groups=1 (one ConvTranspose2d over all channels)")
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
             raise layer_error(node, "is grouped or dilated", "use groups=1 and dilation=1")
         auto = attrs.get("auto_pad", b"NOTSET")
         auto = auto.decode() if isinstance(auto, bytes) else str(auto)

@@ -36,6 +36,7 @@ from distsnn.convert.terms import (
     Term,
     fold_padding,
     unfolded_error,
+    ungrouped_kernel,
 )
 
 
@@ -302,10 +303,11 @@ class Planner:
 
     def conv(self, owner, x: Value, kernel: np.ndarray, strides: tuple, padding: str,
              bias: Optional[np.ndarray], shape: tuple, probe: Probe,
-             pads: Optional[tuple] = None) -> Virtual:
+             pads: Optional[tuple] = None, groups: int = 1) -> Virtual:
         """A convolution with TF ``padding``, after explicit zero ``pads`` ((t, b), (l, r))
         if given; zero padding before it is folded into its padding (exactly), per-channel
-        input scales into its kernel and input offsets into its bias."""
+        input scales into its kernel and input offsets into its bias. ``groups``: a grouped
+        convolution, kernel ``[kh, kw, c_in // groups, filters]``."""
         if len(x.shape) != 3:
             raise layer_error(owner, f"needs a (height, width, channels) input, not {x.shape}")
         v = self.weighted_input(owner, x)
@@ -322,13 +324,16 @@ class Planner:
                 mode = fold_padding(ops[-1], kernel.shape[:2], strides, padding)
                 ops = ops[:-1]
             ops, scales = _without_scales(ops)
-            scaled = kernel * _channel_scale(owner, scales, kernel.shape[2])[:, None]
-            terms.append(Term(term.source, ops + (ConvOp(scaled, strides, mode),)))
+            per_channel = _channel_scale(owner, scales, kernel.shape[2] * groups)
+            ocg = kernel.shape[3] // groups  # input channel g * icg + i feeds group g's outputs
+            factor = per_channel.reshape(groups, -1).T[:, np.arange(kernel.shape[3]) // ocg]
+            terms.append(Term(term.source, ops + (ConvOp(kernel * factor, strides, mode,
+                                                         groups),)))
         bias = None if bias is None else np.broadcast_to(bias, shape).astype(np.float32)
         if v.bias is not None:
             # The input offset, convolved as the model does: the zeros of the padding are not
             # offset, so at the borders of a 'same' or zero-padded convolution this varies.
-            offset = _convolved(v.bias, kernel, strides, padding)
+            offset = _convolved(v.bias, ungrouped_kernel(kernel, groups), strides, padding)
             bias = offset if bias is None else bias + offset
         return Virtual(tuple(shape), terms, bias, probe, owner)
 

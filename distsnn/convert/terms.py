@@ -79,12 +79,13 @@ class DenseOp:
 
 @dataclass(frozen=True, eq=False)
 class ConvOp:
-    """A Keras Conv2D kernel ``[kh, kw, c_in, filters]`` with strides and padding (TF
-    ``valid``/``same`` or explicit, see :data:`distsnn.connectivity.Padding`)."""
+    """A Keras Conv2D kernel ``[kh, kw, c_in // groups, filters]`` with strides and padding (TF
+    ``valid``/``same`` or explicit, see :data:`distsnn.connectivity.Padding`) and groups."""
 
     kernel: np.ndarray
     strides: tuple[int, int]
     padding: conn.Padding
+    groups: int = 1
 
     def scaled(self, channel_scale: np.ndarray) -> "ConvOp":
         return replace(self, kernel=self.kernel * channel_scale.astype(np.float32))
@@ -155,10 +156,12 @@ def lower(term: Term, scale: float = 1.0) -> conn.Connectivity:
                                    strides=pool.strides)
     if kinds == (ConvOp,):
         c = ops[0]
-        return conn.Conv2D(weight=_scaled(c.kernel, scale), strides=c.strides, padding=c.padding)
+        return conn.Conv2D(weight=_scaled(c.kernel, scale), strides=c.strides, padding=c.padding,
+                           groups=c.groups)
     if kinds == (Pool, ConvOp):
-        pool, c = ops
-        return conn.AvgPoolConv2D(weight=_scaled(c.kernel, scale), pool_size=pool.pool_size,
+        pool, c = ops  # the fused connection has no groups: the kernel with its zeros
+        kernel = ungrouped_kernel(c.kernel, c.groups)
+        return conn.AvgPoolConv2D(weight=_scaled(kernel, scale), pool_size=pool.pool_size,
                                   pool_strides=pool.strides, strides=c.strides,
                                   padding=c.padding)
     if kinds == (ConvTransposeOp,):
@@ -187,6 +190,20 @@ def unfolded_error(term: Term) -> Optional[ConversionError]:
                                    f"there, or scale the data instead (--scale/--mean/--std of "
                                    f"distsnn evaluate)")
     return None
+
+
+def ungrouped_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
+    """A grouped kernel ``[kh, kw, c_in // groups, c_out]`` as the equal ungrouped one
+    ``[kh, kw, c_in, c_out]`` (zero outside each group's block)."""
+    if groups == 1:
+        return kernel
+    kh, kw, icg, oc = kernel.shape
+    ocg = oc // groups
+    full = np.zeros((kh, kw, icg * groups, oc), kernel.dtype)
+    for g in range(groups):
+        full[:, :, g * icg:(g + 1) * icg, g * ocg:(g + 1) * ocg] = \
+            kernel[:, :, :, g * ocg:(g + 1) * ocg]
+    return full
 
 
 def _scaled(kernel: np.ndarray, scale: float) -> np.ndarray:

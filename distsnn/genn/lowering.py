@@ -70,6 +70,8 @@ class KernelGeometry:
     ``(uh, uw)``: source upsampling; pooled pixel ``p`` sits at ``p * u`` of a zero-filled
     grid that the kernel correlates (a transposed convolution with strides ``u``, its kernel
     flipped, stride 1 and padding-before ``k - 1 - crop``; 1: none).
+    ``groups``: input channel ``c`` reaches only the ``oc // groups`` outputs of its group
+    (grouped and depthwise convolutions); the kernel is ``(kh, kw, ic // groups, oc)``.
     """
 
     ih: int
@@ -93,6 +95,7 @@ class KernelGeometry:
     depthwise: bool = False
     uh: int = 1
     uw: int = 1
+    groups: int = 1
 
     def params(self) -> dict[str, int]:
         """Snippet parameters (every field but ``depthwise``)."""
@@ -100,7 +103,7 @@ class KernelGeometry:
 
     @property
     def kernel_shape(self) -> tuple[int, ...]:
-        return (1,) if self.depthwise else (self.kh, self.kw, self.ic, self.oc)
+        return (1,) if self.depthwise else (self.kh, self.kw, self.ic // self.groups, self.oc)
 
     def axis_paths(self, axis: int) -> np.ndarray:
         """``paths[i, o]``: routes from source row (axis 0) or column (axis 1) ``i`` to output
@@ -128,7 +131,7 @@ class KernelGeometry:
 
     @property
     def out_channels_per_source(self) -> int:
-        return 1 if self.depthwise else self.oc
+        return 1 if self.depthwise else self.oc // self.groups
 
     def fan_out(self) -> np.ndarray:
         """Synaptic events per spike of each source neuron (kernel taps, zeros included)."""
@@ -185,7 +188,7 @@ def kernel_geometry(c: Connectivity, input_shape: Shape) -> Optional[KernelGeome
     return KernelGeometry(ih, iw, ic, *pool, *pooled, kh, kw, sh, sw,
                           conv_pad_before(pooled[0], kh, sh, axis_padding(c.padding, 0)),
                           conv_pad_before(pooled[1], kw, sw, axis_padding(c.padding, 1)),
-                          oh, ow, int(oc))
+                          oh, ow, int(oc), groups=getattr(c, "groups", 1))
 
 
 def _transpose_geometry(c: Conv2DTranspose, input_shape: Shape) -> KernelGeometry:

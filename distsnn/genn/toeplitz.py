@@ -44,6 +44,9 @@ const int pcHi = (inCol / psw < pw - 1) ? inCol / psw : pw - 1;
 #: CPU: all taps of one window, then the contiguous output-channel loop. The first tap is the
 #: smallest one congruent to ``p * u + pad`` modulo the stride that keeps the output in range.
 _CPU_CONV = _SOURCE + """
+const int inLocal = inChan % (ic / groups);
+const int oFirst = (inChan / (ic / groups)) * (oc / groups);
+const int oEnd = oFirst + oc / groups;
 for (int pr = prLo; pr <= prHi; pr++) {
     const int rowNum = pr * uh + padh;
     const int krFirst = rowNum - (oh - 1) * sh;
@@ -56,8 +59,8 @@ for (int pr = prLo; pr <= prHi; pr++) {
             const int kcEnd = (colNum < kw - 1) ? colNum : kw - 1;
             for (int kc = (kcFirst > colNum % sw) ? kcFirst : colNum % sw; kc <= kcEnd; kc += sw) {
                 const int base = ((outRow * ow) + (colNum - kc) / sw) * oc;
-                for (int o = 0; o < oc; o++) {
-                    addSynapse(base + o, kr, kc, inChan, o);
+                for (int o = oFirst; o < oEnd; o++) {
+                    addSynapse(base + o, kr, kc, inLocal, o);
                 }
             }
         }
@@ -65,19 +68,21 @@ for (int pr = prLo; pr <= prHi; pr++) {
 }
 """
 
-#: CUDA: the diagonal fixes the tap and the output channel.
+#: CUDA: the diagonal fixes the tap and the output channel within the source's group.
 _CUDA_CONV = """
-const int kr = id_diag / (kw * oc);
-const int kc = (id_diag / oc) % kw;
-const int o = id_diag % oc;
+const int ocg = oc / groups;
+const int kr = id_diag / (kw * ocg);
+const int kc = (id_diag / ocg) % kw;
 """ + _SOURCE + """
+const int inLocal = inChan % (ic / groups);
+const int o = (inChan / (ic / groups)) * ocg + id_diag % ocg;
 for (int pr = prLo; pr <= prHi; pr++) {
     const int rowNum = pr * uh + padh - kr;
     if (rowNum >= 0 && (rowNum % sh) == 0 && rowNum / sh < oh) {
         for (int pc = pcLo; pc <= pcHi; pc++) {
             const int colNum = pc * uw + padw - kc;
             if (colNum >= 0 && (colNum % sw) == 0 && colNum / sw < ow) {
-                addSynapse(((rowNum / sh) * ow + colNum / sw) * oc + o, kr, kc, inChan, o);
+                addSynapse(((rowNum / sh) * ow + colNum / sw) * oc + o, kr, kc, inLocal, o);
             }
         }
     }
@@ -96,14 +101,19 @@ for (int pr = prLo; pr <= prHi; pr++) {
 _SNIPPETS: dict[str, object] = {}
 
 
+def _conv_kernel(p) -> list[int]:
+    """The kernel's shape ``[kh, kw, ic // groups, oc]``."""
+    return [int(p["kh"]), int(p["kw"]), int(p["ic"]) // int(p["groups"]), int(p["oc"])]
+
+
 def _snippet(variant: str):
     """The snippet of one variant, created once per process."""
     if variant not in _SNIPPETS:
         code, rows, kernel = {
-            "cpu": (_CPU_CONV, lambda p: 1,
-                    lambda p: [int(p["kh"]), int(p["kw"]), int(p["ic"]), int(p["oc"])]),
-            "cuda": (_CUDA_CONV, lambda p: int(p["kh"]) * int(p["kw"]) * int(p["oc"]),
-                     lambda p: [int(p["kh"]), int(p["kw"]), int(p["ic"]), int(p["oc"])]),
+            "cpu": (_CPU_CONV, lambda p: 1, _conv_kernel),
+            "cuda": (_CUDA_CONV,
+                     lambda p: int(p["kh"]) * int(p["kw"]) * (int(p["oc"]) // int(p["groups"])),
+                     _conv_kernel),
             "pool": (_POOL, lambda p: 1, lambda p: [1]),
         }[variant]
         _SNIPPETS[variant] = create_toeplitz_connect_init_snippet(
@@ -118,8 +128,7 @@ def _row_snippet(pool: bool):
     """Sparse row-build snippet with the CPU loops (one row = one presynaptic neuron)."""
     variant = "rows_pool" if pool else "rows"
     if variant not in _SNIPPETS:
-        geometry_kernel = (lambda p: [1]) if pool else (
-            lambda p: [int(p["kh"]), int(p["kw"]), int(p["ic"]), int(p["oc"])])
+        geometry_kernel = (lambda p: [1]) if pool else _conv_kernel
         _SNIPPETS[variant] = create_sparse_connect_init_snippet(
             f"distsnn_{variant}", params=_PARAMS, row_build_code=_POOL if pool else _CPU_CONV,
             calc_max_row_len_func=lambda num_pre, num_post, pars: _max_paths(pars, pool),

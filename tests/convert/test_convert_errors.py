@@ -34,8 +34,8 @@ UNSUPPORTED = [
     ("conv_transpose_output_padding", lambda: image_model(
         L.Conv2DTranspose(2, 3, strides=2, output_padding=1, name="bad")),
      "Conv2DTranspose", "use output_padding=None"),
-    ("depthwise", lambda: image_model(L.DepthwiseConv2D(3, name="bad")), "DepthwiseConv2D",
-     "use Conv2D"),
+    ("separable", lambda: image_model(L.SeparableConv2D(2, 3, name="bad")), "SeparableConv2D",
+     "use DepthwiseConv2D, a ReLU and a 1x1 Conv2D"),
     ("relu6", lambda: image_model(L.Conv2D(2, 3), L.ReLU(max_value=6.0, name="bad")), "ReLU",
      "max_value=6"),
     ("leaky_relu_layer_params", lambda: image_model(L.Conv2D(2, 3),

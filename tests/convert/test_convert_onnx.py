@@ -254,8 +254,9 @@ ERRORS = [
     ("MaxPool", dict(kernel_shape=[2, 2]), (), "node 'bad' (MaxPool) is not supported; use "
                                                "average pooling"),
     ("Sigmoid", {}, (), "node 'bad' (Sigmoid) is not supported; use Relu"),
-    ("Conv", dict(kernel_shape=[3, 3], group=2), [(2, 1, 3, 3)],
-     "node 'bad' (Conv): is a grouped (or depthwise) convolution, group=2; use groups=1"),
+    ("ConvTranspose", dict(kernel_shape=[3, 3], group=2), [(2, 1, 3, 3)],
+     "node 'bad' (ConvTranspose): is a grouped transposed convolution (group=2), which is not "
+     "supported; use groups=1"),
     ("Conv", dict(kernel_shape=[3, 3], dilations=[2, 2]), [(2, 2, 3, 3)],
      "node 'bad' (Conv): is dilated ([2, 2]); use dilation=1"),
     ("Clip", {}, [()], "node 'bad' (Clip): activation 'Clip(min="),
