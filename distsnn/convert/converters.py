@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from distsnn.convert.enums import LINEAR, RELU, SOFTMAX, InputType, Readout
+from distsnn.convert.enums import LINEAR, RELU, SOFTMAX, InputType, Readout, clip_value
 from distsnn.convert.errors import ConversionError, NormDataError
 from distsnn.convert.frontends import open_model
 from distsnn.convert.norm import NormData, RunningStat, Statistics, collect
@@ -44,6 +44,8 @@ class Converter:
 
     method = "custom"
     biases = "current"
+    #: Whether the method reproduces clipped ReLUs (ReLU6) exactly.
+    clips = False
 
     # -- mlGeNN's overridable steps -------------------------------------------------------
     def pre_convert(self, model) -> Any:
@@ -65,7 +67,13 @@ class Converter:
     def validate_tf_layer(self, keras_layer, config: LayerInfo) -> None:
         """Reject activations a spiking network cannot reproduce (and biases if asked)."""
         kind = config.activation
-        if kind is not None and kind not in (LINEAR, RELU):
+        if clip_value(kind) is not None:
+            if not self.clips:
+                raise layer_error(keras_layer, f"is a ReLU clipped at {clip_value(kind):g}, which "
+                                               f"{self.method} conversion does not reproduce",
+                                  "use data-norm, qcfs or few-spike (DataNorm, QCFSConverter, "
+                                  "FewSpike), which reproduce the clip")
+        elif kind is not None and kind not in (LINEAR, RELU):
             if kind == SOFTMAX:
                 if not config.is_output:
                     raise layer_error(keras_layer, "softmax is only supported on output layers",
@@ -73,7 +81,11 @@ class Converter:
             elif kind.startswith("ReLU("):
                 raise layer_error(keras_layer, f"{kind} is not supported (a spiking neuron "
                                                f"approximates a plain ReLU)",
-                                  "use ReLU() without max_value, negative_slope or threshold")
+                                  "use ReLU() without negative_slope or threshold")
+            elif kind.startswith("Clip("):
+                raise layer_error(keras_layer, f"{kind} is not supported: a spiking neuron's "
+                                               f"output starts at 0",
+                                  "clip from 0 (Relu, or Clip(0, m) as ReLU6 exports)")
             else:
                 raise layer_error(keras_layer, f"activation {kind!r} is not supported",
                                   "use relu in hidden layers and relu, softmax or linear on "
@@ -314,7 +326,11 @@ class DataNorm(Simple):
     * weights from each source are scaled by ``λ_S / λ_ref`` (exactly 1, the Keras kernel,
       for a single source, which is mlGeNN's threshold balancing; at most 1 on Add merges);
     * the Keras bias b becomes the constant per-step current ``b / λ_ref``;
-    * a population that never fires on the data keeps ``λ_P = λ_ref`` (threshold 1).
+    * a population that never fires on the data keeps ``λ_P = λ_ref`` (threshold 1);
+    * a clipped ReLU (ReLU6, ``Clip(0, m)``) takes ``λ_P = m`` whatever the data: an IF
+      neuron with reset by subtraction fires at most one spike per step, so its rate
+      ``min(I / θ_P, 1)`` is ``min(a, m) / m``, the clip itself (exact for the constant
+      current of analog input; a rate-coded input is exact on average, as for a ReLU).
 
     Unlike mlGeNN, the walk does not stop at the first branch, an output's λ comes from its
     pre-softmax value (what its neurons integrate) and the kernels' maxima are not mixed in.
@@ -324,6 +340,7 @@ class DataNorm(Simple):
     """
 
     method = "data-norm"
+    clips = True
     _options = Simple._options + ("x_name", "norm_batch_size")
 
     def __init__(self, evaluate_timesteps: int, signed_input: bool = False, norm_data=None,
@@ -359,7 +376,9 @@ class DataNorm(Simple):
                 scales[spec] = in_scale
                 continue
             ref = max(scales[t.source] for t in spec.terms)
-            lam = by_spec[spec].percentile(self.percentile)
+            # a clipped ReLU: saturating at one spike per step is the clip, exactly
+            lam = spec.clip if spec.clip is not None else by_spec[spec].percentile(
+                self.percentile)
             if lam <= 0.0:
                 log.warning("population %r is never active on the normalisation data; it keeps "
                             "threshold 1", spec.name)
@@ -408,15 +427,19 @@ class FewSpike(Converter):
     ``max(x) / (1 - 2^-K)`` and the signed input's ``max|x| / (1 - 2^-(K/2))`` (K even).
     Populations that feed the same target share the largest of their α (transitively).
     Biases are added to the pre-activation ``W x_hat + bias`` in ANN units.
+    A clipped ReLU at m (ReLU6) takes ``α = m / (1 - 2^-K)`` whatever the data: its code
+    saturates at ``α (1 - 2^-K) = m``, which is the clip, exactly.
     """
 
     method = "few-spike"
+    clips = True
     _options = ("biases", "x_name", "norm_batch_size")
 
     def __init__(self, k: int = 10, alpha: float = 25, signed_input: bool = False,
                  norm_data=None, **options):
         options = _parse_options(self, options, self._options)
         self.k, self.alpha, self.signed_input = int(k), float(alpha), bool(signed_input)
+        self._clips: dict[str, float] = {}  # clip values by population name (pre_convert)
         if self.k < 1:
             raise ConversionError(f"k must be at least 1, not {k}")
         if self.signed_input and self.k % 2:
@@ -427,18 +450,23 @@ class FewSpike(Converter):
             batch_size=options.get("norm_batch_size", 256))
 
     def pre_convert(self, model) -> FewSpikeOutput:
-        if self.norm_data is None:
-            return FewSpikeOutput({}, self.alpha)
         graph = self.conversion_graph(model)
-        stats, by_spec = population_statistics(graph, self.norm_data, 100.0)
         full = 1.0 - 2.0 ** -self.k
+        clipped = {spec.layer: spec.clip / full for spec in graph.populations
+                   if spec.clip is not None}
+        self._clips = {spec.name: spec.clip for spec in graph.populations
+                       if spec.clip is not None}
+        if self.norm_data is None:
+            return FewSpikeOutput(clipped, self.alpha)
+        stats, by_spec = population_statistics(graph, self.norm_data, 100.0)
         layer_alpha = {spec.layer: stat.maximum / full for spec, stat in by_spec.items()
-                       if stat.maximum > 0}
+                       if stat.maximum > 0 and spec.clip is None}
         # A population never active on the data gets the smallest α found, so that it does
         # not coarsen the code of the populations it shares a target with.
         fallback = min(layer_alpha.values(), default=self.alpha)
+        layer_alpha.update(clipped)
         for spec, stat in by_spec.items():
-            if stat.maximum <= 0:
+            if stat.maximum <= 0 and spec.clip is None:
                 log.warning("population %r is never active on the normalisation data; it uses "
                             "alpha=%g", spec.name, fallback)
                 layer_alpha[spec.layer] = fallback
@@ -461,8 +489,18 @@ class FewSpike(Converter):
         return FewSpikeRelu(k=self.k, alpha=float(alpha), readout="var" if is_output else None)
 
     def post_convert(self, network, inputs, outputs) -> None:
-        """Give every group of populations that feed a common target one α (their maximum)."""
+        """Give every group of populations that feed a common target one α (their maximum);
+        a clipped population must keep its own (the clip)."""
         share_alphas(network)
+        full = 1.0 - 2.0 ** -self.k
+        for pop in network.populations:
+            clip = self._clips.get(pop.name)
+            if clip is not None and not np.isclose(pop.neuron.alpha * full, clip, rtol=1e-6):
+                raise ConversionError(
+                    f"few-spike: population {pop.name!r} is a ReLU clipped at {clip:g}, but it "
+                    f"feeds a target together with populations whose code reaches "
+                    f"{pop.neuron.alpha * full:g}, which it must share; clip them at the same "
+                    f"value, or use data-norm")
 
     def create_compiler(self, **kwargs):
         from distsnn.compilers import FewSpikeCompiler

@@ -2,10 +2,25 @@
 activation kinds every front-end recognises."""
 from __future__ import annotations
 
+import re
 from enum import Enum
+from typing import Optional
 
 #: Activation kinds; any other activation is described by its name.
 LINEAR, RELU, SOFTMAX = "linear", "relu", "softmax"
+_CLIPPED = re.compile(r"clipped_relu\(max=(.+)\)")
+
+
+def clipped_relu(max_value: float) -> str:
+    """The kind of ``min(max(x, 0), max_value)`` (ReLU6, Keras ``ReLU(max_value=)``, ONNX
+    ``Clip(0, m)``); the value round-trips exactly (:func:`clip_value`)."""
+    return f"clipped_relu(max={float(max_value)!r})"
+
+
+def clip_value(kind: Optional[str]) -> Optional[float]:
+    """The clip value of a :func:`clipped_relu` kind, None for any other kind."""
+    match = _CLIPPED.fullmatch(kind) if isinstance(kind, str) else None
+    return float(match.group(1)) if match else None
 
 
 class InputType(Enum):

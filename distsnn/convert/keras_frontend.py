@@ -16,7 +16,7 @@ import numpy as np
 
 from distsnn.convert._backend import keras, to_numpy
 from distsnn.convert.activations import activation_kind, relu_layer_kind
-from distsnn.convert.enums import LINEAR, RELU, SOFTMAX
+from distsnn.convert.enums import LINEAR, RELU, SOFTMAX, clip_value
 from distsnn.convert.errors import ConversionError
 from distsnn.convert.model_io import LoadedModel
 from distsnn.convert.plan import (
@@ -364,7 +364,7 @@ class _Walker(Planner):
         """The built-in activation of a Dense/Conv2D/Conv2DTranspose ``op`` applied to its
         pre-activation."""
         kind = activation_kind(op.activation)
-        if kind in (LINEAR, RELU):
+        if kind in (LINEAR, RELU) or clip_value(kind) is not None:
             return self._nonlinear(op, pre, out, kind)
         linear = Probe(in_tensor, _LinearClone(op, in_tensor))
         if kind == SOFTMAX and self._terminal(out):

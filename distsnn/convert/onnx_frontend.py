@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from distsnn.convert.enums import LINEAR, RELU, SOFTMAX
+from distsnn.convert.enums import LINEAR, RELU, SOFTMAX, clipped_relu
 from distsnn.convert.errors import ConversionError, ModelFileError
 from distsnn.convert.plan import (
     ConversionGraph,
@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - reported when an ONNX model is given
     onnx = None
 
 SUPPORTED = ("Conv (grouped and depthwise too; dilation 1), ConvTranspose (group 1, dilation 1, explicit pads), "
-             "Gemm, MatMul (by a constant), Add, Relu, Clip(min 0, no max), AveragePool (no "
+             "Gemm, MatMul (by a constant), Add, Relu, Clip(min 0; a max m too: ReLU6), AveragePool (no "
              "padding), GlobalAveragePool, BatchNormalization (after Conv/Gemm/MatMul), "
              "Flatten, Reshape to (batch, features), Identity, Dropout, Softmax (output), "
              "Constant")
@@ -421,6 +421,8 @@ class _Walker(Planner):
         high = math.inf if high is None else float(np.asarray(high))
         if low == 0.0 and high == math.inf:
             return RELU
+        if low == 0.0 and high > 0.0:
+            return clipped_relu(high)
         return f"Clip(min={low:g}, max={high:g})"
 
     def _op_Add(self, node: Node, out: str):

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from distsnn import connectivity as conn
-from distsnn.convert.enums import LINEAR, RELU, SOFTMAX
+from distsnn.convert.enums import LINEAR, RELU, SOFTMAX, clip_value
 from distsnn.convert.errors import ConversionError
 from distsnn.convert.terms import (
     ConvOp,
@@ -53,7 +53,8 @@ class PopulationSpec:
     """A population to create: its owner layer (or node), shape, incoming terms and bias.
 
     ``bias`` is a per-neuron array of the population's shape in ANN units (or None);
-    ``probe`` computes the ANN value the population represents (before any output softmax).
+    ``probe`` computes the ANN value the population represents (before any output softmax);
+    ``clip``: the population is a clipped ReLU ``min(max(x, 0), clip)`` (None: a ReLU).
     """
 
     name: str
@@ -65,6 +66,7 @@ class PopulationSpec:
     is_input: bool = False
     is_output: bool = False
     layers: list = field(default_factory=list)
+    clip: Optional[float] = None
 
     def __repr__(self) -> str:
         return f"PopulationSpec({self.name!r}, shape={self.shape})"
@@ -250,6 +252,10 @@ class Planner:
             return x
         if kind == RELU and self.nonnegative(x):
             return x
+        if clip_value(kind) is not None:  # a population that remembers its clip
+            spec = self.population(owner, x, probe)
+            spec.clip = clip_value(kind)
+            return spec
         if kind == SOFTMAX and terminal:
             # argmax-preserving: the output population reads the pre-activation
             if isinstance(x, PopulationSpec):

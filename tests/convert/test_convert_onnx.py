@@ -259,7 +259,7 @@ ERRORS = [
      "supported; use groups=1"),
     ("Conv", dict(kernel_shape=[3, 3], dilations=[2, 2]), [(2, 2, 3, 3)],
      "node 'bad' (Conv): is dilated ([2, 2]); use dilation=1"),
-    ("Clip", {}, [()], "node 'bad' (Clip): activation 'Clip(min="),
+    ("Clip", {}, [()], "node 'bad' (Clip): Clip(min="),
     ("Transpose", dict(perm=[0, 1, 3, 2]), (), "node 'bad' (Transpose) is not supported; "
                                                "export the model in NCHW"),
 ]
@@ -274,7 +274,7 @@ def test_unsupported_nodes_are_named_with_a_fix(op, attrs, weights, message):
     assert message in str(err.value)
 
 
-def test_relu6_clip_is_rejected_but_clip_from_zero_is_a_relu():
+def test_relu6_clip_needs_a_method_that_reproduces_it_and_clip_from_zero_is_a_relu():
     g = Graph("x", (4,), np.random.default_rng(2))
     hidden = g.gemm("x", "h", 4, 4)
     for name, bounds in (("relu", ["zero"]), ("relu6", ["zero", "six"])):
@@ -285,8 +285,8 @@ def test_relu6_clip_is_rejected_but_clip_from_zero_is_a_relu():
     assert [p.name for p in net.populations] == ["x", "relu", "out"]
     g.nodes = [n for n in g.nodes if n.name != "out"]
     bad = g.model([g.gemm("relu6", "out6", 4, 2)])
-    with pytest.raises(ConversionError, match=r"node 'relu6' \(Clip\): activation "
-                                              r"'Clip\(min=0, max=6\)' is not supported"):
+    with pytest.raises(ConversionError, match=r"node 'relu6' \(Clip\): is a ReLU clipped at 6, "
+                                              r"which simple conversion does not reproduce"):
         Simple(10).convert(bad)
 
 
