@@ -36,9 +36,9 @@ L = keras.layers
 IDENTITY_LAYERS = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
                    L.GaussianDropout, L.GaussianNoise, L.AlphaDropout, L.ActivityRegularization)
 
-SUPPORTED = ("InputLayer, Dense, Conv2D (groups too), DepthwiseConv2D, Conv2DTranspose, AveragePooling2D, "
-             "GlobalAveragePooling2D, Flatten, Reshape to a vector, Add, ReLU, "
-             "Activation (relu/softmax/linear), Softmax (output), "
+SUPPORTED = ("InputLayer, Dense, Conv2D (groups too), DepthwiseConv2D, Conv2DTranspose, "
+             "AveragePooling2D, GlobalAveragePooling2D, Flatten, Reshape to a vector, Add, "
+             "ReLU (max_value too), Activation (relu/relu6/softmax/linear), Softmax (output), "
              "BatchNormalization (after Dense/Conv2D), ZeroPadding2D (before Conv2D), "
              "Rescaling and Normalization (on an input, before Dense/Conv2D), Dropout")
 
@@ -83,9 +83,9 @@ def _is_ops_op(op, name: str) -> bool:
             and not isinstance(op, keras.layers.Layer))
 
 
-_SINGLE_INPUT = (L.Dense, L.Conv2D, L.DepthwiseConv2D, L.Conv2DTranspose, L.BatchNormalization, L.AveragePooling2D,
-                 L.GlobalAveragePooling2D, L.Flatten, L.Reshape, L.ZeroPadding2D, L.ReLU,
-                 L.Activation, L.Softmax, L.Rescaling, L.Normalization)
+_SINGLE_INPUT = (L.Dense, L.Conv2D, L.DepthwiseConv2D, L.Conv2DTranspose, L.BatchNormalization,
+                 L.AveragePooling2D, L.GlobalAveragePooling2D, L.Flatten, L.Reshape,
+                 L.ZeroPadding2D, L.ReLU, L.Activation, L.Softmax, L.Rescaling, L.Normalization)
 
 
 class KerasFrontend(Frontend):

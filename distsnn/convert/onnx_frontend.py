@@ -40,9 +40,10 @@ try:
 except ImportError:  # pragma: no cover - reported when an ONNX model is given
     onnx = None
 
-SUPPORTED = ("Conv (grouped and depthwise too; dilation 1), ConvTranspose (group 1, dilation 1, explicit pads), "
-             "Gemm, MatMul (by a constant), Add, Relu, Clip(min 0; a max m too: ReLU6), AveragePool (no "
-             "padding), GlobalAveragePool, BatchNormalization (after Conv/Gemm/MatMul), "
+SUPPORTED = ("Conv (grouped and depthwise too; dilation 1), ConvTranspose (group 1, dilation "
+             "1, explicit pads), Gemm, MatMul (by a constant), Add, Relu, Clip(min 0, max m or "
+             "none), AveragePool (no padding), GlobalAveragePool, BatchNormalization (after "
+             "Conv/Gemm/MatMul), "
              "Flatten, Reshape to (batch, features), Identity, Dropout, Softmax (output), "
              "Constant")
 _ELEMENTWISE = "merge branches with Add; other arithmetic cannot be converted"

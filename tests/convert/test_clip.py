@@ -5,8 +5,8 @@ Few-spike reproduces the clip exactly: a clipped population's α is ``m / (1 - 2
 K-bit code saturates at m; the next layer's readout equals the numpy K-bit reference. Data-norm
 reproduces it by threshold balancing: λ = m, and an IF neuron reset by subtraction fires at
 most one spike per step, so under the constant current ``a`` of analog input its count is
-``a / m`` spikes per step, capped at one: ``min(a, m) / m``, the clip. Both are checked through real GeNN
-models against numbers computed here from the framework's weights.
+``a / m`` spikes per step, capped at one: ``min(a, m) / m``, the clip. Both are checked
+through real GeNN models against numbers computed here from the framework's weights.
 """
 from __future__ import annotations
 
