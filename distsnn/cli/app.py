@@ -77,6 +77,7 @@ class Method(str, Enum):
     data_norm = "data-norm"
     few_spike = "few-spike"
     spike_norm = "spike-norm"
+    qcfs = "qcfs"
 
 
 class InputKind(str, Enum):

@@ -17,7 +17,7 @@ from distsnn.convert.errors import ConversionError, ModelFileError, NormDataErro
 
 _LAZY = {
     "Converter": ".converters", "Simple": ".converters", "DataNorm": ".converters",
-    "FewSpike": ".converters", "DataNormOutput": ".converters", "FewSpikeOutput": ".converters",
+    "FewSpike": ".converters", "QCFSConverter": ".qcfs", "DataNormOutput": ".converters", "FewSpikeOutput": ".converters",
     "share_alphas": ".converters", "convert_file": ".api", "METHODS": ".api",
     "build_graph": ".graph", "ConversionGraph": ".plan", "PopulationSpec": ".plan",
     "LayerInfo": ".plan", "NormData": ".norm", "load_model": ".model_io",

@@ -11,7 +11,7 @@ from distsnn.convert.errors import ConversionError, NormDataError
 from distsnn.convert.frontends import is_onnx
 from distsnn.network import Network
 
-METHODS = ("simple", "data-norm", "few-spike", "spike-norm")
+METHODS = ("simple", "data-norm", "few-spike", "spike-norm", "qcfs")
 
 #: Packages Keras imports only for features a conversion never uses (its scikit-learn
 #: wrappers, its matplotlib image-gallery plots): 1-1.5 s of its 2.5-4 s import on 2 cores.
@@ -40,6 +40,10 @@ def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = 
                              reset=reset, x_name=x_name, readout=readout)
     elif method == "few-spike":
         converter = FewSpike(k=k, signed_input=signed_input, norm_data=norm_data, x_name=x_name)
+    elif method == "qcfs":
+        from distsnn.convert.qcfs import QCFSConverter
+
+        converter = QCFSConverter(timesteps, signed_input, input_type, readout=readout)
     else:
         converter = Simple(timesteps, signed_input, input_type, reset=reset, readout=readout)
     if not is_onnx(model_path):
