@@ -280,9 +280,14 @@ class Planner:
         bias = np.asarray(bias, np.float32) + (0 if v.bias is None else v.bias)
         return Virtual(v.shape, v.terms, bias.astype(np.float32), probe, owner)
 
-    def weighted_input(self, owner, x: Value) -> Virtual:
+    def weighted_input(self, owner, x: Value, pointwise: bool = False) -> Virtual:
+        """``x`` as the input of a weighted layer; ``pointwise``: the layer is a 1x1, stride 1,
+        unpadded, ungrouped convolution, which composes exactly with a convolution before it
+        (MobileNet's linear bottlenecks)."""
         v = self.virtual(x)
         for term in v.terms:
+            if pointwise and term.last_weighted and isinstance(term.ops[-1], ConvOp):
+                continue
             if term.weighted:
                 raise layer_error(owner, f"follows another weighted layer without an activation "
                                          f"in between ({term.describe()})",
@@ -316,15 +321,25 @@ class Planner:
         convolution, kernel ``[kh, kw, c_in // groups, filters]``."""
         if len(x.shape) != 3:
             raise layer_error(owner, f"needs a (height, width, channels) input, not {x.shape}")
-        v = self.weighted_input(owner, x)
-        if pads is not None and any(p for axis in pads for p in axis):
+        kernel = np.asarray(kernel, np.float32)
+        unpadded = pads is None or not any(p for axis in pads for p in axis)
+        pointwise = (kernel.shape[:2] == (1, 1) and tuple(strides) == (1, 1) and unpadded
+                     and groups == 1)
+        v = self.weighted_input(owner, x, pointwise)
+        if not unpadded:
             padded = None if v.bias is None else np.pad(v.bias, tuple(pads) + ((0, 0),))
             v = Virtual(v.shape, [t.then(Pad(pads, tuple(x.shape[:2]), owner.name))
                                   for t in v.terms], padded, v.probe, v.owner)
-        kernel = np.asarray(kernel, np.float32)
         strides = tuple(int(s) for s in strides)
         terms = []
         for term in v.terms:
+            if term.last_weighted and isinstance(term.ops[-1], ConvOp):  # compose: 1x1 after
+                prev = term.ops[-1]
+                composed = np.einsum("hwic,co->hwio", ungrouped_kernel(prev.kernel, prev.groups),
+                                     kernel[0, 0]).astype(np.float32)
+                terms.append(Term(term.source, term.ops[:-1] + (ConvOp(composed, prev.strides,
+                                                                        prev.padding),)))
+                continue
             ops, mode = term.ops, padding
             if ops and isinstance(ops[-1], Pad):
                 mode = fold_padding(ops[-1], kernel.shape[:2], strides, padding)

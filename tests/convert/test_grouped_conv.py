@@ -506,3 +506,38 @@ def test_one_and_two_ranks_give_identical_results(cnn, tmp_path):
     assert len({json.dumps(m, sort_keys=True) for m in metrics.values()}) == 1, metrics
     accuracy = next(iter(metrics["toeplitz", 1].values()))["sparse_categorical_accuracy"]
     assert accuracy["total"] == len(x) and accuracy["result"] == 1.0
+
+
+# --------------------------------------------------------------------------------------
+# linear bottlenecks: a 1x1 convolution right after a linear convolution composes with it
+# --------------------------------------------------------------------------------------
+def test_pointwise_conv_after_a_linear_conv_composes_exactly(tmp_path):
+    """MobileNetV2's projection (1x1, linear, BatchNorm) -> Add (skip) -> next expansion (1x1,
+    BatchNorm): one hop of composed 1x1 kernels from each source, exact against Keras; a 3x3
+    convolution after a linear one is still refused."""
+    from helpers.conversion_harness import HarnessConverter, randomise
+    inp = keras.Input((6, 7, 4), name="inp")
+    dw = L.DepthwiseConv2D(3, strides=2, padding="same", name="dw")(inp)
+    project = L.BatchNormalization(name="bn_p")(L.Conv2D(3, 1, name="project")(dw))
+    skip = L.Conv2D(3, 3, strides=2, padding="same", name="skip")(inp)
+    merged = L.Add(name="add")([project, skip])
+    expand = L.BatchNormalization(name="bn_e")(L.Conv2D(5, 1, name="expand")(merged))
+    model = randomise(keras.Model(inp, L.Conv2D(2, 1, name="out")(expand)),
+                      np.random.default_rng(12), bias=(0, 0.3))
+    x = _binary((6, 7, 4), n=3, seed=5)
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    converter = HarnessConverter()
+    net, inputs, outputs, _ = converter.convert(model)
+    assert [type(c.connectivity).__name__ for c in net.connections] == ["Conv2D", "Conv2D"]
+    assert [c.connectivity.weight.shape for c in net.connections] == [(3, 3, 4, 2)] * 2
+    compiled = converter.create_compiler(rng_seed=1, build_dir=str(tmp_path)).compile(
+        net, inputs=inputs, outputs=outputs)
+    with compiled:
+        predictions, _ = compiled.predict({inputs[0]: x}, outputs, callbacks=[])
+    np.testing.assert_allclose(predictions[outputs[0]], expected, rtol=1e-5, atol=1e-4)
+
+    from distsnn.convert import ConversionError
+    bad = keras.Sequential([keras.Input((6, 7, 4)), L.Conv2D(3, 1), L.Conv2D(2, 3, name="k3")])
+    with pytest.raises(ConversionError, match=r"layer 'k3' \(Conv2D\): follows another "
+                                              r"weighted layer without an activation"):
+        converter.convert(bad)

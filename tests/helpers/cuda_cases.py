@@ -77,6 +77,20 @@ def _conv(filters=3, kernel=3, hidden=None, **options):
     return connect
 
 
+def _grouped(groups: int, filters: int, **options):
+    """A connect function: one grouped Conv2D (``groups == channels``: depthwise)."""
+    from distsnn.connectivity import Conv2D
+    from distsnn.neurons import IntegrateFire
+
+    def connect(net, inp, rng):
+        c = Conv2D(_weights(rng, 3, 3, inp.shape[-1] // groups, filters), groups=groups,
+                   **options)
+        pop = net.add_population("hidden", c.output_shape(inp.shape), IntegrateFire())
+        net.connect(inp, pop, c)
+        return pop
+    return connect
+
+
 def _pool_conv(net, inp, rng):
     from distsnn.connectivity import AvgPoolConv2D
     from distsnn.neurons import IntegrateFire
@@ -246,6 +260,14 @@ CASES = [
     Case("sparse", lambda: _image_net(_conv(strides=2, padding="same")), connectivity="sparse"),
     Case("procedural", lambda: _image_net(_conv(strides=2, padding="same")),
          connectivity="procedural"),
+    Case("toeplitz_depthwise", lambda: _image_net(_grouped(4, 8, strides=2, padding="same"),
+                                                  shape=(8, 8, 4))),
+    Case("toeplitz_grouped", lambda: _image_net(_grouped(2, 6, padding="valid"),
+                                                shape=(8, 8, 4))),
+    Case("sparse_depthwise", lambda: _image_net(_grouped(4, 4, padding="same"), shape=(8, 8, 4)),
+         connectivity="sparse"),
+    Case("procedural_grouped", lambda: _image_net(_grouped(2, 4, strides=2, padding="same"),
+                                                  shape=(8, 8, 4)), connectivity="procedural"),
     Case("few_spike_signed", _few_spike_net, mode="few_spike"),
     Case("analog_ends", _analog_ends),
     Case("signed_poisson_toeplitz", lambda: _image_net(_conv(padding="same"), _signed_poisson())),
