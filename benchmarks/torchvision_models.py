@@ -1,0 +1,198 @@
+"""torchvision's classifiers through distsnn: export, convert, run on 2 ranks, compare with ONNX.
+
+Each model (random weights; BatchNorm running statistics and affine parameters randomised, so
+folding matters) is exported to ONNX by this script run in the torch venv
+(``/work/peers-venv``, never distsnn's), then converted with few-spike and data-norm by
+``distsnn convert`` and evaluated by ``mpiexec -n 2 distsnn evaluate`` (distsnn's .venv) on
+random inputs in [0, 1), labelled with the ONNX model's own top-1 (onnxruntime): the accuracy
+is the SNN's top-1 agreement with the ANN. Agreement is counted over the examples whose ANN
+top-1 margin exceeds 5% of its logit range ("clear") and over the others. Recorded: how many
+distinct classes the ANN predicts, distsnn's memory estimate per rank (``distsnn inspect``),
+the peak RSS of the largest rank (GNU time), ms per simulated step; anything refused is
+listed with its node, op and why (distsnn's one-line error).
+
+    PYTHONPATH=$PWD nice .venv/bin/python benchmarks/torchvision_models.py [--models ...]
+        [--sizes 32 224] [--examples 64] [--examples-224 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TORCH_PYTHON = "/work/peers-venv/bin/python"
+MODELS = ("mobilenet_v2", "resnet18", "resnet34", "resnet50", "vgg11_bn", "vgg16")
+SMALL_OK = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")  # VGG's classifier needs 224
+K = 8
+RATE_T = {32: 256, 224: 64}
+
+
+def export(name: str, size: int, path: str, seed: int = 0) -> None:
+    """(torch venv) Random-weight ``name`` with randomised BatchNorm, exported to ONNX."""
+    import torch
+    import torchvision
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, name)(weights=None)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    torch.onnx.export(model, torch.rand(1, 3, size, size), path, input_names=["x"],
+                      output_names=["logits"], dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
+                      opset_version=17, do_constant_folding=False, dynamo=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# distsnn's side (.venv)
+def _run(cmd: list, timeout: float, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def _error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("distsnn: error:")]
+    return lines[-1][len("distsnn: error: "):] if lines else stderr.strip().splitlines()[-1]
+
+
+def ann_reference(onnx_path: Path, x):
+    import numpy as np
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([session.run(["logits"], {"x": x[i:i + 8]})[0]
+                             for i in range(0, len(x), 8)])
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    span = logits.max(axis=1) - logits.min(axis=1)
+    return logits, top2[:, 1] - top2[:, 0] > 0.05 * span
+
+
+def evaluate(net: Path, data: Path, out: Path, build: Path, timesteps, timeout: float):
+    """``mpiexec -n 2 distsnn evaluate`` (``timesteps``: rate methods only) under GNU time."""
+    from common import BIN, MPIEXEC
+    cmd = ["/usr/bin/time", "-f", "peak_rss_kib=%M", MPIEXEC, "-n", "2", BIN / "distsnn",
+           "evaluate", net, "--data", data, "-o", out, "--build-dir", build, "--no-progress"]
+    if timesteps is not None:
+        cmd += ["-t", str(timesteps)]
+    started = time.perf_counter()
+    proc = _run(cmd, timeout)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        return {"error": _error_line(proc.stderr)}
+    rss = re.findall(r"peak_rss_kib=(\d+)", proc.stderr)
+    result = json.loads(out.read_text())
+    metric = next(iter(result["metrics"].values()))
+    accuracy = next(iter(metric.values())) if isinstance(metric, dict) else metric
+    return {"agreement": accuracy.get("result"), "examples": accuracy.get("total"),
+            "seconds": result["timings_s"], "wall_s": round(wall, 1),
+            "peak_rss_mib_largest_rank": round(int(rss[-1]) / 1024, 1) if rss else None,
+            "result": result}
+
+
+def run_model(name: str, size: int, n_examples: int, work: Path, timeout: float) -> dict:
+    import numpy as np
+    entry: dict = {"model": name, "size": size}
+    onnx_path = work / f"{name}_{size}.onnx"
+    if not onnx_path.exists():
+        proc = _run([TORCH_PYTHON, __file__, "export", name, str(size), onnx_path], 900)
+        if proc.returncode != 0:
+            entry["refused"] = {"stage": "export", "why": proc.stderr.strip().splitlines()[-1]}
+            return entry
+    import onnx
+    ops = {}
+    for node in onnx.load(str(onnx_path)).graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    entry["onnx_ops"] = ops
+    rng = np.random.default_rng(size)
+    x = rng.random((n_examples, 3, size, size), dtype=np.float32)
+    norm = rng.random((16, 3, size, size), dtype=np.float32)
+    logits, clear = ann_reference(onnx_path, x)
+    top1 = logits.argmax(axis=1)
+    entry.update(examples=n_examples, clear_examples=int(clear.sum()),
+                 ann_distinct_classes=int(len(set(top1.tolist()))))
+    np.savez(work / f"norm_{size}.npz", x=norm)
+    for subset, mask in (("clear", clear), ("other", ~clear)):
+        if mask.any():
+            np.savez(work / f"{name}_{size}_{subset}.npz", x=x[mask], y=top1[mask])
+    for method in ("few-spike", "data-norm"):
+        tag = f"{name}_{size}_{method}"
+        net = work / f"{tag}.h5"
+        cmd = [Path(sys.executable).parent / "distsnn", "convert", onnx_path, "-o", net,
+               "--method", method, "--norm-data", work / f"norm_{size}.npz", "--k", str(K),
+               "-t", str(RATE_T[size])]
+        started = time.perf_counter()
+        proc = _run(cmd, timeout)
+        record: dict = {"convert_s": round(time.perf_counter() - started, 1)}
+        entry[method] = record
+        if proc.returncode != 0:
+            record["refused"] = _error_line(proc.stderr)
+            continue
+        inspect = _run([Path(sys.executable).parent / "distsnn", "inspect", net], 600)
+        peak = re.search(r"peak per rank ([0-9.]+ \w+)", inspect.stdout)
+        record["estimated_peak_per_rank"] = peak.group(1) if peak else None
+        depth = _depth(net)
+        for subset, mask in (("clear", clear), ("other", ~clear)):
+            if not mask.any():
+                continue
+            out = work / f"{tag}_{subset}.json"
+            res = evaluate(net, work / f"{name}_{size}_{subset}.npz", out, work / "build" / tag,
+                           None if method == "few-spike" else RATE_T[size], timeout)
+            full = res.pop("result", None)
+            if full is not None:
+                per_rank = -(-int(mask.sum()) // 2)
+                steps = (K * (per_rank + depth) if method == "few-spike"
+                         else RATE_T[size] * per_rank)
+                res["ms_per_step"] = round(1000 * full["timings_s"]["evaluation"] / steps, 2)
+                res["steps_per_rank"] = steps
+            record[subset] = res
+            print(name, size, method, subset, {k: v for k, v in res.items()
+                                               if k != "seconds"}, flush=True)
+    return entry
+
+
+def _depth(net_path: Path) -> int:
+    from distsnn.genn import pipeline_depths
+    from distsnn.netfile import load_network
+    net = load_network(net_path)
+    depths = pipeline_depths(net)
+    return max(depths[p.name] for p in net.outputs)
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import BENCH, machine_info, write_result
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--sizes", nargs="*", type=int, default=[32, 224])
+    parser.add_argument("--examples", type=int, default=64)
+    parser.add_argument("--examples-224", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=3000)
+    args = parser.parse_args()
+    work = BENCH / "data" / "torchvision"
+    work.mkdir(parents=True, exist_ok=True)
+    path = BENCH / "results" / "torchvision_models.json"
+    previous = json.loads(path.read_text())["runs"] if path.exists() else []
+    runs = {(r["model"], r["size"]): r for r in previous}
+    for size in args.sizes:
+        for name in args.models:
+            if size == 32 and name not in SMALL_OK:
+                continue
+            n = args.examples if size == 32 else args.examples_224
+            runs[name, size] = run_model(name, size, n, work, args.timeout)
+            write_result("torchvision_models", {"machine": machine_info(), "k": K,
+                                                "rate_timesteps": RATE_T, "ranks": 2,
+                                                "runs": list(runs.values())})
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "export":
+        export(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    else:
+        main()
