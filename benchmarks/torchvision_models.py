@@ -2,9 +2,11 @@
 
 Each model (random weights; BatchNorm running statistics and affine parameters randomised, so
 folding matters) is exported to ONNX by this script run in the torch venv
-(``/work/peers-venv``, never distsnn's), then converted with few-spike and data-norm by
+(``/work/peers-venv``, never distsnn's; the classifier's bias is centred on the mean logit of
+64 calibration inputs, so that random weights do not predict one class for every input),
+then converted with few-spike and data-norm by
 ``distsnn convert`` and evaluated by ``mpiexec -n 2 distsnn evaluate`` (distsnn's .venv) on
-random inputs in [0, 1), labelled with the ONNX model's own top-1 (onnxruntime): the accuracy
+random inputs in [0, 1) (half uniform noise, half a random colour per example), labelled with the ONNX model's own top-1 (onnxruntime): the accuracy
 is the SNN's top-1 agreement with the ANN. Agreement is counted over the examples whose ANN
 top-1 margin exceeds 5% of its logit range ("clear") and over the others. Recorded: how many
 distinct classes the ANN predicts, distsnn's memory estimate per rank (``distsnn inspect``),
@@ -28,24 +30,41 @@ from pathlib import Path
 TORCH_PYTHON = "/work/peers-venv/bin/python"
 MODELS = ("mobilenet_v2", "resnet18", "resnet34", "resnet50", "vgg11_bn", "vgg16")
 SMALL_OK = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")  # VGG's classifier needs 224
-K = 8
+#: (label, method, K): few-spike at distsnn's default K = 8 and at K = 16 (a random network's
+#: logits differ little between classes, and K-bit floor errors add up over ~36 layers)
+METHODS = (("few-spike K=8", "few-spike", 8), ("few-spike K=16", "few-spike", 16),
+           ("data-norm", "data-norm", None))
 RATE_T = {32: 256, 224: 64}
 
 
 def export(name: str, size: int, path: str, seed: int = 0) -> None:
-    """(torch venv) Random-weight ``name`` with randomised BatchNorm, exported to ONNX."""
+    """(torch venv) Random-weight ``name`` with randomised BatchNorm, exported to ONNX.
+
+    BatchNorm's affine parameters are random; its running statistics are those of a
+    calibration batch, then perturbed (±10% of the std on the mean, x0.8-1.25 on the
+    variance): with made-up statistics, random weights saturate every ReLU6 and the output no
+    longer depends on the input."""
     import torch
     import torchvision
     torch.manual_seed(seed)
     model = getattr(torchvision.models, name)(weights=None)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    calibration = 0.5 * torch.rand(64, 3, size, size) + 0.5 * torch.rand(64, 3, 1, 1)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    model.eval()
+        for m in norms:
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.uniform_(-0.2, 0.2)
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: one batch gives its statistics
+        model.train()
+        model(calibration)
+        for m in norms:
+            m.running_mean += 0.1 * m.running_var.sqrt() * (2 * torch.rand_like(m.running_mean)
+                                                             - 1)
+            m.running_var *= 0.8 + 0.45 * torch.rand_like(m.running_var)
+        model.eval()
+        classifier = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        classifier.bias -= model(calibration).mean(dim=0)
     torch.onnx.export(model, torch.rand(1, 3, size, size), path, input_names=["x"],
                       output_names=["logits"], dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
                       opset_version=17, do_constant_folding=False, dynamo=False)
@@ -111,8 +130,8 @@ def run_model(name: str, size: int, n_examples: int, work: Path, timeout: float)
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
     entry["onnx_ops"] = ops
     rng = np.random.default_rng(size)
-    x = rng.random((n_examples, 3, size, size), dtype=np.float32)
-    norm = rng.random((16, 3, size, size), dtype=np.float32)
+    x, norm = (0.5 * rng.random((n, 3, size, size), dtype=np.float32)
+               + 0.5 * rng.random((n, 3, 1, 1), dtype=np.float32) for n in (n_examples, 16))
     logits, clear = ann_reference(onnx_path, x)
     top1 = logits.argmax(axis=1)
     entry.update(examples=n_examples, clear_examples=int(clear.sum()),
@@ -121,16 +140,16 @@ def run_model(name: str, size: int, n_examples: int, work: Path, timeout: float)
     for subset, mask in (("clear", clear), ("other", ~clear)):
         if mask.any():
             np.savez(work / f"{name}_{size}_{subset}.npz", x=x[mask], y=top1[mask])
-    for method in ("few-spike", "data-norm"):
-        tag = f"{name}_{size}_{method}"
+    for label, method, k in METHODS:
+        tag = f"{name}_{size}_{method}{k or ''}"
         net = work / f"{tag}.h5"
         cmd = [Path(sys.executable).parent / "distsnn", "convert", onnx_path, "-o", net,
-               "--method", method, "--norm-data", work / f"norm_{size}.npz", "--k", str(K),
+               "--method", method, "--norm-data", work / f"norm_{size}.npz", "--k", str(k or 8),
                "-t", str(RATE_T[size])]
         started = time.perf_counter()
         proc = _run(cmd, timeout)
         record: dict = {"convert_s": round(time.perf_counter() - started, 1)}
-        entry[method] = record
+        entry[label] = record
         if proc.returncode != 0:
             record["refused"] = _error_line(proc.stderr)
             continue
@@ -147,12 +166,11 @@ def run_model(name: str, size: int, n_examples: int, work: Path, timeout: float)
             full = res.pop("result", None)
             if full is not None:
                 per_rank = -(-int(mask.sum()) // 2)
-                steps = (K * (per_rank + depth) if method == "few-spike"
-                         else RATE_T[size] * per_rank)
+                steps = k * (per_rank + depth) if k else RATE_T[size] * per_rank
                 res["ms_per_step"] = round(1000 * full["timings_s"]["evaluation"] / steps, 2)
                 res["steps_per_rank"] = steps
             record[subset] = res
-            print(name, size, method, subset, {k: v for k, v in res.items()
+            print(name, size, label, subset, {k: v for k, v in res.items()
                                                if k != "seconds"}, flush=True)
     return entry
 
@@ -186,7 +204,7 @@ def main() -> None:
                 continue
             n = args.examples if size == 32 else args.examples_224
             runs[name, size] = run_model(name, size, n, work, args.timeout)
-            write_result("torchvision_models", {"machine": machine_info(), "k": K,
+            write_result("torchvision_models", {"machine": machine_info(),
                                                 "rate_timesteps": RATE_T, "ranks": 2,
                                                 "runs": list(runs.values())})
 
