@@ -430,12 +430,12 @@ def test_onnx_grouped_conv_transpose_is_refused_with_one_line():
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cnn():
-    """Conv2D(relu) -> DepthwiseConv2D(stride 2, relu) -> Conv2D(groups=2, relu) -> Flatten ->
+    """Conv2D(relu) -> DepthwiseConv2D(stride 2, relu6) -> Conv2D(groups=2, relu) -> Flatten ->
     Dense."""
     from helpers.conversion_harness import randomise
     model = randomise(keras.Sequential([
         keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
-        L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu",
+        L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu6",
                           name="dw"),
         L.Conv2D(4, 3, groups=2, activation="relu", name="grouped"),
         L.Flatten(), L.Dense(4, name="out")]), np.random.default_rng(3), bias=(0, 0.3))
@@ -489,7 +489,7 @@ def test_one_and_two_ranks_give_identical_results(cnn, tmp_path):
     from distsnn.convert import FewSpike
     from helpers.processes import DISTSNN, run, run_mpi
     model, x_norm, x, logits, _ = cnn
-    save_network(FewSpike(k=8, norm_data=x_norm).convert(model)[0], tmp_path / "net.h5")
+    save_network(FewSpike(k=12, norm_data=x_norm).convert(model)[0], tmp_path / "net.h5")
     np.savez(tmp_path / "data.npz", x=x, y=logits.argmax(axis=1))
     results = {}
     for connectivity in ("toeplitz", "sparse"):
