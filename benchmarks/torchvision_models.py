@@ -183,21 +183,50 @@ def _depth(net_path: Path) -> int:
     return max(depths[p.name] for p in net.outputs)
 
 
+def rows(runs: list) -> list[dict]:
+    """One table row per model, size and method (or one per refused model)."""
+    out = []
+    for run in runs:
+        base = {"model": run["model"], "size": run["size"],
+                "ANN classes": run.get("ann_distinct_classes"),
+                "clear/all": f"{run.get('clear_examples')}/{run.get('examples')}"}
+        for label, _, _ in METHODS:
+            record = run.get(label, {})
+            if "refused" in record or "refused" in run:
+                why = record.get("refused") or run["refused"]["why"]
+                out.append({**base, "method": label, "refused": why})
+                continue
+            clear, other = record.get("clear", {}), record.get("other", {})
+            out.append({**base, "method": label, "agree clear": clear.get("agreement"),
+                        "agree other": other.get("agreement"),
+                        "est. peak/rank": record.get("estimated_peak_per_rank"),
+                        "peak RSS MiB": max(r.get("peak_rss_mib_largest_rank") or 0
+                                            for r in (clear, other)) or None,
+                        "ms/step": (clear or other).get("ms_per_step")})
+    return out
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import BENCH, machine_info, write_result
+    from common import BENCH, machine_info, table, write_result
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--sizes", nargs="*", type=int, default=[32, 224])
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--examples-224", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3000)
+    parser.add_argument("--table", action="store_true", help="print the table of the results")
     args = parser.parse_args()
     work = BENCH / "data" / "torchvision"
     work.mkdir(parents=True, exist_ok=True)
     path = BENCH / "results" / "torchvision_models.json"
     previous = json.loads(path.read_text())["runs"] if path.exists() else []
     runs = {(r["model"], r["size"]): r for r in previous}
+    if args.table:
+        print(table(rows(previous), ["model", "size", "ANN classes", "clear/all", "method",
+                                     "agree clear", "agree other", "est. peak/rank",
+                                     "peak RSS MiB", "ms/step", "refused"]))
+        return
     for size in args.sizes:
         for name in args.models:
             if size == 32 and name not in SMALL_OK:
