@@ -215,3 +215,19 @@ def test_onnx_clip_not_from_zero_is_refused_with_one_line(low, high, message):
         FewSpike(k=8).convert(_onnx_clip_model("constant_nodes", low, high))
     assert str(err.value).startswith("node 'relu6' (Clip): ") and message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_few_spike_refuses_a_clip_whose_shared_alpha_would_change():
+    """A ReLU6 branch and a ReLU branch reaching 20 feed one Dense: their codes must share α,
+    which would move the clip from 6 to 20."""
+    inp = keras.Input((4,))
+    clipped = L.ReLU(max_value=M, name="six")(L.Dense(3, name="a")(inp))
+    wide = L.ReLU(name="wide")(L.Dense(3, name="b")(inp))
+    model = keras.Model(inp, L.Dense(2, name="out")(L.Add()([clipped, wide])))
+    model.get_layer("b").set_weights([np.full((4, 3), 5.0, np.float32), np.zeros(3, np.float32)])
+    x = np.ones((4, 4), np.float32)
+    with pytest.raises(ConversionError) as err:
+        FewSpike(k=8, norm_data=x).convert(model)
+    assert str(err.value) == ("few-spike: population 'six' is a ReLU clipped at 6, but it feeds "
+                              "a target together with populations whose code reaches 20, which "
+                              "it must share; clip them at the same value, or use data-norm")
