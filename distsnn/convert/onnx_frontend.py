@@ -315,6 +315,10 @@ class _Walker(Planner):
         if proto.op_type == "Constant":
             self.constants[proto.output[0]] = self._constant_attribute(node)
             return
+        if proto.op_type == "Identity" and proto.input[0] in self.constants:
+            # a copy of a weight (torch.onnx.export writes these for shared initializers)
+            self.constants[proto.output[0]] = self.constants[proto.input[0]]
+            return
         if proto.domain not in ("", "ai.onnx"):
             raise layer_error(node, f"is in the custom domain {proto.domain!r} and is not "
                                     f"supported", f"supported operators are {SUPPORTED}")

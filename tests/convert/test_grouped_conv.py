@@ -541,3 +541,29 @@ def test_pointwise_conv_after_a_linear_conv_composes_exactly(tmp_path):
     with pytest.raises(ConversionError, match=r"layer 'k3' \(Conv2D\): follows another "
                                               r"weighted layer without an activation"):
         converter.convert(bad)
+
+
+def test_onnx_identity_of_a_weight_is_that_weight(tmp_path):
+    """torch.onnx.export writes ``Identity`` nodes copying initializers (torchvision's VGG):
+    the copy is a constant like its source, here a depthwise Conv's bias."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import helper
+
+    from helpers.conversion_harness import HarnessConverter
+    rng = np.random.default_rng(10)
+    nodes = [helper.make_node("Identity", ["b"], ["b_copy"], name="Identity_0"),
+             helper.make_node("Conv", ["x", "w", "b_copy"], ["dw"], group=4, pads=[1, 1, 1, 1])]
+    model = _onnx_model(nodes, ["dw"], {"w": rng.uniform(-1, 1, (4, 1, 3, 3)),
+                                        "b": rng.uniform(-1, 1, 4)})
+    x = _binary((4, 6, 7), n=2, seed=11)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=[
+        "CPUExecutionProvider"]).run(["dw"], {"x": x})[0].transpose(0, 2, 3, 1)
+    converter = HarnessConverter()
+    net, inputs, outputs, _ = converter.convert(model)
+    compiled = converter.create_compiler(rng_seed=1, build_dir=str(tmp_path)).compile(
+        net, inputs=inputs, outputs=outputs)
+    with compiled:
+        predictions, _ = compiled.predict({inputs[0]: x.transpose(0, 2, 3, 1)}, outputs,
+                                          callbacks=[])
+    np.testing.assert_allclose(predictions[outputs[0]], expected, rtol=1e-5, atol=1e-4)
