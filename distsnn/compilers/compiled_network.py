@@ -22,7 +22,7 @@ from distsnn.compilers.arguments import (
     readout_kind,
     split_batch,
 )
-from distsnn.compilers.chunks import ChunkResult, EvaluationStopped, add_counts
+from distsnn.compilers.chunks import ChunkResult, EvaluationStopped, PredictionRows, add_counts
 from distsnn.compilers.model_handle import GeNNModelHandle
 from distsnn.compilers.report import EvaluationReport, MetricsResult, final_metrics, reduce_report
 from distsnn.compilers.simulation import run_few_spike, run_rate
@@ -441,7 +441,8 @@ class CompiledInferenceNetwork:
                         callbacks: Optional[Sequence] = None, *,
                         on_chunk: Optional[Callable[["ChunkResult"], None]] = None,
                         stop: Optional[Callable[[], bool]] = None,
-                        initial: Optional["ChunkResult"] = None) -> "MetricsResult":
+                        initial: Optional["ChunkResult"] = None,
+                        record: Sequence[int] = ()) -> "MetricsResult":
         """Evaluate this rank's data one chunk at a time; memory is bounded by one chunk.
 
         ``chunks`` yields ``(indices, x, y)``: the global example indices of a chunk and dicts
@@ -450,6 +451,8 @@ class CompiledInferenceNetwork:
         asked after each batch: when true the chunk ends early, ``on_chunk`` gets the part
         done and :class:`EvaluationStopped` is raised before any communication. ``initial``:
         counts already done (pass them on one rank only). Metrics are reduced once, at the end.
+        ``record``: readout timesteps at which each example's readout of the first output is
+        kept (in each chunk's ``predictions``; none by default).
         """
         outputs = list(self.outputs)
         if metrics is None:
@@ -470,17 +473,20 @@ class CompiledInferenceNetwork:
         for indices, x, y in chunks:
             fresh = self._checkpoint_metrics(specs, outputs)
             done: list[np.ndarray] = []
+            rows = _RowRecorder(outputs[0], record)
 
-            def sink(batch_indices, checkpoint, pop, value, labels, fresh=fresh, done=done):
+            def sink(batch_indices, checkpoint, pop, value, labels, fresh=fresh, done=done,
+                     rows=rows):
                 if checkpoint == self.compiler.timesteps and pop is outputs[0]:
                     done.append(batch_indices)
+                rows.add(batch_indices, checkpoint, pop, value, labels)
                 if labels is not None and pop in labels:
                     for metric in fresh[checkpoint][pop]:
                         metric.update(labels[pop], value)
             stats = self._run_local(self._slices({**x, **y}, 0, len(indices), indices=indices),
                                     outputs, sink, cb, stop)
             result = ChunkResult.of(np.concatenate(done) if done else np.zeros(0, np.int64),
-                                    fresh, stats, self.network)
+                                    fresh, stats, self.network, rows.rows)
             for checkpoint, by_output in fresh.items():
                 for o, ms in by_output.items():
                     for into, m in zip(accumulated[checkpoint][o], ms):
@@ -540,6 +546,29 @@ class CompiledInferenceNetwork:
             pop = population(self.network, key)
             out[pop] = value
         return out
+
+
+class _RowRecorder:
+    """Collects one output's per-example readouts at the ``record`` timesteps, batch by batch
+    (a batch's rows are complete once every recorded timestep has been read out)."""
+
+    def __init__(self, output: Population, record: Sequence[int]):
+        self.output = output
+        self.record = sorted(set(record))
+        self.rows: list[PredictionRows] = []
+        self._pending: dict[int, dict[int, np.ndarray]] = {}
+
+    def add(self, indices: np.ndarray, checkpoint: int, pop: Population, value: np.ndarray,
+            labels: Optional[dict]) -> None:
+        if pop is not self.output or checkpoint not in self.record or len(indices) == 0:
+            return
+        values = self._pending.setdefault(int(indices[0]), {})
+        values[checkpoint] = value
+        if len(values) == len(self.record):
+            del self._pending[int(indices[0])]
+            label = (labels[pop] if labels is not None and pop in labels
+                     else np.full(len(indices), -1))
+            self.rows.append(PredictionRows.of(indices, label, [values[c] for c in self.record]))
 
 
 class CompiledFewSpikeNetwork(CompiledInferenceNetwork):

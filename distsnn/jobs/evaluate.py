@@ -20,6 +20,7 @@ from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
 from distsnn.data.files import inspect_dataset, iter_rows
 from distsnn.data.inputs import InputScaling, check_channels, check_dtype, check_input_shape
 from distsnn.errors import UserError
+from distsnn.jobs.predictions import gather_predictions, write_predictions
 from distsnn.jobs.stream import JobOptions, evaluate_job
 from distsnn.network import Network
 from distsnn.neurons import FewSpikeReluInput, SpikeInput
@@ -49,6 +50,9 @@ class EvaluateOptions:
     memory_budget: Optional[str] = None
     top_k: int = 5
     progress: bool = True
+    #: where to write each example's predicted classes and readouts (.npz or .csv; see
+    #: :mod:`distsnn.jobs.predictions`), or None
+    predictions: Optional[str] = None
     job: JobOptions = field(default_factory=JobOptions)
 
 
@@ -96,6 +100,10 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
         timings.values["load"] = compiled.build_info.load_s
         comm.barrier()
         callbacks = [BatchProgressBar()] if o.progress else []
+        readouts = [inp.neuron.k] if few_spike else sorted(set(timesteps))
+        if o.predictions is not None:  # a journal without them cannot complete the file
+            job.record = readouts
+            job.fingerprint = {**job.fingerprint, "predictions": readouts}
         job.fingerprint = {**job.fingerprint, "network": network.content_hash(),
                            "dataset": identity, "seed": compiled.base_seed,
                            "schedule": ["few-spike", inp.neuron.k] if few_spike
@@ -104,7 +112,7 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
         outcome = evaluate_job(
             compiled, read, info.n_examples, f"{data}",
             lambda y, first: _check_labels(y, num_classes, data, first),
-            metrics, callbacks, comm, job)
+            metrics, callbacks, comm, job, timings)
         report = compiled.last_report
         timings.values["evaluation"] = report.seconds
         timings.values["reduction"] = report.reduce_seconds
@@ -113,6 +121,12 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
     finally:
         compiled.__exit__(None, None, None)
     slowest = comm.allreduce_max(np.array([report.seconds]))[0]
+    if o.predictions is not None:
+        with timings.measure("predictions"):
+            rows = gather_predictions(outcome.predictions, info.n_examples, len(readouts),
+                                      num_classes, comm)
+            if rows is not None:
+                write_predictions(Path(o.predictions), rows, readouts)
     return {
         "distsnn_version": __version__,
         "network": {"hash": network.content_hash(), "metadata": network.metadata,
@@ -137,6 +151,8 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
                                 if slowest else None),
         "journal": {"path": None if job.journal is None else str(job.journal),
                     "resumed_examples": outcome.resumed_examples},
+        "predictions": None if o.predictions is None else {"path": str(o.predictions),
+                                                           "timesteps": readouts},
         "versions": _versions(),
     }
 
