@@ -324,15 +324,16 @@ def _evaluate(model: Path, conversion, evaluation, output: Optional[Path],
     from distsnn.parallel.agreement import on_root
     from distsnn.parallel.communicator import MPICommunicator
     from distsnn.utils.files import atomic_path, check_writable, write_text
-    from distsnn.utils.timings import Timings
+    from distsnn.utils.timings import start_timings
 
-    comm = MPICommunicator()
+    timings = start_timings()  # process start to here: interpreter, imports, options
+    with timings.measure("mpi_init"):
+        comm = MPICommunicator()
     on_root(comm, lambda: [check_writable(p, o) for p, o in ((output, "--output"),
                                                              (plot, "--plot")) if p is not None])
     if evaluation.predictions is not None:
         on_root(comm, lambda: check_predictions_path(Path(evaluation.predictions)))
     evaluation.backend = _check_backend(comm, evaluation.backend, evaluation.batch_size)
-    timings = Timings()
     network = load_or_convert(str(model), conversion, comm, timings)
     job = evaluation.job
     job.journal = job.journal or default_journal_path(output, {

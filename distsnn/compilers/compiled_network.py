@@ -469,7 +469,8 @@ class CompiledInferenceNetwork:
                         m.set_counts(np.asarray(known))
         cb = self._callback_list(callbacks, total, None)
         cb.on_test_begin()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
+        first_batch: list[tuple[float, float]] = []
         for indices, x, y in chunks:
             fresh = self._checkpoint_metrics(specs, outputs)
             done: list[np.ndarray] = []
@@ -479,6 +480,9 @@ class CompiledInferenceNetwork:
                      rows=rows):
                 if checkpoint == self.compiler.timesteps and pop is outputs[0]:
                     done.append(batch_indices)
+                    if not first_batch:
+                        first_batch.append((time.perf_counter() - start,
+                                            time.process_time() - cpu))
                 rows.add(batch_indices, checkpoint, pop, value, labels)
                 if labels is not None and pop in labels:
                     for metric in fresh[checkpoint][pop]:
@@ -496,10 +500,11 @@ class CompiledInferenceNetwork:
                 on_chunk(result)
             if stop is not None and stop():
                 raise EvaluationStopped(totals.examples)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         self.last_report = reduce_report(accumulated, totals.spike_vector(names), names,
                                          self.network, self.compiler.timesteps,
-                                         self.communicator, seconds)
+                                         self.communicator, seconds, cpu)
+        self.last_report.first_batch = first_batch[0] if first_batch else None
         final = final_metrics(accumulated, self.compiler.timesteps)
         cb.on_test_end(final)
         return final

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -21,6 +22,12 @@ class EvaluationReport:
     examples: int = 0
     seconds: float = 0.0
     reduce_seconds: float = 0.0
+    #: this rank's CPU seconds of the evaluation and of the reduction
+    cpu_seconds: float = 0.0
+    reduce_cpu_seconds: float = 0.0
+    #: this rank's wall and CPU seconds from the evaluation's start to its first batch's
+    #: readout (reading the first chunk, the first steps), None if it had none
+    first_batch: Optional[tuple[float, float]] = None
 
 
 class MetricsResult(dict):
@@ -48,15 +55,16 @@ def final_metrics(per_checkpoint: dict, timesteps: int) -> MetricsResult:
 
 def reduce_report(per_checkpoint: dict, local_spikes: np.ndarray, names: list[str],
                   network: Network, timesteps: int, comm: Communicator,
-                  seconds: float) -> EvaluationReport:
+                  seconds: float, cpu_seconds: float = 0.0) -> EvaluationReport:
     """Reduce this rank's metrics (in place) and spike counts over all ranks.
 
     ``per_checkpoint``: checkpoint -> output -> metrics; ``local_spikes``: this rank's
     [examples, synaptic operations, spikes of each population in ``names``]. ``seconds``: the
-    local evaluation time, recorded beside the time the reduction takes.
+    local evaluation time (``cpu_seconds`` its CPU time), recorded beside the time the
+    reduction takes.
     """
-    start = time.perf_counter()
-    report = EvaluationReport(seconds=seconds)
+    start, cpu = time.perf_counter(), time.process_time()
+    report = EvaluationReport(seconds=seconds, cpu_seconds=cpu_seconds)
     for checkpoint, by_output in per_checkpoint.items():
         for metrics_of_output in by_output.values():
             for metric in metrics_of_output:
@@ -69,4 +77,5 @@ def reduce_report(per_checkpoint: dict, local_spikes: np.ndarray, names: list[st
                                  int(reduced[1]))
     report.examples = report.spikes["examples"]
     report.reduce_seconds = time.perf_counter() - start
+    report.reduce_cpu_seconds = time.process_time() - cpu
     return report

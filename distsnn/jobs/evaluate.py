@@ -96,9 +96,11 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
     with timings.measure("build_and_load"):
         compiled.__enter__()
     try:
-        timings.values["build"] = compiled.build_info.build_s
-        timings.values["load"] = compiled.build_info.load_s
-        comm.barrier()
+        info_b = compiled.build_info
+        timings.add("build", info_b.build_s, info_b.build_cpu_s)  # or the node's build's wait
+        timings.add("load", info_b.load_s, info_b.load_cpu_s)
+        with timings.measure("ready_wait"):  # for the slowest rank to load
+            comm.barrier()
         callbacks = [BatchProgressBar()] if o.progress else []
         readouts = [inp.neuron.k] if few_spike else sorted(set(timesteps))
         if o.predictions is not None:  # a journal without them cannot complete the file
@@ -114,10 +116,13 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
             lambda y, first: _check_labels(y, num_classes, data, first),
             metrics, callbacks, comm, job, timings)
         report = compiled.last_report
-        timings.values["evaluation"] = report.seconds
-        timings.values["reduction"] = report.reduce_seconds
-        devices = comm.gather_object(_device_info(comm, compiled.backend))
-        build_reused = comm.gather_object(compiled.build_info.reused)
+        if report.first_batch is not None:
+            timings.add("first_batch", *report.first_batch)
+        timings.add("evaluation", report.seconds, report.cpu_seconds)
+        timings.add("reduction", report.reduce_seconds, report.reduce_cpu_seconds)
+        with timings.measure("gather"):
+            devices = comm.gather_object(_device_info(comm, compiled.backend))
+            build_reused = comm.gather_object(compiled.build_info.reused)
     finally:
         compiled.__exit__(None, None, None)
     slowest = comm.allreduce_max(np.array([report.seconds]))[0]
@@ -127,6 +132,7 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
                                       num_classes, comm)
             if rows is not None:
                 write_predictions(Path(o.predictions), rows, readouts)
+    by_rank = comm.gather_object(timings.rank_record(comm.rank, socket.gethostname()))
     return {
         "distsnn_version": __version__,
         "network": {"hash": network.content_hash(), "metadata": network.metadata,
@@ -147,6 +153,7 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
         "accuracy_curve": _accuracy_curve(report.metrics, out.name),
         "spikes": report.spikes,
         "timings_s": dict(timings.values),
+        "timings_by_rank": by_rank,
         "examples_per_second": ((report.examples - outcome.resumed_examples) / slowest
                                 if slowest else None),
         "journal": {"path": None if job.journal is None else str(job.journal),

@@ -69,12 +69,14 @@ def evaluate_job(compiled: CompiledInferenceNetwork, read: RowReader, n_examples
                  callbacks: list, comm: Communicator, options: JobOptions,
                  timings: Optional[Timings] = None) -> JobOutcome:
     """Evaluate every example once over all ranks, journaling and resuming as configured
-    (``timings``: gets the time spent writing the journal, ``journal_write``)."""
+    (``timings``: gets the time spent opening and writing the journal, ``journal_open``
+    and ``journal_write``)."""
     outcome = JobOutcome()
     done: Optional[ChunkResult] = None
     if options.journal is not None:
-        outcome.journal, done = Journal.open(options.journal, options.fingerprint, comm,
-                                             must_exist=options.resume)
+        with timings.measure("journal_open") if timings is not None else nullcontext():
+            outcome.journal, done = Journal.open(options.journal, options.fingerprint, comm,
+                                                 must_exist=options.resume)
     if done is not None:
         outcome.predictions = list(done.predictions)
     done_ranges = comm.broadcast_object(done.ranges if done is not None else [])
