@@ -2,7 +2,6 @@
 import json
 
 import pytest
-
 from helpers.processes import DISTSNN, run_mpi
 
 pytestmark = pytest.mark.mpi
