@@ -521,10 +521,8 @@ class CompiledInferenceNetwork:
         the global index of row 0 (so Poisson streams follow the global example index)."""
         comm = self.communicator
         if sharded:
-            counts = np.zeros(comm.size, np.int64)
-            counts[comm.rank] = n
-            counts = comm.allreduce_sum(counts)
-            return 0, n, int(counts.sum()), int(counts[:comm.rank].sum())
+            total = int(comm.allreduce_sum(np.array([n], np.int64))[0])
+            return 0, n, total, comm.exclusive_sum(n)
         if comm.size == 1:
             return 0, n, n, 0
         start, stop = shard_bounds(n, comm.rank, comm.size)
@@ -606,8 +604,10 @@ def check_same_network(network: Network, comm: Communicator) -> None:
     """
     if comm.size == 1:
         return
-    hashes = comm.broadcast_object(comm.gather_object(network.content_hash()))
-    if len(set(hashes)) > 1:
+    mine = network.content_hash()
+    same = comm.broadcast_object(mine) == mine  # rank 0's hash, then one flag all-reduced
+    if comm.allreduce_min(np.array([int(same)], np.int64))[0] == 0:
+        hashes = comm.broadcast_object(comm.gather_object(mine))  # the error's details only
         differ = ", ".join(f"rank {r}: {h[:12]}" for r, h in enumerate(hashes))
         raise SharedUserError(
             f"the ranks hold different networks (content hashes {differ}); every rank must "
