@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+
 from helpers.processes import DISTSNN, MPIEXEC, journal_chunks, run, run_mpi
 
 pytestmark = pytest.mark.mpi

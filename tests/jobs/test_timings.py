@@ -2,6 +2,7 @@
 import json
 
 import pytest
+
 from helpers.processes import DISTSNN, run_mpi
 
 pytestmark = pytest.mark.mpi

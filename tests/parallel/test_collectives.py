@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from helpers.processes import run_mpi
 
 SCRIPTS = Path(__file__).parents[1] / "mpi_scripts"
