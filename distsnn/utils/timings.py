@@ -34,10 +34,11 @@ class Timings:
 
     def rank_record(self, rank: int, host: str) -> dict:
         """This rank's steps for the results file (``timings_by_rank``), with the seconds since
-        the process started (None where /proc is missing) and its CPU seconds so far."""
+        the process started (None where /proc is missing), its CPU seconds so far and the
+        Unix time of the record (so a launcher can place the process's start and exit)."""
         return {"rank": rank, "host": host, "wall_s": dict(self.values), "cpu_s": dict(self.cpu),
                 "since_start_s": process_age(), "cpu_since_start_s": time.process_time(),
-                "bytes": dict(self.bytes)}
+                "recorded_at": time.time(), "bytes": dict(self.bytes)}
 
 
 def start_timings() -> Timings:

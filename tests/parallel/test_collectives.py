@@ -11,7 +11,7 @@ SCRIPTS = Path(__file__).parents[1] / "mpi_scripts"
 pytestmark = pytest.mark.mpi
 
 
-def test_gathers_prefix_sums_and_agreement_without_all_gathers():
+def test_gathers_prefix_sums_agreement_and_packed_reductions():
     proc = run_mpi(3, [sys.executable, str(SCRIPTS / "collectives.py")], timeout=120)
     assert proc.returncode == 0, proc.stderr
     ranks = {r["rank"]: r for r in json.loads(proc.stdout)}
@@ -22,3 +22,7 @@ def test_gathers_prefix_sums_and_agreement_without_all_gathers():
     assert all(ranks[r]["agree"] == "rank 1: only rank 1 sees this" for r in range(3))
     assert all(ranks[r]["mismatch"] for r in range(3))  # every rank raises, none hangs
     assert [ranks[r]["ok"] for r in range(3)] == [0, 1, 2]
+    for r in range(3):  # rank 1's empty confusion matrix took the others' shape
+        assert ranks[r]["confusion"] == [[1, 0, 1], [0, 0, 0], [0, 0, 0]]
+        assert ranks[r]["accuracy"] == [1, 2] and ranks[r]["mse"] == [2.0, 6.0]
+        assert ranks[r]["extra"] == [3, 3]
