@@ -9,8 +9,9 @@ rank. The GeNN build is made once before the measured runs, so ``build`` is the 
 
 Per phase the script takes, over the ranks, the largest wall time (the critical path) and the
 largest CPU time (the busiest rank's work) from the results file's ``timings_by_rank``, plus
-``launch`` (launcher start to the rank's process start) and ``exit`` (last record to the
-launcher's end: writing the results, MPI finalize, process exit), and the network-file bytes
+``launch`` (launcher start to the rank's process start; wall only) and ``exit`` (last record
+to the launcher's end: writing the results, MPI finalize, process exit; CPU: the launcher's
+children's CPU time after the records, per rank, hydra's included), and the network-file bytes
 moved (read on rank 0 plus received by the others). It fits each phase's CPU seconds and wall
 seconds with ``a``, ``a + b log2 N`` and ``a + b N`` (least squares, the lowest BIC wins) and
 extrapolates: phases of one process (imports, build, load, first batch, launch, exit) grow
@@ -84,7 +85,8 @@ REMEDIES = {
     "reduction": "one all-reduce of every count packed into one buffer instead of one per "
                  "metric and readout checkpoint",
     "gather": "gathering per-rank records only on request",
-    "exit": "writing the results while the other ranks finalize",
+    "exit": "ending each process without the interpreter's teardown once the results are "
+            "written (MPI_Finalize, then os._exit)",
     "first_batch": "touching the model's memory during load",
     "evaluation": "more examples per rank (start-up amortised)",
     "journal_write": "journaling larger chunks",
@@ -138,6 +140,7 @@ def run_once(ranks: int, args, net: Path, data: Path, out: Path) -> dict:
     if out.exists():
         out.unlink()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_before = os.getloadavg()[0]
     started = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
@@ -151,6 +154,7 @@ def run_once(ranks: int, args, net: Path, data: Path, out: Path) -> dict:
             "launched_at": started, "ended_at": ended,
             "children_cpu_s": (after.ru_utime + after.ru_stime)
             - (before.ru_utime + before.ru_stime),
+            "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "hosts": sorted({r["host"] for r in results["timings_by_rank"]}),
             "timings_by_rank": results["timings_by_rank"],
             "examples": results["dataset"]["examples"]}
@@ -166,9 +170,10 @@ def phases_of(run: dict) -> dict:
         if phase == "launch":
             walls = [r["recorded_at"] - r["since_start_s"] - run["launched_at"] for r in ranks]
             out[phase] = {"wall": max(max(walls), 0.0), "cpu": None}  # /proc: 10 ms steps
-        elif phase == "exit":
+        elif phase == "exit":  # CPU: what all processes used after the records, per rank
+            after = run["children_cpu_s"] - sum(r["cpu_since_start_s"] for r in ranks)
             out[phase] = {"wall": run["ended_at"] - max(r["recorded_at"] for r in ranks),
-                          "cpu": None}
+                          "cpu": max(after, 0.0) / len(ranks)}
         else:
             walls = [r["wall_s"].get(phase, 0.0) for r in ranks]
             cpus = [r["cpu_s"].get(phase, 0.0) for r in ranks]
@@ -257,7 +262,10 @@ def tables(result: dict) -> str:
     moved = {"phase": "network-file bytes moved"}
     for n, p in zip(a["ranks"], a["per_run"]):
         moved[f"{n} ranks"] = f"{p['network_bytes_moved']:,}"
-    return table(rows + [totals, moved], cols)
+    load = {"phase": "1-min load average before the run"}
+    for n, r in zip(a["ranks"], result["runs"]):
+        load[f"{n} ranks"] = f"{r['load_1min'][0]:.1f}" if "load_1min" in r else "-"
+    return table(rows + [totals, moved, load], cols)
 
 
 def _growth(model: dict) -> str:
@@ -293,7 +301,9 @@ def write_readme(result: dict) -> None:
          f"({m['cpu_model']}), one node, launcher `{result['launcher']}`, "
          f"{result['examples_per_rank']} examples per rank, T={result['timesteps']}, cached "
          f"GeNN build. Each cell: the largest wall / the largest CPU seconds over the ranks "
-         f"(`launch` and `exit`: the launcher's view, wall only). Above {m['cores']} ranks "
+         f"(`launch`: the launcher's view, wall only; `exit`: wall / the CPU of all processes "
+         f"after the records, per rank). The last row: the 1-minute load average before "
+         f"each run (other people's jobs share the machine). Above {m['cores']} ranks "
          f"the ranks share {m['cores']} cores, so wall time measures contention and CPU time "
          f"the work; the growth columns are the fits (`a + b·g(N)`, lowest BIC of constant, "
          f"log N, N)."),

@@ -96,9 +96,9 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
     with timings.measure("build_and_load"):
         compiled.__enter__()
     try:
-        info_b = compiled.build_info
-        timings.add("build", info_b.build_s, info_b.build_cpu_s)  # or the node's build's wait
-        timings.add("load", info_b.load_s, info_b.load_cpu_s)
+        built = compiled.build_info
+        timings.add("build", built.build_s, built.build_cpu_s)  # or the node's build's wait
+        timings.add("load", built.load_s, built.load_cpu_s)
         with timings.measure("ready_wait"):  # for the slowest rank to load
             comm.barrier()
         callbacks = [BatchProgressBar()] if o.progress else []
