@@ -62,6 +62,10 @@ PHASES = ["launch", "start", "mpi_init", "conversion_wait", "broadcast", "build"
 #: work of one process: grows with the ranks sharing its node, not with the job's ranks
 NODE_LOCAL = {"launch", "start", "build", "load", "first_batch", "evaluation", "journal_write",
               "exit"}
+#: collectives: their work is the CPU time of the rank that arrives last (the least CPU over
+#: the ranks); the others' extra CPU is MPICH spinning while it waits, which on 2 cores grows
+#: with the ranks that must be scheduled first. Elsewhere the busiest rank's CPU is the work.
+COLLECTIVE = {"mpi_init", "broadcast", "ready_wait", "reduction", "gather"}
 #: parts of ``evaluation`` (shown, not added again)
 INSIDE_EVALUATION = {"first_batch", "journal_write"}
 #: what removes each phase's growth, for the phase the model finds dominant at 512 ranks
@@ -70,9 +74,10 @@ REMEDIES = {
               "(srun, or hydra's proxies) and Python on node-local storage",
     "start": "imports from node-local storage (the venv in a container image or copied to "
              "/tmp) instead of 512 processes reading the same files from a shared file system",
-    "mpi_init": "the resource manager's PMI (srun --mpi=pmix) with its scalable key exchange "
-                "instead of hydra's; and fewer communicator duplicates at start-up (distsnn "
-                "makes 3 Dups and one Split_type, each a collective)",
+    "mpi_init": "fewer blocking collectives at start-up (distsnn's communicator makes one "
+                "Split_type and 3 Dups one after another; MPI_Comm_idup would overlap them), "
+                "and an address exchange that does not grow with the ranks (srun --mpi=pmix, or "
+                "MPICH's MPIR_CVAR_CH4_ROOTS_ONLY_PMI=1: node roots alone use PMI)",
     "conversion_wait": "converting once beforehand (`distsnn convert`) and evaluating the "
                        "network file",
     "broadcast": "one reader per node plus a node-local broadcast: the file's bytes crossing "
@@ -177,13 +182,27 @@ def phases_of(run: dict) -> dict:
         else:
             walls = [r["wall_s"].get(phase, 0.0) for r in ranks]
             cpus = [r["cpu_s"].get(phase, 0.0) for r in ranks]
-            out[phase] = {"wall": max(walls), "cpu": max(cpus),
+            out[phase] = {"wall": max(walls), "cpu": min(cpus) if phase in COLLECTIVE
+                          else max(cpus), "cpu_max": max(cpus), "cpu_min": min(cpus),
                           "cpu_mean": sum(cpus) / len(cpus)}
     moved = sum(sum(r["bytes"].values()) for r in ranks)
     return {"phases": out, "network_bytes_moved": moved,
-            "network_file_bytes": ranks[0]["bytes"].get("network_file_read"),
+            "network_file_bytes": ranks[0]["bytes"].get("network_file_read", 0),
             "cpu_all_ranks_s": sum(r["cpu_since_start_s"] for r in ranks),
-            "critical_path_s": max(r["since_start_s"] for r in ranks)}
+            "launcher_wall_s": run["launcher_wall_s"],
+            "load_1min": run.get("load_1min", [None])[0]}
+
+
+def median_of(runs: list[dict]) -> dict:
+    """Each number of :func:`phases_of`'s records: the median over repeated runs."""
+    def med(values):
+        values = [v for v in values if v is not None]
+        return float(np.median(values)) if values else None
+    first = runs[0]
+    return {"repeats": len(runs),
+            "phases": {ph: {k: med([r["phases"][ph][k] for r in runs]) for k in v}
+                       for ph, v in first["phases"].items()},
+            **{k: med([r[k] for r in runs]) for k in first if k != "phases"}}
 
 
 def fit(ns: list[int], ys: list[float]) -> dict:
@@ -211,8 +230,8 @@ def predict(model: dict, ranks: int) -> float:
 
 
 def analyse(runs: list[dict], target_ranks: int, target_nodes: int) -> dict:
-    ns = [r["ranks"] for r in runs]
-    per_run = [phases_of(r) for r in runs]
+    ns = sorted({r["ranks"] for r in runs})
+    per_run = [median_of([phases_of(r) for r in runs if r["ranks"] == n]) for n in ns]
     per_node = target_ranks // target_nodes
     fits, extrapolation = {}, {}
     for phase in PHASES:
@@ -229,7 +248,7 @@ def analyse(runs: list[dict], target_ranks: int, target_nodes: int) -> dict:
     counted = {p: e["seconds"] for p, e in extrapolation.items()
                if p not in INSIDE_EVALUATION and p not in ("evaluation", "ready_wait")}
     dominant = max(counted, key=counted.get)
-    file_bytes = per_run[-1]["network_file_bytes"] or 0
+    file_bytes = int(per_run[-1]["network_file_bytes"] or 0)
     return {"ranks": ns, "per_run": per_run, "fits": fits,
             "extrapolation": {"ranks": target_ranks, "nodes": target_nodes,
                               "ranks_per_node": per_node, "phases": extrapolation,
@@ -247,7 +266,8 @@ def tables(result: dict) -> str:
     cols = ["phase"] + [f"{n} ranks" for n in a["ranks"]] + ["growth (CPU)", "growth (wall)"]
     rows = []
     for phase in PHASES:
-        row = {"phase": phase + (" (in evaluation)" if phase in INSIDE_EVALUATION else "")}
+        row = {"phase": phase + (" (in evaluation)" if phase in INSIDE_EVALUATION else "")
+               + (" (least CPU)" if phase in COLLECTIVE else "")}
         for n, p in zip(a["ranks"], a["per_run"]):
             ph = p["phases"][phase]
             row[f"{n} ranks"] = (f"{ph['wall']:.3f} / {ph['cpu']:.3f}" if ph["cpu"] is not None
@@ -257,14 +277,14 @@ def tables(result: dict) -> str:
         row["growth (wall)"] = _growth(f["wall"])
         rows.append(row)
     totals = {"phase": "whole run: launcher wall / all ranks' CPU"}
-    for n, r, p in zip(a["ranks"], result["runs"], a["per_run"]):
-        totals[f"{n} ranks"] = f"{r['launcher_wall_s']:.2f} / {p['cpu_all_ranks_s']:.2f}"
+    for n, p in zip(a["ranks"], a["per_run"]):
+        totals[f"{n} ranks"] = f"{p['launcher_wall_s']:.2f} / {p['cpu_all_ranks_s']:.2f}"
     moved = {"phase": "network-file bytes moved"}
     for n, p in zip(a["ranks"], a["per_run"]):
-        moved[f"{n} ranks"] = f"{p['network_bytes_moved']:,}"
+        moved[f"{n} ranks"] = f"{int(p['network_bytes_moved']):,}"
     load = {"phase": "1-min load average before the run"}
-    for n, r in zip(a["ranks"], result["runs"]):
-        load[f"{n} ranks"] = f"{r['load_1min'][0]:.1f}" if "load_1min" in r else "-"
+    for n, p in zip(a["ranks"], a["per_run"]):
+        load[f"{n} ranks"] = f"{p['load_1min']:.1f}" if p["load_1min"] is not None else "-"
     return table(rows + [totals, moved, load], cols)
 
 
@@ -284,10 +304,13 @@ def extrapolation_text(result: dict) -> str:
     return (f"Extrapolated from these fits to {e['ranks']} ranks on {e['nodes']} nodes "
             f"({e['ranks_per_node']} ranks per node; a process's own phases evaluated at "
             f"{e['ranks_per_node']} ranks, collective ones at {e['ranks']}; CPU seconds where "
-            f"measured, which leave out the waiting of 32 ranks on 2 cores): start-up about "
+            f"measured, which leave out the waiting of 32 ranks on 2 cores, and for "
+            f"collectives the rank that arrived last, which leaves out MPICH's spinning; no "
+            f"network latency: one node cannot measure it): start-up about "
             f"{e['start_up_s']:.1f} s, largest phases {parts}. **{e['dominant']}** would "
             f"dominate ({e['dominant_share']:.0%} of it); what removes it: {e['remedy']}. The "
-            f"network file ({result['analysis']['per_run'][-1]['network_file_bytes']:,} bytes) "
+            f"network file ({int(result['analysis']['per_run'][-1]['network_file_bytes']):,} "
+            f"bytes) "
             f"reaches every rank once: {e['network_bytes_moved']:,} bytes delivered at "
             f"{e['ranks']} ranks, of which one reader per node with a node-local broadcast "
             f"would send {e['network_bytes_across_nodes_one_reader_per_node']:,} across nodes.")
@@ -300,9 +323,11 @@ def write_readme(result: dict) -> None:
         (f"Measured {result['date']} with `{result['command']}` on {m['cores']} cores "
          f"({m['cpu_model']}), one node, launcher `{result['launcher']}`, "
          f"{result['examples_per_rank']} examples per rank, T={result['timesteps']}, cached "
-         f"GeNN build. Each cell: the largest wall / the largest CPU seconds over the ranks "
+         f"GeNN build, {result.get('repeats', 1)} sweeps. Each cell: the median over the sweeps "
+         f"of the largest wall / the largest CPU seconds over the ranks "
          f"(`launch`: the launcher's view, wall only; `exit`: wall / the CPU of all processes "
-         f"after the records, per rank). The last row: the 1-minute load average before "
+         f"after the records, per rank; collectives, marked, show the least CPU over the "
+         f"ranks: the last to arrive, which does not spin waiting). The last row: the 1-minute load average before "
          f"each run (other people's jobs share the machine). Above {m['cores']} ranks "
          f"the ranks share {m['cores']} cores, so wall time measures contention and CPU time "
          f"the work; the growth columns are the fits (`a + b·g(N)`, lowest BIC of constant, "
@@ -325,6 +350,7 @@ def main(argv=None) -> dict:
     p.add_argument("--launcher", default="{mpiexec} -n {n}",
                    help="command prefix; {n}: the ranks, {mpiexec}: the venv's mpiexec "
                         "(e.g. 'srun -N2 --mpi=pmi2 -n {n}')")
+    p.add_argument("--repeats", type=int, default=3, help="sweeps; medians per rank count")
     p.add_argument("--examples-per-rank", type=int, default=4)
     p.add_argument("--timesteps", type=int, default=20)
     p.add_argument("--chunk-size", type=int, default=2)
@@ -351,17 +377,19 @@ def main(argv=None) -> dict:
         run_once(1, args, net, make_files(args.work_dir, args.examples_per_rank)[1],
                  runs_dir / "scale_out_warmup.json")
         runs = []
-        for n in ranks:
-            _, data = make_files(args.work_dir, n * args.examples_per_rank)
-            runs.append(run_once(n, args, net, data, runs_dir / f"scale_out_n{n}.json"))
-            r = runs[-1]
-            print(f"{n:3d} ranks: launcher {r['launcher_wall_s']:.2f} s, CPU of all "
-                  f"processes {r['children_cpu_s']:.2f} s", flush=True)
+        for repeat in range(args.repeats):  # sweeps one after another: load drifts spread out
+            for n in ranks:
+                _, data = make_files(args.work_dir, n * args.examples_per_rank)
+                runs.append({**run_once(n, args, net, data, runs_dir / f"scale_out_n{n}.json"),
+                             "repeat": repeat})
+                r = runs[-1]
+                print(f"{n:3d} ranks: launcher {r['launcher_wall_s']:.2f} s, CPU of all "
+                      f"processes {r['children_cpu_s']:.2f} s", flush=True)
         result = {"benchmark": "scale_out", "machine": machine_info(),
                   "date": time.strftime("%Y-%m-%d", time.gmtime()),
                   "command": "python benchmarks/scale_out.py " + " ".join(argv or sys.argv[1:]),
                   "launcher": args.launcher, "examples_per_rank": args.examples_per_rank,
-                  "timesteps": args.timesteps, "runs": runs}
+                  "timesteps": args.timesteps, "repeats": args.repeats, "runs": runs}
     result["analysis"] = analyse(result["runs"], args.target_ranks, args.target_nodes)
     path = write_result("scale_out", result)
     print(tables(result))
