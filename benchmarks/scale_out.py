@@ -56,7 +56,7 @@ from common import (  # noqa: E402
 )
 
 #: phases in the order a rank runs them; ``launch`` and ``exit`` are seen from the launcher
-PHASES = ["launch", "start", "mpi_init", "conversion_wait", "broadcast", "build", "load",
+PHASES = ["launch", "start", "mpi_init", "communicators", "conversion_wait", "broadcast", "build", "load",
           "ready_wait", "journal_open", "first_batch", "evaluation", "journal_write",
           "reduction", "gather", "exit"]
 #: work of one process: grows with the ranks sharing its node, not with the job's ranks
@@ -65,7 +65,7 @@ NODE_LOCAL = {"launch", "start", "build", "load", "first_batch", "evaluation", "
 #: collectives: their work is the CPU time of the rank that arrives last (the least CPU over
 #: the ranks); the others' extra CPU is MPICH spinning while it waits, which on 2 cores grows
 #: with the ranks that must be scheduled first. Elsewhere the busiest rank's CPU is the work.
-COLLECTIVE = {"mpi_init", "broadcast", "ready_wait", "reduction", "gather"}
+COLLECTIVE = {"mpi_init", "communicators", "broadcast", "ready_wait", "reduction", "gather"}
 #: parts of ``evaluation`` (shown, not added again)
 INSIDE_EVALUATION = {"first_batch", "journal_write"}
 #: what removes each phase's growth, for the phase the model finds dominant at 512 ranks
@@ -74,10 +74,10 @@ REMEDIES = {
               "(srun, or hydra's proxies) and Python on node-local storage",
     "start": "imports from node-local storage (the venv in a container image or copied to "
              "/tmp) instead of 512 processes reading the same files from a shared file system",
-    "mpi_init": "fewer blocking collectives at start-up (distsnn's communicator makes one "
-                "Split_type and 3 Dups one after another; MPI_Comm_idup would overlap them), "
-                "and an address exchange that does not grow with the ranks (srun --mpi=pmix, or "
-                "MPICH's MPIR_CVAR_CH4_ROOTS_ONLY_PMI=1: node roots alone use PMI)",
+    "mpi_init": "an address exchange that does not grow with the ranks (srun --mpi=pmix, "
+                "or MPICH's MPIR_CVAR_CH4_ROOTS_ONLY_PMI=1: node roots alone use PMI)",
+    "communicators": "fewer blocking collectives at start-up (one Split_type and 3 Dups one "
+                     "after another; MPI_Comm_idup would overlap them)",
     "conversion_wait": "converting once beforehand (`distsnn convert`) and evaluating the "
                        "network file",
     "broadcast": "one reader per node plus a node-local broadcast: the file's bytes crossing "

@@ -322,12 +322,14 @@ def _evaluate(model: Path, conversion, evaluation, output: Optional[Path],
     from distsnn.jobs.network_source import load_or_convert
     from distsnn.jobs.predictions import check_predictions_path
     from distsnn.parallel.agreement import on_root
-    from distsnn.parallel.communicator import MPICommunicator
+    from distsnn.parallel.communicator import MPICommunicator, initialise_mpi
     from distsnn.utils.files import atomic_path, check_writable, write_text
     from distsnn.utils.timings import start_timings
 
     timings = start_timings()  # process start to here: interpreter, imports, options
     with timings.measure("mpi_init"):
+        initialise_mpi()
+    with timings.measure("communicators"):
         comm = MPICommunicator()
     on_root(comm, lambda: [check_writable(p, o) for p, o in ((output, "--output"),
                                                              (plot, "--plot")) if p is not None])

@@ -3,9 +3,10 @@
 Besides the metrics, spikes and versions, the file records where the time went:
 
 * ``timings_s``: rank 0's wall-clock seconds per step, in the order they ran: ``start``
-  (process start to the command: interpreter, imports), ``mpi_init`` (MPI initialised, the
-  communicators made), ``conversion_wait`` (rank 0 reading or converting the model; the
-  others waiting for it; ``conversion`` inside it when converting), ``broadcast`` (the
+  (process start to the command: interpreter, imports), ``mpi_init`` (``MPI_Init``, the
+  launcher's address exchange included), ``communicators`` (distsnn's: the node's and three
+  duplicates), ``conversion_wait`` (rank 0 reading or converting the model; the others
+  waiting for it; ``conversion`` inside it when converting), ``broadcast`` (the
   network file's bytes to every rank, and parsing them), ``spike_norm_search``,
   ``build_and_load`` = ``build`` (GeNN code generation and compilation once per node, or
   waiting for the node's build under its lock, then preparing to load) + ``load``,

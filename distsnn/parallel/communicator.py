@@ -412,6 +412,12 @@ def _install_abort_hook(comm: MPICommunicator) -> None:
     sys.excepthook = hook
 
 
+def initialise_mpi() -> None:
+    """Initialise MPI (importing mpi4py's ``MPI`` does), e.g. to time it apart from making
+    the communicators."""
+    from mpi4py import MPI as _MPI  # noqa: F401
+
+
 def MPI(**kwargs) -> MPICommunicator:  # noqa: N802 - mlGeNN's spelling
     """The MPI communicator, as ``distsnn.communicators.MPI()``."""
     return MPICommunicator(**kwargs)

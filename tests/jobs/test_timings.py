@@ -8,7 +8,7 @@ from helpers.processes import DISTSNN, run_mpi
 pytestmark = pytest.mark.mpi
 
 #: steps every rank of an evaluation of a network file goes through, in order
-STEPS = ["start", "mpi_init", "conversion_wait", "broadcast", "build", "load", "ready_wait",
+STEPS = ["start", "mpi_init", "communicators", "conversion_wait", "broadcast", "build", "load", "ready_wait",
          "journal_open", "first_batch", "evaluation", "reduction"]
 
 
