@@ -72,8 +72,10 @@ INSIDE_EVALUATION = {"first_batch", "journal_write"}
 REMEDIES = {
     "launch": "a launcher that starts each node's ranks from that node's daemon in parallel "
               "(srun, or hydra's proxies) and Python on node-local storage",
-    "start": "imports from node-local storage (the venv in a container image or copied to "
-             "/tmp) instead of 512 processes reading the same files from a shared file system",
+    "start": "the interpreter and its imports (CPU seconds from a local disk here) kept off "
+             "the shared file system: the venv on node-local storage (a container image, or "
+             "copied to /tmp by one rank per node), so 512 processes do not look up and read "
+             "the same thousands of files at once; and fewer imports before MPI starts",
     "mpi_init": "an address exchange that does not grow with the ranks (srun --mpi=pmix, "
                 "or MPICH's MPIR_CVAR_CH4_ROOTS_ONLY_PMI=1: node roots alone use PMI)",
     "communicators": "fewer blocking collectives at start-up (one Split_type and 3 Dups one "
