@@ -346,6 +346,17 @@ def write_readme(result: dict) -> None:
     README.write_text(text[:start] + body + text[end + len(MARKERS[1]):])
 
 
+def _rounded(value):
+    """Seconds to the microsecond (Unix times to the millisecond): the stored runs stay small."""
+    if isinstance(value, float):
+        return round(value, 3 if value > 1e9 else 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ranks", default="1,2,4,8,16,32")
@@ -392,6 +403,7 @@ def main(argv=None) -> dict:
                   "command": "python benchmarks/scale_out.py " + " ".join(argv or sys.argv[1:]),
                   "launcher": args.launcher, "examples_per_rank": args.examples_per_rank,
                   "timesteps": args.timesteps, "repeats": args.repeats, "runs": runs}
+    result["runs"] = _rounded(result["runs"])
     result["analysis"] = analyse(result["runs"], args.target_ranks, args.target_nodes)
     path = write_result("scale_out", result)
     print(tables(result))
