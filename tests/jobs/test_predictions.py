@@ -122,3 +122,49 @@ def test_a_bad_predictions_path_fails_before_the_run_with_one_line(small_files, 
     lines = [line for line in proc.stderr.splitlines() if line.startswith("distsnn:")]
     assert len(lines) == 1 and "--predictions" in lines[0] and message in lines[0], lines
     assert "timesteps" not in proc.stdout and not out.exists()
+
+
+def test_few_spike_predictions_have_the_one_readout_of_k_steps(tmp_path, build_dir):
+    from distsnn.connectivity import Dense
+    from distsnn.netfile import save_network
+    from distsnn.network import Network
+    from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput
+    rng = np.random.default_rng(11)
+    net = Network(metadata={"method": "test"})
+    inp = net.add_population("in", (12,), FewSpikeReluInput(k=8, alpha=1.0))
+    hid = net.add_population("hid", (16,), FewSpikeRelu(k=8, alpha=4.0))
+    out = net.add_population("out", (3,), FewSpikeRelu(k=8, alpha=4.0))
+    net.connect(inp, hid, Dense(rng.normal(0, 0.5, (12, 16)).astype(np.float32)))
+    net.connect(hid, out, Dense(rng.normal(0, 0.5, (16, 3)).astype(np.float32)))
+    net.outputs = [out]
+    save_network(net, tmp_path / "fs.h5")
+    np.savez(tmp_path / "fs.npz", x=rng.random((21, 12)).astype(np.float32),
+             y=rng.integers(0, 3, 21))
+    files = {"net": tmp_path / "fs.h5", "data": tmp_path / "fs.npz"}
+    got = {}
+    for ranks in (1, 2):
+        out_json, pred = tmp_path / f"fs{ranks}.json", tmp_path / f"fs{ranks}.npz"
+        proc = _run(ranks, _argv(files, out_json, build_dir, pred, "8", "--chunk-size", 4))
+        assert proc.returncode == 0, proc.stderr
+        got[ranks] = _load(pred), json.loads(out_json.read_text())
+    (one, _), (two, results) = got[1], got[2]
+    for key in one:
+        np.testing.assert_array_equal(one[key], two[key])
+    np.testing.assert_array_equal(two["timesteps"], [8])
+    assert two["outputs"].shape == (21, 1, 3)
+    accuracy = results["metrics"]["8"]["sparse_categorical_accuracy"]
+    assert int((two["predicted"][:, 0] == two["label"]).sum()) == accuracy["correct"]
+
+
+def test_a_journal_without_predictions_is_not_resumed_with_them(poisson_files, tmp_path,
+                                                                build_dir):
+    """Its chunks' rows were never kept: the file could not be complete."""
+    out = tmp_path / "r.json"
+    argv = _argv(poisson_files, out, build_dir, tmp_path / "p.npz", SLOW, "--chunk-size", 5)
+    without = [a for a in argv if a not in ("--predictions", str(tmp_path / "p.npz"))]
+    assert _start_and_stop(1, without, out, "sigterm") == 128 + signal.SIGTERM
+    proc = run(argv)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("distsnn:")]
+    assert len(lines) == 1 and "different run" in lines[0] and "predictions" in lines[0], lines
+    assert not (tmp_path / "p.npz").exists()
