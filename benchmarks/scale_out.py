@@ -20,7 +20,8 @@ conversion wait, broadcast, barriers, reduction, gathers) with all 512.
 
     .venv/bin/python benchmarks/scale_out.py                       # 1..32 ranks, this node
     .venv/bin/python benchmarks/scale_out.py --ranks 2,4,8,16 \\
-        --launcher "srun -N2 --mpi=pmi2 -n {n}" --work-dir /shared/scale --tag slurm2
+        --launcher "srun -N2 --mpi=pmi2 -n {n}" --work-dir /shared/scale \\
+        --build-dir /tmp/distsnn-scale-build --tag slurm2
     .venv/bin/python benchmarks/scale_out.py --from-json benchmarks/results/scale_out.json
 
 Writes benchmarks/results/scale_out.json (``-<tag>`` with ``--tag`` or $DISTSNN_BENCH_TAG) and,
@@ -125,8 +126,9 @@ def make_files(work: Path, examples: int) -> tuple[Path, Path]:
         net.outputs = [out]
         save_network(net, net_path)
     if not data_path.exists():
-        np.savez(data_path, x=rng.random((examples, 28, 28, 1)).astype(np.float32),
-                 y=rng.integers(0, 10, examples))
+        data_rng = np.random.default_rng(examples)
+        np.savez(data_path, x=data_rng.random((examples, 28, 28, 1)).astype(np.float32),
+                 y=data_rng.integers(0, 10, examples))
     return net_path, data_path
 
 
@@ -370,7 +372,8 @@ def main(argv=None) -> dict:
     p.add_argument("--timeout", type=float, default=600, help="seconds per run")
     p.add_argument("--work-dir", type=Path, default=DATA / "scale_out",
                    help="network and data files (shared by every node)")
-    p.add_argument("--build-dir", type=Path, default=BUILD / "scale_out")
+    p.add_argument("--build-dir", type=Path, default=BUILD / "scale_out",
+                   help="GeNN build directory (on several nodes: a node-local path)")
     p.add_argument("--target-ranks", type=int, default=512)
     p.add_argument("--target-nodes", type=int, default=64)
     p.add_argument("--tag", default=os.environ.get("DISTSNN_BENCH_TAG"),
@@ -383,12 +386,12 @@ def main(argv=None) -> dict:
         result = json.loads(args.from_json.read_text())
     else:
         ranks = [int(r) for r in args.ranks.split(",")]
-        net, _ = make_files(args.work_dir, args.examples_per_rank)
         runs_dir = BENCH / "results" / "runs"
         runs_dir.mkdir(parents=True, exist_ok=True)
-        # build once (cached for the measured runs)
-        run_once(1, args, net, make_files(args.work_dir, args.examples_per_rank)[1],
-                 runs_dir / "scale_out_warmup.json")
+        # build once per node (cached for the measured runs): the first rank count, e.g. one
+        # rank per node with a multi-node launcher
+        net, data = make_files(args.work_dir, ranks[0] * args.examples_per_rank)
+        run_once(ranks[0], args, net, data, runs_dir / "scale_out_warmup.json")
         runs = []
         for repeat in range(args.repeats):  # sweeps one after another: load drifts spread out
             for n in ranks:
