@@ -66,7 +66,8 @@ NODE_LOCAL = {"launch", "start", "build", "load", "first_batch", "evaluation", "
 #: collectives: their work is the CPU time of the rank that arrives last (the least CPU over
 #: the ranks); the others' extra CPU is MPICH spinning while it waits, which on 2 cores grows
 #: with the ranks that must be scheduled first. Elsewhere the busiest rank's CPU is the work.
-COLLECTIVE = {"mpi_init", "communicators", "broadcast", "ready_wait", "reduction", "gather"}
+COLLECTIVE = {"mpi_init", "communicators", "broadcast", "ready_wait", "journal_open",
+              "reduction", "gather"}
 #: parts of ``evaluation`` (shown, not added again)
 INSIDE_EVALUATION = {"first_batch", "journal_write"}
 #: what removes each phase's growth, for the phase the model finds dominant at 512 ranks
