@@ -57,8 +57,8 @@ from common import (  # noqa: E402
 )
 
 #: phases in the order a rank runs them; ``launch`` and ``exit`` are seen from the launcher
-PHASES = ["launch", "start", "mpi_init", "communicators", "conversion_wait", "broadcast", "build", "load",
-          "ready_wait", "journal_open", "first_batch", "evaluation", "journal_write",
+PHASES = ["launch", "start", "mpi_init", "communicators", "conversion_wait", "broadcast", "build",
+          "load", "ready_wait", "journal_open", "first_batch", "evaluation", "journal_write",
           "reduction", "gather", "exit"]
 #: work of one process: grows with the ranks sharing its node, not with the job's ranks
 NODE_LOCAL = {"launch", "start", "build", "load", "first_batch", "evaluation", "journal_write",
@@ -332,9 +332,10 @@ def write_readme(result: dict) -> None:
          f"of the largest wall / the largest CPU seconds over the ranks "
          f"(`launch`: the launcher's view, wall only; `exit`: wall / the CPU of all processes "
          f"after the records, per rank; collectives, marked, show the least CPU over the "
-         f"ranks: the last to arrive, which does not spin waiting). The last row: the 1-minute load average before "
-         f"each run (other people's jobs share the machine). Above {m['cores']} ranks "
-         f"the ranks share {m['cores']} cores, so wall time measures contention and CPU time "
+         f"ranks: the last to arrive, which does not spin waiting). The last row: the 1-minute "
+         f"load average before each run (other people's jobs share the machine). Above "
+         f"{m['cores']} ranks the ranks share {m['cores']} cores, so wall time measures "
+         f"contention and CPU time "
          f"the work; the growth columns are the fits (`a + b·g(N)`, lowest BIC of constant, "
          f"log N, N)."),
         "",

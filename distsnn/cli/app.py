@@ -302,7 +302,8 @@ def evaluate(
         data=str(data), timesteps=steps, x_name=x_name, y_name=y_name, batch_size=batch_size,
         backend=backend.value, seed=seed, build_dir=conversion.build_dir,
         connectivity=connectivity.value, memory_budget=memory_budget, progress=progress,
-        predictions=None if predictions is None else str(predictions), job=JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, journal=journal,
+        predictions=None if predictions is None else str(predictions),
+        job=JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, journal=journal,
                        images={"resize": resize, "crop": crop, "class_names": class_names},
                        peer_timeout=timeout_of(peer_timeout)))
     with stop_on_signals() as stop:

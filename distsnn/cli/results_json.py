@@ -20,8 +20,8 @@ Besides the metrics, spikes and versions, the file records where the time went:
   threads: with more ranks than cores wall time measures contention, CPU time the work),
   ``since_start_s`` and ``cpu_since_start_s`` (wall and CPU seconds since the process
   started, when the record was taken; what follows, writing the results and exiting, is not
-  in the file), ``recorded_at`` (Unix time of the record), ``bytes`` (``network_file_read`` on rank 0 when it read a network file,
-  ``network_received`` on the others).
+  in the file), ``recorded_at`` (Unix time of the record), ``bytes`` (``network_file_read``
+  on rank 0 when it read a network file, ``network_received`` on the others).
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from helpers.processes import DISTSNN, run_mpi
 pytestmark = pytest.mark.mpi
 
 #: steps every rank of an evaluation of a network file goes through, in order
-STEPS = ["start", "mpi_init", "communicators", "conversion_wait", "broadcast", "build", "load", "ready_wait",
-         "journal_open", "first_batch", "evaluation", "reduction"]
+STEPS = ["start", "mpi_init", "communicators", "conversion_wait", "broadcast", "build", "load",
+         "ready_wait", "journal_open", "first_batch", "evaluation", "reduction"]
 
 
 def test_every_rank_records_its_steps_cpu_times_and_network_bytes(small_files, tmp_path,
