@@ -237,6 +237,10 @@ def evaluate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results JSON to write."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Plot file (.png, .pdf or .svg): "
                                         "accuracy vs timesteps and firing rate per population."),
+    predictions: Optional[Path] = typer.Option(
+        None, "--predictions", help="Per-example file (.npz or .csv): global index, label, "
+                                    "predicted class and output values at each readout "
+                                    "timestep, in example order."),
     ann_accuracy: Optional[float] = ANN_ACCURACY,
     method: Method = METHOD, norm_data: Optional[Path] = NORM_DATA, k: int = K,
     input_kind: InputKind = INPUT, signed_input: bool = SIGNED, percentile: float = PERCENTILE,
@@ -298,6 +302,7 @@ def evaluate(
         data=str(data), timesteps=steps, x_name=x_name, y_name=y_name, batch_size=batch_size,
         backend=backend.value, seed=seed, build_dir=conversion.build_dir,
         connectivity=connectivity.value, memory_budget=memory_budget, progress=progress,
+        predictions=None if predictions is None else str(predictions),
         job=JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, journal=journal,
                        images={"resize": resize, "crop": crop, "class_names": class_names},
                        peer_timeout=timeout_of(peer_timeout)))
@@ -316,16 +321,22 @@ def _evaluate(model: Path, conversion, evaluation, output: Optional[Path],
     from distsnn.jobs.evaluate import evaluate_file
     from distsnn.jobs.journal import default_journal_path
     from distsnn.jobs.network_source import load_or_convert
+    from distsnn.jobs.predictions import check_predictions_path
     from distsnn.parallel.agreement import on_root
-    from distsnn.parallel.communicator import MPICommunicator
+    from distsnn.parallel.communicator import MPICommunicator, initialise_mpi
     from distsnn.utils.files import atomic_path, check_writable, write_text
-    from distsnn.utils.timings import Timings
+    from distsnn.utils.timings import start_timings
 
-    comm = MPICommunicator()
+    timings = start_timings()  # process start to here: interpreter, imports, options
+    with timings.measure("mpi_init"):
+        initialise_mpi()
+    with timings.measure("communicators"):
+        comm = MPICommunicator()
     on_root(comm, lambda: [check_writable(p, o) for p, o in ((output, "--output"),
                                                              (plot, "--plot")) if p is not None])
+    if evaluation.predictions is not None:
+        on_root(comm, lambda: check_predictions_path(Path(evaluation.predictions)))
     evaluation.backend = _check_backend(comm, evaluation.backend, evaluation.batch_size)
-    timings = Timings()
     network = load_or_convert(str(model), conversion, comm, timings)
     job = evaluation.job
     job.journal = job.journal or default_journal_path(output, {
