@@ -116,3 +116,32 @@ def test_bad_max_pool_networks_are_refused_in_one_line(build, message, tmp_path)
         with compiled:
             pass
     assert "\n" not in str(err.value)
+
+
+def test_spike_norm_gives_a_max_pool_its_sources_scale(tmp_path):
+    """Spike-norm: a max-pool has no threshold and keeps its source's scale, so where it
+    merges with another branch (into ``out``) its weights are rescaled by
+    scale(h1) / scale(h2) = theta_h1 / (theta_h1 theta_h2) = 1 / theta_h2."""
+    from distsnn.connectivity import Conv2D
+    from distsnn.neurons import BinarySpikeInput, Integrator
+    from distsnn.spike_norm import spike_normalise
+    rng = np.random.default_rng(4)
+    net = Network()
+    inp = net.add_population("in", (4, 4, 2), BinarySpikeInput())
+    h1 = net.add_population("h1", (4, 4, 2), IntegrateFire())
+    h2 = net.add_population("h2", (3,), IntegrateFire())
+    pool = net.add_population("pool", (2, 2, 2), SpikingMax())
+    out = net.add_population("out", (3,), Integrator())
+    net.connect(inp, h1, Conv2D(rng.normal(0.2, 0.5, (3, 3, 2, 2)).astype(np.float32),
+                                padding="same"))
+    net.connect(h1, h2, Dense(rng.normal(0.3, 0.5, (32, 3)).astype(np.float32)))
+    net.connect(h1, pool, MaxPool2D(2))
+    net.connect(h2, out, Dense(rng.normal(0, 1, (3, 3)).astype(np.float32)))
+    merge = net.connect(pool, out, Dense(rng.normal(0, 1, (8, 3)).astype(np.float32)))
+    net.outputs = [out]
+    before = np.array(merge.connectivity.weight, copy=True)
+    x = (rng.random((6, 4, 4, 2)) > 0.3).astype(np.float32)
+    found = spike_normalise(net, norm_data=x, evaluate_timesteps=12, rng_seed=3,
+                            build_dir=str(tmp_path))
+    assert set(found) == {"h1", "h2"} and found["h2"] != 1.0
+    np.testing.assert_allclose(merge.connectivity.weight, before / found["h2"], rtol=1e-5)
