@@ -295,6 +295,9 @@ def test_cli_inspect_describes_the_max_pool(onnx_case, tmp_path):
     (lambda rng: onnx_model(rng, dilations=[2, 2]),
      "node 'stem' (MaxPool): is dilated ([2, 2]), which a spiking max-pool cannot express; use "
      "dilation=1"),
+    (lambda rng: onnx_model(rng, pads=[1, 1, 1, 1]),  # the 2x2 ceil_mode pool's 5th row
+     "node 'ceil' (MaxPool): outputs (5, 4): with ceil_mode its last window lies outside the "
+     "input; use ceil_mode=0"),
 ])
 def test_bad_max_pools_are_refused_in_one_line(build, message):
     for converter in (Simple(10), FewSpike(k=K)):

@@ -145,3 +145,19 @@ def test_spike_norm_gives_a_max_pool_its_sources_scale(tmp_path):
                             build_dir=str(tmp_path))
     assert set(found) == {"h1", "h2"} and found["h2"] != 1.0
     np.testing.assert_allclose(merge.connectivity.weight, before / found["h2"], rtol=1e-5)
+
+
+def test_mlgenn_style_construction_infers_the_pool_shape():
+    """``Population(SpikingMax())`` without a shape gets the MaxPool2D's output shape, and
+    mlGeNN's argument spellings (``pool_strides``, ``flatten``) work as for AvgPool2D."""
+    from distsnn.network import Connection, Population
+    with Network() as net:
+        a = Population(IntegrateFireInput(), (7, 6, 2))
+        b = Population(IntegrateFire(), (7, 6, 2))
+        p = Population(SpikingMax())
+        q = Population("spiking_max")
+        Connection(a, b, OneToOne(1.0))
+        Connection(b, p, MaxPool2D(3, pool_strides=2, padding="same"))
+        Connection(p, q, MaxPool2D((4, 3), flatten=False))
+    assert p.shape == (4, 3, 2) and q.shape == (1, 1, 2)
+    assert len(net.connections) == 3
