@@ -22,8 +22,8 @@ from distsnn.convert.maxpool import (
     check_not_output,
     few_spike_tree,
     max_pool_op,
-    term_max_pool,
     settle_trees,
+    term_max_pool,
 )
 from distsnn.convert.norm import NormData, RunningStat, Statistics, collect
 from distsnn.convert.plan import ConversionGraph, LayerInfo, PopulationSpec, layer_error
