@@ -420,27 +420,27 @@ def main() -> None:
         _fail("interrupted", 130, shared=True)
     except Interrupted as stopped:
         _fail(str(stopped), stopped.exit_code, shared=True)
-    except PeerLost as lost:  # the ranks still heard from; the lost ones never arrive
-        _fail(str(lost), lost.exit_code, shared=True, reporter=lost.reporter)
+    except PeerLost as lost:  # no barrier with lost ranks: MPI itself may block on them
+        from distsnn.parallel.communicator import _WORLD
+        from distsnn.parallel.liveness import end_process
+        end_process(_WORLD, str(lost) if _WORLD.rank == lost.reporter else None, lost.exit_code)
     except typer.TyperException as err:  # usage errors: bad or missing options
         _fail(err.format_message(), err.exit_code, shared=True)  # empty: help was shown
     except USER_ERRORS as err:
         _fail(str(err), 2, shared=isinstance(err, SharedUserError))
 
 
-def _fail(message: str, code: int, shared: bool, reporter: Optional[int] = None) -> None:
+def _fail(message: str, code: int, shared: bool) -> None:
     """Exactly one ``distsnn: error:`` line for the job, then exit ``code`` on every rank.
 
-    ``shared``: every rank has the same error (rank 0 prints it, or ``reporter``: the lowest
-    rank still running when others are lost). Otherwise this rank found it alone: when all
-    ranks fail within seconds rank 0 prints its own, else this rank prints and aborts the
-    others, which may be waiting for it."""
+    ``shared``: every rank has the same error (rank 0 prints it). Otherwise this rank found it
+    alone: when all ranks fail within seconds rank 0 prints its own, else this rank prints and
+    aborts the others, which may be waiting for it."""
     from distsnn.parallel.communicator import _WORLD, _launcher_rank, end_job
     rank, size = (_WORLD.rank, _WORLD.size) if _WORLD is not None else (_launcher_rank(), 1)
     together = end_job(shared)
-    printer = 0 if reporter is None else reporter
-    if message and (rank == printer if together or shared else True):
-        prefix = f"rank {rank}: " if not together and size > 1 and reporter is None else ""
+    if message and (rank == 0 if together or shared else True):
+        prefix = f"rank {rank}: " if not together and size > 1 else ""
         sys.stderr.write(f"distsnn: error: {prefix}{message}\n")
         sys.stderr.flush()
     if not together:

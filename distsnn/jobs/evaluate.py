@@ -137,7 +137,7 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
                                 if slowest else None),
         "journal": {"path": None if job.journal is None else str(job.journal),
                     "resumed_examples": outcome.resumed_examples},
-        "versions": _versions(),
+        "versions": _versions(comm),
     }
 
 
@@ -200,6 +200,7 @@ def _device_info(comm: Communicator, backend: str) -> dict:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
-def _versions() -> dict:
+def _versions(comm: Communicator) -> dict:
     return {"python": platform.python_version(),
-            **{name: installed_version(name) for name in ("numpy", "h5py", "mpi4py", "pygenn")}}
+            **{name: installed_version(name) for name in ("numpy", "h5py", "mpi4py", "pygenn")},
+            "mpi_library": comm.library_version}

@@ -45,6 +45,11 @@ class Communicator(ABC):
     def is_root(self) -> bool:
         return self.rank == 0
 
+    @property
+    def library_version(self) -> Optional[str]:
+        """The MPI library's version line; None without MPI."""
+        return None
+
     @abstractmethod
     def barrier(self) -> None: ...
 
