@@ -288,6 +288,13 @@ def test_cli_inspect_describes_the_max_pool(onnx_case, tmp_path):
             assert re.search(r"stem_max7 +\(4, 3, 3\) +few_spike_relu", text.stdout)
 
 
+def _with_output(model, name: str):
+    """``model`` with tensor ``name`` as an extra output."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    model.graph.output.extend(vi for vi in inferred.graph.value_info if vi.name == name)
+    return model
+
+
 @pytest.mark.parametrize("build, message", [
     (lambda rng: onnx_model(rng, pool_before_relu=True),
      "node 'stem' (MaxPool): max-pools signed values (its input is not the output of a ReLU); "
@@ -295,6 +302,9 @@ def test_cli_inspect_describes_the_max_pool(onnx_case, tmp_path):
     (lambda rng: onnx_model(rng, dilations=[2, 2]),
      "node 'stem' (MaxPool): is dilated ([2, 2]), which a spiking max-pool cannot express; use "
      "dilation=1"),
+    (lambda rng: _with_output(onnx_model(rng), "global"),
+     "node 'global' (GlobalMaxPool): is a model output; follow the max-pool with a Dense/Gemm "
+     "output layer"),
     (lambda rng: onnx_model(rng, pads=[1, 1, 1, 1]),  # the 2x2 ceil_mode pool's 5th row
      "node 'ceil' (MaxPool): outputs (5, 4): with ceil_mode its last window lies outside the "
      "input; use ceil_mode=0"),
