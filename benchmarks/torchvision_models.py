@@ -4,10 +4,10 @@ Each model (random weights; BatchNorm running statistics and affine parameters r
 folding matters) is exported to ONNX by this script run in the torch venv
 (``/work/peers-venv``, never distsnn's; the classifier's bias is centred on the mean logit of
 64 calibration inputs, so that random weights do not predict one class for every input),
-then converted with few-spike and data-norm by
-``distsnn convert`` and evaluated by ``mpiexec -n 2 distsnn evaluate`` (distsnn's .venv) on
-random inputs in [0, 1) (half uniform noise, half a random colour per example), labelled with the ONNX model's own top-1 (onnxruntime): the accuracy
-is the SNN's top-1 agreement with the ANN. Agreement is counted over the examples whose ANN
+then converted with few-spike and data-norm by ``distsnn convert`` and evaluated by
+``mpiexec -n 2 distsnn evaluate`` (distsnn's .venv) on random inputs in [0, 1) (half uniform
+noise, half a random colour per example), labelled with the ONNX model's own top-1
+(onnxruntime): the accuracy is the SNN's top-1 agreement with the ANN. Agreement is counted over the examples whose ANN
 top-1 margin exceeds 5% of its logit range ("clear") and over the others. Recorded: how many
 distinct classes the ANN predicts, distsnn's memory estimate per rank (``distsnn inspect``),
 the peak RSS of the largest rank (GNU time), ms per simulated step; anything refused is
@@ -136,7 +136,8 @@ def run_model(name: str, size: int, n_examples: int, work: Path, timeout: float,
     entry["onnx_ops"] = ops
     rng = np.random.default_rng(size)
     x, norm = (0.5 * rng.random((n, 3, size, size), dtype=np.float32)
-               + 0.5 * rng.random((n, 3, 1, 1), dtype=np.float32) for n in (n_examples, NORM_EXAMPLES[size]))
+               + 0.5 * rng.random((n, 3, 1, 1), dtype=np.float32)
+               for n in (n_examples, NORM_EXAMPLES[size]))
     logits, clear = ann_reference(onnx_path, x)
     top1 = logits.argmax(axis=1)
     entry.update(examples=n_examples, clear_examples=int(clear.sum()),
