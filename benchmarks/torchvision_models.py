@@ -7,8 +7,9 @@ folding matters) is exported to ONNX by this script run in the torch venv
 then converted with few-spike and data-norm by ``distsnn convert`` and evaluated by
 ``mpiexec -n 2 distsnn evaluate`` (distsnn's .venv) on random inputs in [0, 1) (half uniform
 noise, half a random colour per example), labelled with the ONNX model's own top-1
-(onnxruntime): the accuracy is the SNN's top-1 agreement with the ANN. Agreement is counted over the examples whose ANN
-top-1 margin exceeds 5% of its logit range ("clear") and over the others. Recorded: how many
+(onnxruntime): the accuracy is the SNN's top-1 agreement with the ANN. Agreement is counted
+over the examples whose ANN top-1 margin exceeds 5% of its logit range ("clear") and over the
+others. Recorded: how many
 distinct classes the ANN predicts, distsnn's memory estimate per rank (``distsnn inspect``),
 the peak RSS of the largest rank (GNU time), ms per simulated step; anything refused is
 listed with its node, op and why (distsnn's one-line error).
