@@ -185,3 +185,21 @@ def wait(cluster: SlurmCluster, job: Submitted) -> JobResult:
     text = output.read_text(errors="replace") if output.exists() else ""
     return JobResult(job_id=job_id, state=state, exit_code=exit_code, output=text,
                      seconds=seconds, restarts=restarts)
+
+
+def release_requeued(cluster: SlurmCluster, job: Submitted) -> None:
+    """Wait (bounded by the job's timeout) until a requeued ``job`` runs again, starting it
+    early: Slurm holds a requeued job about two minutes (``Reason=BeginTime``). Not within
+    the second of the requeue: slurmd refuses a job whose credential is no newer than its
+    revocation ("Job credential revoked"), and credentials count whole seconds."""
+    held_since = None
+    while time.monotonic() - job.started < job.timeout:
+        fields = job_fields(cluster, job.job_id) or {}
+        state = fields.get("JobState")
+        if fields.get("Restarts", "0") != "0" and state in ("RUNNING", "COMPLETED"):
+            return
+        if state == "PENDING" and fields.get("Reason") == "BeginTime":
+            held_since = held_since or time.monotonic()
+            if time.monotonic() - held_since > 2.0:
+                cluster.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
+        time.sleep(0.1)

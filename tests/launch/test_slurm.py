@@ -27,6 +27,7 @@ from helpers.slurm import (
     cluster_down,
     cluster_up,
     job_fields,
+    release_requeued,
     submit,
     submit_and_wait,
     wait,
@@ -143,16 +144,7 @@ def test_signalled_job_requeues_itself_and_resumes_from_its_journal(cluster, poi
         time.sleep(0.1)
     signalled = cluster.command("scancel", "--signal=USR1", job.job_id)
     assert signalled.returncode == 0, signalled.stderr
-    # Wait for the requeued job to run again (on the way it may show FAILED for a moment);
-    # Slurm holds it for about two minutes (Reason=BeginTime): let it start now.
-    while time.monotonic() - job.started < job.timeout:
-        fields = job_fields(cluster, job.job_id) or {}
-        restarted = fields.get("Restarts", "0") != "0"
-        if restarted and fields.get("JobState") in ("RUNNING", "COMPLETED"):
-            break
-        if fields.get("JobState") == "PENDING" and fields.get("Reason") == "BeginTime":
-            cluster.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
-        time.sleep(0.1)
+    release_requeued(cluster, job)
     result = wait(cluster, job)
     assert result.ok and result.restarts == 1, result.describe()
     assert "stopped by a signal (exit 138); requeueing job" in result.output, result.describe()
