@@ -422,3 +422,10 @@ def convert_nir(source, preset: NIRPreset | None = None, *, li_readout: str = "a
     metadata = {"method": "nir", "source_model_sha256": sha,
                 "nir": {"preset": preset.describe()}}
     return conv.network(metadata)
+
+
+def convert_nir_file(path, source: str = "spec", li_readout: str = "avg_var",
+                     **overrides) -> Network:
+    """The command line's NIR conversion: ``source`` preset with ``overrides``
+    (:func:`~distsnn.convert.nir_presets.make_preset`'s keywords, None: the preset's)."""
+    return convert_nir(path, make_preset(source, **overrides), li_readout=li_readout)

@@ -17,6 +17,7 @@ import numpy as np
 
 from distsnn import __version__
 from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
+from distsnn.data.events import check_raster_dtype, is_raster_network, raster_to_network
 from distsnn.data.files import inspect_dataset, iter_rows
 from distsnn.data.inputs import InputScaling, check_channels, check_dtype, check_input_shape
 from distsnn.errors import UserError
@@ -75,6 +76,8 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
         identity = on_root(comm, lambda: _dataset_identity(info))
         read = lambda ranges, chunk: iter_rows(data, ranges, chunk, o.x_name, o.y_name, True)  # noqa: E731
     agree(comm, lambda: shard_bounds(info.n_examples, comm.rank, comm.size))
+    if is_raster_network(network):  # a NIR network: the raster's T steps plus its depth
+        timesteps = raster_timesteps(network, info.x_shape[0], timesteps)
     num_classes = out.size
     few_spike = isinstance(inp.neuron, FewSpikeReluInput)
     metrics = ["sparse_categorical_accuracy", f"top_{min(o.top_k, num_classes)}_accuracy",
@@ -143,6 +146,13 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
 
 
 
+def raster_timesteps(network: Network, frames: int, readouts: list[int]) -> list[int]:
+    """Readout steps of a raster of ``frames`` steps: the given ones that lie within it
+    (always its end), each after the network's depth."""
+    span = int(network.metadata["nir"]["span"])
+    return [t + span for t in sorted({min(int(t), frames) for t in readouts} | {frames})]
+
+
 def curve_checkpoints(timesteps: int, points: int = CURVE_POINTS) -> list[int]:
     """Readout steps of the accuracy-vs-time curve: every ``1/points`` of the run."""
     return sorted({max(1, round(timesteps * i / points)) for i in range(1, points + 1)})
@@ -158,6 +168,10 @@ def _accuracy_curve(metrics: dict, output: str) -> dict:
 def _check_dataset(path: str, x_name: str, y_name: str, network: Network,
                    scaling: InputScaling):
     info = inspect_dataset(path, x_name, y_name, require_labels=True)
+    if is_raster_network(network):
+        raster_to_network(np.zeros((0,) + tuple(info.x_shape)), network, f"{path}[{x_name}]")
+        check_raster_dtype(info.x_dtype, f"{path}[{x_name}]")
+        return info
     check_input_shape(tuple(info.x_shape), network, path, x_name)
     check_dtype(info.x_dtype, scaling, f"{path}[{info.x_name}]")
     check_channels(scaling.mean, network.inputs[0].shape, "--mean")  # in the network's layout
