@@ -266,7 +266,3 @@ NEURON_TYPES: dict[str, type[Neuron]] = {
                 BinarySpikeInput, FewSpikeReluInput, FewSpikeRelu, LeakyIntegrate,
                 LeakyIntegrateFire, SpikeInput)
 }
-
-from distsnn.nir_neurons import NIRNeuron, RasterInput  # noqa: E402 - registered below
-
-NEURON_TYPES.update({cls.kind: cls for cls in (NIRNeuron, RasterInput)})

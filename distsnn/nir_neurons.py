@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from distsnn.neurons import Neuron
+from distsnn.neurons import NEURON_TYPES, Neuron
 from distsnn.readouts import readout_name
 
 Value = float | np.ndarray
@@ -77,3 +77,6 @@ class RasterInput(Neuron):
     kind: ClassVar[str] = "raster_input"
     is_input: ClassVar[bool] = True
     tail: int = 0
+
+
+NEURON_TYPES.update({cls.kind: cls for cls in (NIRNeuron, RasterInput)})

@@ -134,15 +134,15 @@ class _Converter:
                 raise NIRGraphError(f"node {name!r} is a NIR {kind}, which distsnn cannot "
                                     f"convert; replace it with {', '.join(NEURON_NODES)} or "
                                     f"linear nodes")
-            for peer in (s for s, t in flat.edges if t == name or s == name):
-                if peer not in flat.kinds:
-                    raise NIRGraphError(f"an edge of node {name!r} names {peer!r}, which is not "
+        for src, dst in flat.edges:
+            for end, peer in ((src, dst), (dst, src)):
+                if end not in flat.kinds:
+                    raise NIRGraphError(f"an edge of node {peer!r} names {end!r}, which is not "
                                         f"a node of the graph; fix the edge list")
         inputs = [n for n, k in flat.kinds.items() if k == "Input"]
         if len(inputs) != 1:
-            raise NIRGraphError(f"the graph has {len(inputs)} Input nodes ({inputs}); distsnn "
-                                f"needs exactly one: add a nir.Input node feeding the first layer"
-                                if not inputs else
+            raise NIRGraphError("the graph has no Input node: add a nir.Input node feeding the "
+                                "first layer" if not inputs else
                                 f"the graph has {len(inputs)} Input nodes ({inputs}); distsnn "
                                 f"takes one input: merge them into one Input")
         self.input = inputs[0]
@@ -245,7 +245,23 @@ class _Converter:
                 depth[t] = max(depth[t], depth[s] + 1)
         return depth, back
 
+    def check_shapes(self) -> None:
+        """Evaluate every linear node's shape; each neuron node must fit what it receives."""
+        for target in self.pops[1:] + self.outputs:
+            self.paths(target)  # a loop of linear nodes alone is refused first
+        for name, kind in self.g.kinds.items():
+            if kind in LINEAR_NODES:
+                self.shape(name)
+        for name in self.pops[1:]:
+            for p in self.g.preds(name):
+                got = self.shape(p)
+                if math.prod(got) != math.prod(self.shape(name)):
+                    raise NIRGraphError(f"node {name!r} ({self.g.kinds[name]}) has shape "
+                                        f"{self.shape(name)} but {p!r} sends it {got}; fix the "
+                                        f"weights of {p!r} or the parameters of {name!r}")
+
     def network(self, metadata: dict) -> Network:
+        self.check_shapes()
         depth, back = self.depths()
         reached = {self.input} | {t for t in self.pops[1:] if self.paths(t)}
         span = max(depth.values())

@@ -180,3 +180,67 @@ def graph_node(graph, dotted: str):
     for part in dotted.split("."):
         node = node.nodes[part]
     return node
+
+
+def _graph(nodes, edges):
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+@pytest.mark.parametrize("nodes,edges,words", [
+    ({"input": inp(3), "fc": nir.Affine(np.ones((2, 3)), np.zeros(2)), "lif": lif(2),
+      "odd": nir.Scale(np.ones(2)), "output": out(2)},
+     [("input", "fc"), ("fc", "lif"), ("lif", "odd"), ("odd", "output")],
+     ["Output node 'output' reads 'odd'", "end the graph with a neuron node"]),
+    ({"fc": nir.Affine(np.ones((2, 3)), np.zeros(2)), "lif": lif(2), "output": out(2)},
+     [("fc", "lif"), ("lif", "output")], ["no Input node", "nir.Input"]),
+    ({"input": inp(4), "fc": nir.Affine(np.ones((2, 3)), np.zeros(2)), "lif": lif(2),
+      "output": out(2)},
+     [("input", "fc"), ("fc", "lif"), ("lif", "output")], ["node 'fc' (Affine)", "shape (4,)"]),
+    ({"input": inp(2), "a": nir.Linear(np.eye(2)), "b": nir.Linear(np.eye(2)), "lif": lif(2),
+      "output": out(2)},
+     [("input", "a"), ("a", "b"), ("b", "a"), ("b", "lif"), ("lif", "output")],
+     ["cycle through no neuron node"]),
+    ({"input": inp(2), "odd": nir.Linear(np.eye(2)), "lif": lif(2), "output": out(2)},
+     [("input", "odd"), ("odd", "lif"), ("lif", "output"), ("lif", "ghost")],
+     ["'ghost'", "fix the edge list"]),
+])
+def test_bad_graphs_name_the_node(nodes, edges, words):
+    from distsnn.convert.nir_frontend import NIRGraphError
+    with pytest.raises(NIRGraphError) as err:
+        convert_nir(_graph(nodes, edges))
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+def test_unknown_node_is_named():
+    from distsnn.convert.nir_frontend import NIRGraphError, _Converter, flatten
+    graph = _graph({"input": inp(2), "fc": nir.Linear(np.eye(2)), "lif": lif(2),
+                    "output": out(2)}, [("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    flat = flatten(graph)
+    flat.kinds["fc"] = "LSTM"
+    with pytest.raises(NIRGraphError, match="node 'fc' is a NIR LSTM"):
+        _Converter(flat, make_preset("spec"))
+
+
+def test_preset_refuses_what_it_cannot_decide():
+    from distsnn.convert.nir_presets import NIRPresetError
+    with pytest.raises(NIRPresetError, match="pass --nir-dt"):
+        make_preset("spikingjelly")
+    assert make_preset("spikingjelly", dt=1.0).dt == 1.0
+    with pytest.raises(NIRPresetError, match="--nir-reset must be one of"):
+        make_preset("spec", reset="half")
+
+
+def test_multi_layer_loop_is_reported_not_aligned():
+    """A loop from lif2 back to lif1 would need a negative delay: recorded, not hidden."""
+    rng = np.random.default_rng(0)
+    graph = _graph({"input": inp(3), "fc1": nir.Linear(rng.normal(size=(2, 3))), "lif1": lif(2),
+                    "fc2": nir.Linear(rng.normal(size=(2, 2))), "lif2": lif(2),
+                    "back": nir.Linear(rng.normal(size=(2, 2))), "output": out(2)},
+                   [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+                    ("lif2", "back"), ("back", "lif1"), ("lif2", "output")])
+    meta = convert_nir(graph).metadata["nir"]
+    assert meta["recurrent"] == ["lif2 -> lif1"]
+    assert meta["not_aligned"] == ["lif2 -> lif1: 1 step(s) late"]
