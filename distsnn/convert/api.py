@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any
 
 from distsnn.convert.converters import DataNorm, FewSpike, Simple
 from distsnn.convert.errors import ConversionError, NormDataError
@@ -18,7 +19,7 @@ METHODS = ("simple", "data-norm", "few-spike", "spike-norm")
 KERAS_OPTIONAL_IMPORTS = ("sklearn", "matplotlib")
 
 
-def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = None,
+def convert_file(model_path: str | Path, method: str, *, norm_data: Any = None,
                  timesteps: int = 500, k: int = 8, input_type: str = "poisson",
                  signed_input: bool = False, percentile: float = 100.0, reset: str = "subtract",
                  x_name: str = "x", readout: str = "spikes") -> Network:
@@ -56,7 +57,7 @@ def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = 
     return network
 
 
-def _describe(norm_data: Any) -> Optional[str]:
+def _describe(norm_data: Any) -> str | None:
     return str(norm_data) if isinstance(norm_data, (str, Path)) else type(norm_data).__name__
 
 

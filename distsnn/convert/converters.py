@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class Converter:
         """Factor applied to the weights of the connection ``source -> target``."""
         return 1.0
 
-    def convert_bias(self, spec: PopulationSpec, pre_convert_output) -> Optional[np.ndarray]:
+    def convert_bias(self, spec: PopulationSpec, pre_convert_output) -> np.ndarray | None:
         """The neurons' ``bias`` (per neuron, population shape) for a population's ANN bias."""
         return spec.bias
 

@@ -17,14 +17,12 @@ network's metadata as not aligned).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from distsnn.connectivity import AvgPoolConv2D, AvgPoolDense2D, Conv2D, Dense, OneToOne
-from distsnn.convert.errors import ConversionError
+from distsnn.convert.nir_graph import FlatGraph, NIRGraphError, flatten, read_graph
 from distsnn.convert.nir_ops import (
     LINEAR_NODES,
     NEURON_NODES,
@@ -39,95 +37,22 @@ from distsnn.convert.nir_ops import (
 from distsnn.convert.nir_presets import NIRPreset, discretise, make_preset
 from distsnn.network import Network
 from distsnn.nir_neurons import NIRNeuron, RasterInput
-from distsnn.utils.files import file_sha256
 
 #: Largest composed chain spelt out as a dense matrix (weights).
 MAX_DENSE = 2 ** 26
 
 
-class NIRGraphError(ConversionError):
-    """A NIR graph cannot be converted; the message names the node and what to do."""
-
-
 @dataclass
-class FlatGraph:
-    """A NIR graph with its sub-graphs inlined: nodes by dotted name, their NIR kinds, edges."""
-
-    nodes: dict[str, Any] = field(default_factory=dict)
-    kinds: dict[str, str] = field(default_factory=dict)
-    edges: list[tuple[str, str]] = field(default_factory=list)
-
-    def preds(self, name: str) -> list[str]:
-        return [s for s, t in self.edges if t == name]
-
-    def succs(self, name: str) -> list[str]:
-        return [t for s, t in self.edges if s == name]
-
-
-def read_graph(source) -> tuple[Any, str]:
-    """A ``nir.NIRGraph`` and a hash of it: from a ``.nir`` path or the graph itself."""
-    import nir
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise NIRGraphError(f"{path}: no such NIR file")
-        try:
-            graph = nir.read(path)
-        except Exception as err:  # noqa: BLE001 - any reader failure names the file
-            raise NIRGraphError(f"{path}: cannot be read as a NIR graph "
-                                f"({type(err).__name__}: {err})") from None
-        return graph, file_sha256(path)
-    if type(source).__name__ != "NIRGraph":
-        raise NIRGraphError(f"expected a .nir file or a nir.NIRGraph, not "
-                            f"{type(source).__name__}")
-    return source, ""
-
-
-def flatten(graph, prefix: str = "", flat: FlatGraph | None = None) -> FlatGraph:
-    """Inline nested graphs: an edge to sub-graph ``g`` goes to its Input, one from ``g``
-    leaves its Output; both become identities."""
-    flat = flat or FlatGraph()
-    top = not prefix
-    for name, node in graph.nodes.items():
-        full = prefix + str(name)
-        kind = type(node).__name__
-        if kind == "NIRGraph":
-            flatten(node, full + ".", flat)
-            continue
-        if not top and kind in ("Input", "Output"):
-            kind = "Identity"
-        flat.nodes[full], flat.kinds[full] = node, kind
-    for src, dst in graph.edges:
-        flat.edges.append((_endpoint(graph, prefix, str(src), "Output"),
-                           _endpoint(graph, prefix, str(dst), "Input")))
-    return flat
-
-
-def _endpoint(graph, prefix: str, name: str, role: str) -> str:
-    head, _, rest = name.partition(".")
-    node = graph.nodes.get(head)
-    if type(node).__name__ != "NIRGraph":
-        return prefix + name
-    if rest:
-        return _endpoint(node, prefix + head + ".", rest, role)
-    ends = [n for n, v in node.nodes.items() if type(v).__name__ == role]
-    if len(ends) != 1:
-        raise NIRGraphError(f"sub-graph {prefix + head!r} has {len(ends)} {role} nodes; name "
-                            f"the one an edge uses as {head}.<node>")
-    return _endpoint(node, prefix + head + ".", str(ends[0]), role)
-
-
-@dataclass
-class Path_:
-    """One path of linear nodes from a source population to a target."""
+class Chain:
+    """One path of linear nodes (in order) from a source population to a target."""
 
     source: str
     ops: list[str]
 
 
 class _Converter:
-    def __init__(self, flat: FlatGraph, preset: NIRPreset):
-        self.g, self.preset = flat, preset
+    def __init__(self, flat: FlatGraph, preset: NIRPreset, li_readout: str = "avg_var"):
+        self.g, self.preset, self.li_readout = flat, preset, li_readout
         self.shapes: dict[str, tuple[int, ...]] = {}
         for name, kind in flat.kinds.items():
             if kind not in LINEAR_NODES + NEURON_NODES + ("Input", "Output"):
@@ -187,11 +112,11 @@ class _Converter:
         return shapes.pop()
 
     # paths and biases ------------------------------------------------------------------
-    def paths(self, target: str, stack: tuple = ()) -> list[Path_]:
+    def paths(self, target: str, stack: tuple = ()) -> list[Chain]:
         out = []
         for p in self.g.preds(target):
             if p in self.pops:
-                out.append(Path_(p, []))
+                out.append(Chain(p, []))
             elif p in stack:
                 raise NIRGraphError(f"node {p!r} lies on a cycle through no neuron node; every "
                                     f"recurrent loop needs a neuron node (e.g. LIF) on it")
@@ -199,7 +124,7 @@ class _Converter:
                 raise NIRGraphError(f"Output node {p!r} feeds node {target!r}; an Output must "
                                     f"end the graph")
             else:
-                out += [Path_(q.source, q.ops + [p]) for q in self.paths(p, stack + (p,))]
+                out += [Chain(q.source, q.ops + [p]) for q in self.paths(p, stack + (p,))]
         return out
 
     def bias(self, target: str) -> np.ndarray:
@@ -317,9 +242,7 @@ class _Converter:
             input_shape=list(shape))
         return net
 
-    li_readout = "avg_var"
-
-    def _delay(self, q: Path_) -> int:
+    def _delay(self, q: Chain) -> int:
         total = 0
         for op in q.ops:
             if self.g.kinds[op] != "Delay":
@@ -334,7 +257,7 @@ class _Converter:
         return total
 
     # connectivity ----------------------------------------------------------------------
-    def connectivity(self, q: Path_, target: str, delay: int):
+    def connectivity(self, q: Chain, target: str, delay: int):
         ops = [o for o in q.ops if self.g.kinds[o] not in ("Delay", "Identity")]
         kinds = [self.g.kinds[o] for o in ops]
         nodes = [self.g.nodes[o] for o in ops]
@@ -381,7 +304,7 @@ class _Converter:
                                   delay=delay)
         return None
 
-    def _dense(self, q: Path_, ops: list[str], target: str, delay: int):
+    def _dense(self, q: Chain, ops: list[str], target: str, delay: int):
         src, trg = self.shape(q.source), self.shape(target)
         n_in, n_out = math.prod(src), math.prod(trg)
         if n_in * n_out > MAX_DENSE:
@@ -433,8 +356,7 @@ def convert_nir(source, preset: NIRPreset | None = None, *, li_readout: str = "a
     preset = preset or make_preset("spec")
     graph, sha = read_graph(source)
     flat = flatten(graph)
-    conv = _Converter(flat, preset)
-    conv.li_readout = li_readout
+    conv = _Converter(flat, preset, li_readout)
     metadata = {"method": "nir", "source_model_sha256": sha,
                 "nir": {"preset": preset.describe()}}
     return conv.network(metadata)

@@ -18,6 +18,10 @@ T, N = 24, 2
 MARGIN = 1e-4  # every reference membrane stays this far from its threshold
 
 
+def _graph(nodes, edges):
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
 def lif(n, tau=1e-3, r=10.0, thr=1.0):
     return nir.LIF(tau=np.full(n, tau), r=np.full(n, r), v_leak=np.zeros(n),
                    v_threshold=np.full(n, thr), v_reset=np.zeros(n))
@@ -100,9 +104,65 @@ def skip(rng):
                ("li", "output")])
 
 
+def conv1d_delay(rng):
+    """A Delay of 2 steps, a grouped and dilated Conv1d, IF, then a CubaLI readout (nir's
+    type check does not know groups)."""
+    return _graph({
+        "input": inp(2, 10), "delay": nir.Delay(np.full((2, 10), 2e-4)),
+        "conv": nir.Conv1d(input_shape=10, weight=rng.normal(0.3, 0.6, (4, 1, 3)), stride=1,
+                           padding=2, dilation=2, groups=2, bias=rng.normal(0, .05, 4)),
+        "if1": nir.IF(r=np.full((4, 10), 1e4), v_threshold=np.ones((4, 10)),
+                      v_reset=np.zeros((4, 10))),
+        "flat": nir.Flatten(start_dim=0, input_type={"input": np.array([4, 10])}),
+        "fc": nir.Affine(rng.normal(0, .5, (3, 40)), rng.normal(0, .1, 3)),
+        "li": nir.CubaLI(tau_syn=np.full(3, 4e-4), tau_mem=np.full(3, 1e-3), r=np.ones(3),
+                         v_leak=np.zeros(3), w_in=np.full(3, 2.0)), "output": out(3)},
+        [("input", "delay"), ("delay", "conv"), ("conv", "if1"), ("if1", "flat"),
+         ("flat", "fc"), ("fc", "li"), ("li", "output")])
+
+
+def threshold_i(rng):
+    """A stateless Threshold node and an I (integrator) readout."""
+    return nir.NIRGraph(nodes={
+        "input": inp(4), "fc1": nir.Affine(rng.normal(0.3, 1, (5, 4)), rng.normal(0, .1, 5)),
+        "thr": nir.Threshold(np.full(5, 0.5)), "fc2": nir.Linear(rng.normal(0, 1, (2, 5))),
+        "i": nir.I(r=np.full(2, 1e4)), "output": out(2)},
+        edges=[("input", "fc1"), ("fc1", "thr"), ("thr", "fc2"), ("fc2", "i"), ("i", "output")])
+
+
+def norse_cuba(rng):
+    """Norse's LIF exports as CubaLIF (r = 1, w_in = 1, current jumps by the input)."""
+    def cuba(n, thr):
+        return nir.CubaLIF(tau_syn=np.full(n, 5e-3), tau_mem=np.full(n, 1e-2), r=np.ones(n),
+                           v_leak=np.zeros(n), v_threshold=np.full(n, thr),
+                           v_reset=np.zeros(n), w_in=np.ones(n))
+    return nir.NIRGraph(nodes={
+        "input": inp(5), "fc1": nir.Linear(rng.normal(0.4, .6, (6, 5))), "lif1": cuba(6, .3),
+        "fc2": nir.Linear(rng.normal(0.2, .8, (3, 6))), "lif2": cuba(3, .2), "output": out(3)},
+        edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+               ("lif2", "output")])
+
+
+def snntorch_leaky(rng):
+    """snnTorch's Leaky export (tau = dt / (1 - beta), r = tau / dt)."""
+    dt, beta = 1e-4, 0.85
+    tau = dt / (1 - beta)
+    return nir.NIRGraph(nodes={
+        "input": inp(5), "fc1": nir.Affine(rng.normal(0.2, .6, (6, 5)), rng.normal(0, .1, 6)),
+        "lif1": lif(6, tau, tau / dt), "fc2": nir.Affine(rng.normal(0.2, .8, (3, 6)),
+                                                          np.zeros(3)),
+        "lif2": lif(3, tau, tau / dt, .7), "output": out(3)},
+        edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+               ("lif2", "output")])
+
+
 CASES = {"affine_lif_li": (affine_lif_li, "spec", 1), "conv_if_pool": (conv_if_pool, "spec", 2),
          "conv_if_pool_sinabs": (lambda rng: conv_if_pool(rng, 1.0), "sinabs", 2),
-         "nested_rsynaptic": (nested_rsynaptic, "snntorch", 3), "skip": (skip, "spec", 4)}
+         "nested_rsynaptic": (nested_rsynaptic, "snntorch", 3), "skip": (skip, "spec", 4),
+         "conv1d_delay": (conv1d_delay, "spec", 5), "threshold_i": (threshold_i, "spec", 6),
+         "norse_cuba": (norse_cuba, "norse", 7),
+         "snntorch_leaky_subtract": (snntorch_leaky, "snntorch", 8),
+         "snntorch_leaky_zero": (snntorch_leaky, ("snntorch", "zero_late"), 8)}
 
 
 def run_genn(network, x, build_dir) -> tuple[dict, dict]:
@@ -130,10 +190,17 @@ def ir_raster(x: np.ndarray, shape: tuple) -> np.ndarray:
     return flat.astype(np.float32)
 
 
-@pytest.mark.parametrize("round_trip", [False, True], ids=["graph", "file"])
-@pytest.mark.parametrize("case", sorted(CASES))
+#: every case as built and through nir.write/nir.read, but the grouped Conv1d, whose file
+#: nir.read's type check rejects (nir 1.0.6 gives a grouped convolution ungrouped input types)
+RUNS = [pytest.param(case, trip, id=f"{case}-{'file' if trip else 'graph'}")
+        for case in sorted(CASES) for trip in (False, True)
+        if not (trip and case == "conv1d_delay")]
+
+
+@pytest.mark.parametrize("case,round_trip", RUNS)
 def test_matches_reference(case, round_trip, tmp_path, build_dir):
     make, source, seed = CASES[case]
+    source, reset = source if isinstance(source, tuple) else (source, None)
     rng = np.random.default_rng(seed)
     graph = make(rng)
     if round_trip:
@@ -141,8 +208,9 @@ def test_matches_reference(case, round_trip, tmp_path, build_dir):
         graph = nir.read(tmp_path / "g.nir")
     in_shape = tuple(int(s) for s in graph.nodes["input"].input_type["input"])
     x = (rng.random((N, T) + in_shape) < 0.3).astype(np.float32)
-    network = convert_nir(tmp_path / "g.nir" if round_trip else graph, make_preset(source))
-    refs = [simulate(graph, x[i], source) for i in range(N)]
+    network = convert_nir(tmp_path / "g.nir" if round_trip else graph,
+                          make_preset(source, reset=reset))
+    refs = [simulate(graph, x[i], source, reset=reset) for i in range(N)]
     trains, readouts = run_genn(network, ir_raster(x, in_shape), build_dir)
     depth = network.metadata["nir"]["depth"]
     assert network.metadata["nir"]["not_aligned"] == []
@@ -151,7 +219,8 @@ def test_matches_reference(case, round_trip, tmp_path, build_dir):
         pop = node.replace(".", "_")
         shape = ref["v"].shape[1:]
         if "spikes" in ref:
-            thr = np.asarray(graph_node(graph, node).v_threshold)
+            spec = graph_node(graph, node)
+            thr = np.asarray(getattr(spec, "v_threshold", getattr(spec, "threshold", None)))
             for r in refs:
                 assert np.min(np.abs(r[node]["v"] - thr)) > MARGIN, f"{node}: too close to threshold"
             want = np.stack([r[node]["spikes"].reshape(T, -1)[:, ir_order(shape)]
@@ -182,10 +251,6 @@ def graph_node(graph, dotted: str):
     return node
 
 
-def _graph(nodes, edges):
-    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
-
-
 @pytest.mark.parametrize("nodes,edges,words", [
     ({"input": inp(3), "fc": nir.Affine(np.ones((2, 3)), np.zeros(2)), "lif": lif(2),
       "odd": nir.Scale(np.ones(2)), "output": out(2)},
@@ -205,7 +270,7 @@ def _graph(nodes, edges):
      ["'ghost'", "fix the edge list"]),
 ])
 def test_bad_graphs_name_the_node(nodes, edges, words):
-    from distsnn.convert.nir_frontend import NIRGraphError
+    from distsnn.convert.nir_graph import NIRGraphError
     with pytest.raises(NIRGraphError) as err:
         convert_nir(_graph(nodes, edges))
     message = str(err.value)

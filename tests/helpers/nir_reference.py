@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from distsnn.convert.nir_frontend import flatten
+from distsnn.convert.nir_graph import flatten
 
 CONVENTIONS = {  # dt, exact, reset, current_first, jump, multi_spike
     "spec": (1e-4, False, "zero", False, False, False),
@@ -152,6 +152,7 @@ def simulate(graph, raster: np.ndarray, source: str = "spec", dt: float | None =
         ins = [silent(q, seen + (n,)) for q in flat.preds(n) if q not in seen]
         return _linear(kinds[n], nodes[n], sum(ins[1:], ins[0]))
     prev: dict = {p: silent(p) for p, _ in back}
+    lines = {n: [] for n in order if kinds[n] == "Delay"}  # inputs of earlier steps
     out = {n: {"spikes": [], "v": []} for n in neurons}
     for frame in np.asarray(raster, np.float64):
         now: dict = {}
@@ -162,7 +163,11 @@ def simulate(graph, raster: np.ndarray, source: str = "spec", dt: float | None =
             ins = [(prev if (p, n) in back else now).get(p) for p in flat.preds(n)]
             ins = [v for v in ins if v is not None]
             x = sum(ins[1:], ins[0]) if ins else 0.0
-            if n in neurons:
+            if n in lines:  # a delay line starts silent (0)
+                k = int(np.rint(np.unique(np.asarray(nodes[n].delay))[0] / conv[0]))
+                lines[n].append(x)
+                now[n] = lines[n][-1 - k] if len(lines[n]) > k else np.zeros(np.shape(x))
+            elif n in neurons:
                 spikes, v = neurons[n].step(x)
                 out[n]["v"].append(v)
                 if spikes is not None:
