@@ -306,6 +306,11 @@ def evaluate(
     nir_reset: Optional[str] = NIR_RESET, nir_discretisation: Optional[str] = NIR_DISC,
     nir_order: Optional[str] = NIR_ORDER, nir_jump: Optional[str] = NIR_JUMP,
     nir_readout: str = NIR_READOUT,
+    frame_length: Optional[float] = typer.Option(
+        None, "--frame-length", help="NIR networks: --data holds event lists (events with "
+        "fields x, y, t, p, example; offsets; y), binned into frames this long (t's unit)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Event lists: frames per "
+                                         "example (default: up to the latest event)."),
 ) -> None:
     """Evaluate a converted network (or convert a Keras or ONNX model first) on a dataset,
     with every MPI rank reading and simulating its own shard."""
@@ -333,7 +338,8 @@ def evaluate(
                              nir=_nir(nir_source, nir_dt, nir_reset, nir_discretisation,
                                       nir_order, nir_jump, nir_readout))
     evaluation = EvaluateOptions(
-        data=str(data), timesteps=steps, x_name=x_name, y_name=y_name, batch_size=batch_size,
+        data=str(data), timesteps=steps, frame_length=frame_length, frames=frames,
+        x_name=x_name, y_name=y_name, batch_size=batch_size,
         backend=backend.value, seed=seed, build_dir=conversion.build_dir,
         connectivity=connectivity.value, memory_budget=memory_budget, progress=progress,
         job=JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, journal=journal,

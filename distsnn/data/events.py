@@ -9,8 +9,13 @@ of a given length. A network's raster input takes channels-last frames:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
+from distsnn.data.files import DataError, read_shard
 from distsnn.errors import UserError
 from distsnn.network import Network
 from distsnn.nir_neurons import RasterInput
@@ -54,7 +59,7 @@ def check_raster_dtype(dtype: np.dtype, where: str) -> None:
                           f"not {np.dtype(dtype)}")
 
 
-def bin_events(events: np.ndarray, offsets: np.ndarray, shape: tuple[int, int, int],
+def bin_events(events: np.ndarray, offsets: np.ndarray, shape: tuple,
                frame: float, steps: int) -> np.ndarray:
     """Event lists as rasters ``[N, steps, C, H, W]``: event ``(x, y, t, p)`` of example i
     (events ``offsets[i]:offsets[i + 1]``) counts in frame ``floor(t / frame)`` at
@@ -74,3 +79,73 @@ def bin_events(events: np.ndarray, offsets: np.ndarray, shape: tuple[int, int, i
         np.add.at(out[i], (f[keep], e["p"][keep].astype(np.int64),
                            e["y"][keep].astype(np.int64), e["x"][keep].astype(np.int64)), 1)
     return out
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """An event-list file: its examples and the rasters they bin into."""
+
+    path: Path
+    n_examples: int
+    x_shape: tuple  # (steps, C, H, W) of one binned example
+    x_dtype: np.dtype
+    frame: float
+    x_name: str = "events"
+    y_name: str = "y"
+
+
+def _read(path, name: str, start: int, stop: int) -> np.ndarray:
+    return read_shard(path, start, stop, x_name=name, y_name=None)[0]
+
+
+def inspect_events(path, shape: tuple[int, int, int], frame: float,
+                   frames: int | None = None, chunk: int = 1 << 20) -> EventInfo:
+    """Read the offsets (and, without ``frames``, scan the times in chunks for the latest
+    event) of an event file with arrays ``events``, ``offsets`` and ``y``."""
+    from distsnn.data.files import inspect_dataset
+    if frame is None or not frame > 0:
+        raise RasterError(f"{path}: event lists need a positive --frame-length (in the unit of "
+                          f"their t field), not {frame!r}")
+    info = inspect_dataset(path, "offsets", None)
+    offsets = _read(path, "offsets", 0, info.n_examples).astype(np.int64)
+    events = inspect_dataset(path, "events", None)
+    if offsets.ndim != 1 or len(offsets) < 2 or offsets[0] != 0 or np.any(np.diff(offsets) < 0) \
+            or offsets[-1] != events.n_examples:
+        raise DataError(f"{path}[offsets] must rise from 0 to the {events.n_examples} events, "
+                        f"one entry per example plus one")
+    names = events.x_dtype.names or ()
+    missing = [f for f in EVENT_FIELDS if f not in names]
+    if missing:
+        raise DataError(f"{path}[events] must be a structured array with fields "
+                        f"{', '.join(EVENT_FIELDS)}; missing {', '.join(missing)}")
+    n = len(offsets) - 1
+    labels = inspect_dataset(path, "y", None)
+    if labels.n_examples != n:
+        raise DataError(f"{path}: y has {labels.n_examples} labels for {n} examples")
+    if frames is None:
+        latest = 0.0
+        for a in range(0, events.n_examples, chunk):
+            t = _read(path, "events", a, min(a + chunk, events.n_examples))["t"]
+            latest = max(latest, float(np.max(t, initial=0)))
+        frames = int(np.floor(latest / frame)) + 1
+    return EventInfo(Path(path), n, (int(frames),) + tuple(shape), np.dtype(np.uint8),
+                     float(frame))
+
+
+def iter_event_rows(info: EventInfo, ranges: list[tuple[int, int]], chunk: int
+                    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first_example, rasters, labels)`` for the examples of ``ranges``, ``chunk`` at a
+    time; only those examples' events are read."""
+    offsets = _read(info.path, "offsets", 0, info.n_examples + 1).astype(np.int64)
+    for start, stop in ranges:
+        for a in range(start, stop, chunk):
+            b = min(a + chunk, stop)
+            events = _read(info.path, "events", int(offsets[a]), int(offsets[b]))
+            owner = np.repeat(np.arange(a, b), np.diff(offsets[a:b + 1]))
+            if np.any(events["example"] != owner):
+                bad = int(owner[np.flatnonzero(events["example"] != owner)[0]])
+                raise DataError(f"{info.path}: the events of example {bad} are not where "
+                                f"offsets puts them (their example field differs)")
+            x = bin_events(events, offsets[a:b + 1] - offsets[a], info.x_shape[1:],
+                           info.frame, info.x_shape[0])
+            yield a, x, _read(info.path, "y", a, b).reshape(-1)

@@ -17,7 +17,14 @@ import numpy as np
 
 from distsnn import __version__
 from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
-from distsnn.data.events import check_raster_dtype, is_raster_network, raster_to_network
+from distsnn.data.events import (
+    check_raster_dtype,
+    inspect_events,
+    is_raster_network,
+    iter_event_rows,
+    raster_to_network,
+    source_shape,
+)
 from distsnn.data.files import inspect_dataset, iter_rows
 from distsnn.data.inputs import InputScaling, check_channels, check_dtype, check_input_shape
 from distsnn.errors import UserError
@@ -50,6 +57,9 @@ class EvaluateOptions:
     memory_budget: Optional[str] = None
     top_k: int = 5
     progress: bool = True
+    #: event lists (NIR networks): frame length in the events' time unit, number of frames
+    frame_length: Optional[float] = None
+    frames: Optional[int] = None
     job: JobOptions = field(default_factory=JobOptions)
 
 
@@ -67,7 +77,11 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
         raise UserError(f"input population {inp.name!r} is a SpikeInput, whose examples are "
                         f"spike trains: evaluate it with the library API and a list of "
                         f"distsnn.utils.data.PreprocessedSpikes")
-    if Path(data).is_dir():  # an image folder: rank 0 lists it, each rank decodes its shard
+    if o.frame_length is not None:  # event lists, binned into rasters chunk by chunk
+        info = on_root(comm, lambda: _check_events(data, network, o))
+        identity = on_root(comm, lambda: _dataset_identity(info))
+        read = lambda ranges, chunk: iter_event_rows(info, ranges, chunk)  # noqa: E731
+    elif Path(data).is_dir():  # an image folder: rank 0 lists it, each rank decodes its shard
         folder, info, identity = on_root(comm, lambda: _scan_images(data, network, job))
         read = folder.iter_rows
     else:
@@ -177,6 +191,14 @@ def _check_dataset(path: str, x_name: str, y_name: str, network: Network,
     check_channels(scaling.mean, network.inputs[0].shape, "--mean")  # in the network's layout
     check_channels(scaling.std, network.inputs[0].shape, "--std")
     return info
+
+
+def _check_events(path: str, network: Network, o: EvaluateOptions):
+    shape = source_shape(network)
+    if not is_raster_network(network) or len(shape) != 3:
+        raise UserError(f"--frame-length bins event lists into frames of a NIR network whose "
+                        f"input is (channels, height, width); this network's input is {shape}")
+    return inspect_events(path, shape, o.frame_length, o.frames)
 
 
 def _scan_images(path: str, network: Network, job: JobOptions):

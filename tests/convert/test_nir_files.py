@@ -46,3 +46,37 @@ def test_paper_file_converts_and_runs_on_two_ranks(case, tmp_path, build_dir):
     assert results[1]["metrics"] == results[2]["metrics"]
     assert results[1]["spikes"] == results[2]["spikes"]
     assert results[1]["network"]["metadata"]["nir"]["preset"]["source"] == source
+
+
+def test_event_lists_bin_like_rasters(tmp_path, build_dir):
+    """Event lists (one structured array, per-example offsets) binned into 1.0-long frames on
+    2 ranks give the results of the same events as a raster on 1 rank."""
+    rng = np.random.default_rng(5)
+    counts = rng.integers(20, 120, 5)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    events = np.zeros(offsets[-1], [("x", "u2"), ("y", "u2"), ("t", "f8"), ("p", "u1"),
+                                    ("example", "i8")])
+    events["x"], events["y"] = rng.integers(0, 34, (2, len(events)))
+    events["t"], events["p"] = rng.random(len(events)) * 7.9, rng.integers(0, 2, len(events))
+    events["example"] = np.repeat(np.arange(5), counts)
+    labels = rng.integers(0, 10, 5)
+    np.savez(tmp_path / "events.npz", events=events, offsets=offsets, y=labels)
+    raster = np.zeros((5, 8, 2, 34, 34), np.uint8)  # frames of length 1: floor(t)
+    np.add.at(raster, (events["example"], events["t"].astype(int), events["p"], events["y"],
+                       events["x"]), 1)
+    np.savez(tmp_path / "raster.npz", x=raster, y=labels)
+    net = tmp_path / "net.h5"
+    assert run([DISTSNN, "convert", str(DATA / "cnn_sinabs.nir"), "-o", str(net),
+                "--nir-source", "sinabs"], timeout=300).returncode == 0
+    results = {}
+    for kind, ranks, extra in (("events", 2, ["--frame-length", "1"]), ("raster", 1, [])):
+        out = tmp_path / f"{kind}.json"
+        argv = [DISTSNN, "evaluate", str(net), "--data", str(tmp_path / f"{kind}.npz"), *extra,
+                "-t", "8", "--no-progress", "-o", str(out), "--build-dir", str(build_dir)]
+        proc = run_mpi(ranks, argv, timeout=600) if ranks > 1 else run(argv, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        results[kind] = json.loads(out.read_text())
+    assert results["events"]["spikes"] == results["raster"]["spikes"]
+    assert results["events"]["metrics"] == results["raster"]["metrics"]
+    assert results["events"]["spikes"]["populations"]["input"]["spikes"] == \
+        int(np.count_nonzero(raster))  # one (graded) event per non-zero raster entry
