@@ -413,21 +413,33 @@ def _check_backend(comm, backend: str, batch_size: int) -> str:
 
 @app.command()
 def inspect(
-    network: Path = typer.Argument(..., metavar="NETWORK", help="distsnn network file."),
+    network: Path = typer.Argument(..., metavar="NETWORK", help="distsnn network file, or a "
+                                   "NIR graph (.nir, converted with the --nir-* options)."),
     connectivity: Lowering = CONNECTIVITY, memory_budget: Optional[str] = MEMORY_BUDGET,
     ranks_per_node: int = typer.Option(1, "--ranks-per-node", help="Ranks that will share "
                                        "a node (divides the default memory budget)."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Examples per rank per batch."),
+    nir_source: str = NIR_SOURCE, nir_dt: Optional[float] = NIR_DT,
+    nir_reset: Optional[str] = NIR_RESET, nir_discretisation: Optional[str] = NIR_DISC,
+    nir_order: Optional[str] = NIR_ORDER, nir_jump: Optional[str] = NIR_JUMP,
+    nir_readout: str = NIR_READOUT,
 ) -> None:
     """Show a network file: populations, connections with their lowering and estimated memory
-    per rank, thresholds or alphas, metadata."""
+    per rank, thresholds or alphas, metadata; for a NIR graph also the preset, the flattened
+    graph and the depth alignment."""
     from distsnn.cli.describe import describe_network
     from distsnn.genn.lowering import memory_budget as budget_of
     from distsnn.genn.lowering import plan_lowering
     from distsnn.netfile import load_network
     from distsnn.parallel.communicator import _launcher_rank
 
-    net = load_network(network)
+    if network.suffix.lower() == ".nir":
+        from distsnn.convert.nir_frontend import convert_nir_file
+        net = convert_nir_file(network, **_nir(nir_source, nir_dt, nir_reset,
+                                                nir_discretisation, nir_order, nir_jump,
+                                                nir_readout))
+    else:
+        net = load_network(network)
     plan = plan_lowering(net, connectivity.value, batch_size,
                          *budget_of(memory_budget, ranks_per_node))
     if _launcher_rank() == 0:  # under mpiexec, print once

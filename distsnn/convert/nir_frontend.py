@@ -239,6 +239,7 @@ class _Converter:
             depth={ir_name[n]: depth[n] for n in self.pops}, span=span,
             recurrent=sorted(f"{s} -> {t}" for s, t in back), not_aligned=late,
             nodes={ir_name[n]: self.g.kinds[n] for n in self.pops},
+            graph={"nodes": dict(self.g.kinds), "edges": [list(e) for e in self.g.edges]},
             input_shape=list(shape))
         return net
 

@@ -80,3 +80,21 @@ def test_event_lists_bin_like_rasters(tmp_path, build_dir):
     assert results["events"]["metrics"] == results["raster"]["metrics"]
     assert results["events"]["spikes"]["populations"]["input"]["spikes"] == \
         int(np.count_nonzero(raster))  # one (graded) event per non-zero raster entry
+
+
+@pytest.mark.parametrize("name,params", [
+    ("braille_noDelay_bias_zero.nir", "parameters_noDelay_bias_ref_zero.json"),
+    ("braille_noDelay_noBias_subtract.nir", "parameters_noDelay_noBias_ref_subtract.json")])
+def test_snntorch_preset_recovers_the_training_decays(name, params):
+    """snnTorch writes tau = dt / (1 - beta): its preset's Euler step gives back beta and
+    alpha (the Braille networks' training parameters, copied beside the files)."""
+    from distsnn.convert.nir_frontend import convert_nir_file
+    train = json.loads((DATA / params).read_text())
+    net = convert_nir_file(DATA / name, "snntorch")
+    hidden, out = net.population("lif1_lif").neuron, net.population("lif2").neuron
+    for neuron, alpha, beta in ((hidden, train["alpha_r"], train["beta_r"]),
+                                (out, train["alpha_out"], train["beta_out"])):
+        assert neuron.v_decay == pytest.approx(beta, rel=1e-6)
+        assert neuron.i_decay == pytest.approx(alpha, rel=1e-6)
+        assert neuron.v_in == pytest.approx(1.0) and neuron.i_in == pytest.approx(1.0)
+    assert net.metadata["nir"]["recurrent"] == ["lif1.lif -> lif1.lif"]
