@@ -88,8 +88,8 @@ def nir_neuron(n: NIRNeuron, name: str, example_steps: int) -> NeuronCode:
             reset_code.append("V = Vreset;")
         elif n.reset == "subtract":
             reset_code.append("V -= Sgn * Vthresh;" if n.multi_spike else "V -= Vthresh;")
-        else:  # the late resets act in the next step's update
-            reset_code.append("Rst = 1.0;")
+        else:  # the late resets act in the next step's update (by each spike of a step)
+            reset_code.append("Rst = Sgn;" if n.multi_spike else "Rst = 1.0;")
         reset_code.append("SpikeTotal++;")
     body.append(membrane + ";")
     # the mean over the active steps so far, stored times the steps simulated so far (the

@@ -156,13 +156,30 @@ def snntorch_leaky(rng):
                ("lif2", "output")])
 
 
+def graded_recurrent(rng):
+    """Time constants in steps (Sinabs), several spikes per step and a recurrent Affine."""
+    n = 6
+    cuba = nir.CubaLIF(tau_syn=np.full(n, 3.0), tau_mem=np.full(n, 6.0), r=np.full(n, 2.0),
+                       v_leak=np.zeros(n), v_threshold=np.full(n, .4), v_reset=np.zeros(n),
+                       w_in=np.full(n, 3.0))
+    return nir.NIRGraph(nodes={
+        "input": inp(5), "fc1": nir.Affine(rng.normal(0.5, .8, (n, 5)), rng.normal(0, .1, n)),
+        "lif": cuba, "rec": nir.Affine(rng.normal(0, .4, (n, n)), np.zeros(n)),
+        "fc2": nir.Linear(rng.normal(0.2, .5, (3, n))),
+        "if2": nir.IF(r=np.ones(3), v_threshold=np.ones(3), v_reset=np.zeros(3)),
+        "output": out(3)},
+        edges=[("input", "fc1"), ("fc1", "lif"), ("lif", "rec"), ("rec", "lif"),
+               ("lif", "fc2"), ("fc2", "if2"), ("if2", "output")])
+
+
 CASES = {"affine_lif_li": (affine_lif_li, "spec", 1), "conv_if_pool": (conv_if_pool, "spec", 2),
          "conv_if_pool_sinabs": (lambda rng: conv_if_pool(rng, 1.0), "sinabs", 2),
          "nested_rsynaptic": (nested_rsynaptic, "snntorch", 3), "skip": (skip, "spec", 4),
          "conv1d_delay": (conv1d_delay, "spec", 5), "threshold_i": (threshold_i, "spec", 6),
          "norse_cuba": (norse_cuba, "norse", 7),
          "snntorch_leaky_subtract": (snntorch_leaky, "snntorch", 8),
-         "snntorch_leaky_zero": (snntorch_leaky, ("snntorch", "zero_late"), 8)}
+         "snntorch_leaky_zero": (snntorch_leaky, ("snntorch", "zero_late"), 8),
+         "graded_recurrent_late": (graded_recurrent, ("sinabs", "subtract_late"), 9)}
 
 
 def run_genn(network, x, build_dir) -> tuple[dict, dict]:

@@ -113,7 +113,7 @@ class _Neuron:
             v = np.where(spikes > 0, p["v_reset"], v)
         elif self.reset == "subtract":
             v = v - spikes * thr
-        self.late = (spikes > 0).astype(float)
+        self.late = spikes  # counts: a late subtraction removes one threshold per spike
         self.v = v
         return spikes, record
 
