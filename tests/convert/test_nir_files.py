@@ -98,3 +98,25 @@ def test_snntorch_preset_recovers_the_training_decays(name, params):
         assert neuron.i_decay == pytest.approx(alpha, rel=1e-6)
         assert neuron.v_in == pytest.approx(1.0) and neuron.i_in == pytest.approx(1.0)
     assert net.metadata["nir"]["recurrent"] == ["lif1.lif -> lif1.lif"]
+
+
+def test_nir_file_evaluates_directly_and_bad_rasters_get_one_line(tmp_path, build_dir):
+    """``evaluate model.nir`` converts on rank 0 first; rasters of the wrong shape or dtype
+    are refused with one line naming the file and the expected shape."""
+    rng = np.random.default_rng(4)
+    nir_file = DATA / "braille_noDelay_noBias_subtract.nir"
+    np.savez(tmp_path / "ok.npz", x=rng.random((4, 12, 12)) < .3, y=rng.integers(0, 7, 4))
+    np.savez(tmp_path / "shape.npz", x=rng.random((4, 12, 10)) < .3, y=rng.integers(0, 7, 4))
+    np.savez(tmp_path / "dtype.npz", x=rng.integers(-1, 2, (4, 12, 12)).astype(np.int8),
+             y=rng.integers(0, 7, 4))
+    base = [DISTSNN, "evaluate", str(nir_file), "--nir-source", "snntorch", "--no-progress",
+            "--build-dir", str(build_dir), "-t", "12"]
+    ok = run_mpi(2, base + ["--data", str(tmp_path / "ok.npz")], timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    for name, words in (("shape", ["shape.npz[x]", "(12, 10)", "[examples, steps, 12]"]),
+                        ("dtype", ["dtype.npz[x]", "int8"])):
+        proc = run_mpi(2, base + ["--data", str(tmp_path / f"{name}.npz")], timeout=600)
+        assert proc.returncode == 2
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("distsnn: error")]
+        assert len(lines) == 1, proc.stderr
+        assert all(w in lines[0] for w in words), lines[0]
