@@ -281,6 +281,13 @@ class _Converter:
             return Conv2D(weight=w[:, :, None, :].transpose(2, 3, 1, 0).astype(np.float32),
                           strides=(1, pair(nodes[0].stride, 1)[0]),
                           padding=((0, 0), (pad, pad)), delay=delay)
+        if len(src) == 3 and kinds in (["SumPool2d"], ["AvgPool2d"]):  # a per-channel conv
+            k, c = pair(nodes[0].kernel_size), src[0]
+            w = np.einsum("ij,hw->hwij", np.eye(c),
+                          np.full(k, 1.0 if kinds[0] == "SumPool2d" else 1.0 / math.prod(k)))
+            return Conv2D(weight=w.astype(np.float32), strides=pair(nodes[0].stride),
+                          padding=tuple((p, p) for p in pair(getattr(nodes[0], "padding", 0))),
+                          delay=delay)
         if len(src) == 3 and kinds[:1] in (["SumPool2d"], ["AvgPool2d"]) \
                 and not any(pair(getattr(nodes[0], "padding", 0))):
             fused = self._pool_fused(kinds, nodes, src, target, delay)

@@ -3,6 +3,8 @@ with the ``nir`` package, converted, simulated by GeNN; every population's spike
 the reference's after the depth shift and readouts agree within 1e-5 (relative)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import nir
 import numpy as np
 import pytest
@@ -15,7 +17,10 @@ from distsnn.convert.nir_presets import make_preset
 from tests.helpers.nir_reference import simulate
 
 T, N = 24, 2
-MARGIN = 1e-4  # every reference membrane stays this far from its threshold
+#: every reference membrane stays this far from its threshold (1e-4); the paper's CNN, 4096
+#: neurons a layer with trained weights, comes within 1.2e-5 on these rasters (GeNN's float32
+#: sums differ from float64 by about 1e-6 there)
+MARGIN = {"paper_cnn": 1e-5}
 
 
 def _graph(nodes, edges):
@@ -172,6 +177,32 @@ def graded_recurrent(rng):
                ("lif", "fc2"), ("fc2", "if2"), ("if2", "output")])
 
 
+def pool_between(rng):
+    """A padded SumPool2d alone between two IF layers, then Flatten-Affine into an LI."""
+    def if_(*shape, r=1e4):  # if2's input is whole spike counts: r 0.7e4 keeps V off 1
+        return nir.IF(r=np.full(shape, r), v_threshold=np.ones(shape),
+                      v_reset=np.zeros(shape))
+    return nir.NIRGraph(nodes={
+        "input": inp(2, 6, 6),
+        "conv": nir.Conv2d(input_shape=(6, 6), weight=rng.normal(0.3, 0.5, (3, 2, 3, 3)),
+                           stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(3)),
+        "if1": if_(3, 6, 6),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                              padding=np.array([1, 1])),
+        "if2": if_(3, 4, 4, r=0.7e4), "flat": nir.Flatten(start_dim=0,
+                                                 input_type={"input": np.array([3, 4, 4])}),
+        "fc": nir.Affine(rng.normal(0, .5, (2, 48)), np.zeros(2)),
+        "li": nir.LI(tau=np.full(2, 1e-3), r=np.ones(2), v_leak=np.zeros(2)), "output": out(2)},
+        edges=[("input", "conv"), ("conv", "if1"), ("if1", "pool"), ("pool", "if2"),
+               ("if2", "flat"), ("flat", "fc"), ("fc", "li"), ("li", "output")])
+
+
+def paper_cnn(_rng):
+    """The NIR paper's N-MNIST CNN exported by Sinabs (SumPool2d into Conv2d, pool-flatten-
+    dense, graded events)."""
+    return nir.read(Path(__file__).parent / "data" / "nir" / "cnn_sinabs.nir")
+
+
 CASES = {"affine_lif_li": (affine_lif_li, "spec", 1), "conv_if_pool": (conv_if_pool, "spec", 2),
          "conv_if_pool_sinabs": (lambda rng: conv_if_pool(rng, 1.0), "sinabs", 2),
          "nested_rsynaptic": (nested_rsynaptic, "snntorch", 3), "skip": (skip, "spec", 4),
@@ -179,7 +210,12 @@ CASES = {"affine_lif_li": (affine_lif_li, "spec", 1), "conv_if_pool": (conv_if_p
          "norse_cuba": (norse_cuba, "norse", 7),
          "snntorch_leaky_subtract": (snntorch_leaky, "snntorch", 8),
          "snntorch_leaky_zero": (snntorch_leaky, ("snntorch", "zero_late"), 8),
-         "graded_recurrent_late": (graded_recurrent, ("sinabs", "subtract_late"), 9)}
+         "graded_recurrent_late": (graded_recurrent, ("sinabs", "subtract_late"), 9),
+         "pool_between": (pool_between, "spec", 10), "paper_cnn": (paper_cnn, "sinabs", 11)}
+
+
+#: raster density (0.3 elsewhere): the paper's trained CNN sees sparse N-MNIST-like events
+DENSITY = {"paper_cnn": 0.02}
 
 
 def run_genn(network, x, build_dir) -> tuple[dict, dict]:
@@ -224,22 +260,25 @@ def test_matches_reference(case, round_trip, tmp_path, build_dir):
         nir.write(tmp_path / "g.nir", graph)
         graph = nir.read(tmp_path / "g.nir")
     in_shape = tuple(int(s) for s in graph.nodes["input"].input_type["input"])
-    x = (rng.random((N, T) + in_shape) < 0.3).astype(np.float32)
+    x = (rng.random((N, T) + in_shape) < DENSITY.get(case, 0.3)).astype(np.float32)
     network = convert_nir(tmp_path / "g.nir" if round_trip else graph,
                           make_preset(source, reset=reset))
     refs = [simulate(graph, x[i], source, reset=reset) for i in range(N)]
     trains, readouts = run_genn(network, ir_raster(x, in_shape), build_dir)
     depth = network.metadata["nir"]["depth"]
     assert network.metadata["nir"]["not_aligned"] == []
-    checked_spikes = 0
+    checked_spikes, several = 0, False
     for node, ref in refs[0].items():
         pop = node.replace(".", "_")
         shape = ref["v"].shape[1:]
         if "spikes" in ref:
             spec = graph_node(graph, node)
             thr = np.asarray(getattr(spec, "v_threshold", getattr(spec, "threshold", None)))
-            for r in refs:
-                assert np.min(np.abs(r[node]["v"] - thr)) > MARGIN, f"{node}: too close to threshold"
+            for r in refs:  # several spikes per step (Sinabs): every multiple is a threshold
+                v = r[node]["v"]
+                k = np.maximum(1, np.rint(v / thr)) if source == "sinabs" else 1
+                assert np.min(np.abs(v - k * thr)) > MARGIN.get(case, 1e-4), \
+                    f"{node}: too close to threshold"
             want = np.stack([r[node]["spikes"].reshape(T, -1)[:, ir_order(shape)]
                              for r in refs])
             got = trains[pop][:, depth[pop]:depth[pop] + T]
@@ -248,8 +287,7 @@ def test_matches_reference(case, round_trip, tmp_path, build_dir):
             np.testing.assert_array_equal(got, want, err_msg=node)
             assert not trains[pop][:, :depth[pop]].any()
             checked_spikes += int(want.sum())
-            if source == "sinabs":
-                assert multi, "the Sinabs case should emit several spikes in one step"
+            several |= multi
         if pop in readouts:
             if "spikes" in ref:
                 want = np.stack([r[node]["spikes"].sum(axis=0).reshape(-1)[ir_order(shape)]
@@ -259,6 +297,7 @@ def test_matches_reference(case, round_trip, tmp_path, build_dir):
                                  for r in refs])
             np.testing.assert_allclose(readouts[pop], want, rtol=1e-5, atol=1e-6)
     assert checked_spikes > 0
+    assert several == (source == "sinabs"), "Sinabs cases emit several spikes in one step"
 
 
 def graph_node(graph, dotted: str):

@@ -21,7 +21,7 @@ CONVENTIONS = {  # dt, exact, reset, current_first, jump, multi_spike
 
 
 def _conv(x, w, stride, pad, groups=1, dilation=1):
-    """Direct cross-correlation of one example ``x[C, *s]`` (loops, no shortcuts)."""
+    """Cross-correlation of one example ``x[C, *s]``, summed tap by tap."""
     nd = w.ndim - 2
     stride, pad, dil = (np.broadcast_to(np.atleast_1d(v), (nd,)).astype(int)
                         for v in (stride, pad, dilation))
@@ -31,15 +31,14 @@ def _conv(x, w, stride, pad, groups=1, dilation=1):
     out_sz = [(x.shape[1 + a] - dil[a] * (k[a] - 1) - 1) // stride[a] + 1 for a in range(nd)]
     y = np.zeros([out_c] + out_sz)
     per = out_c // groups
-    for o in range(out_c):
-        g = o // per
-        for pos in np.ndindex(*out_sz):
-            acc = 0.0
-            for tap in np.ndindex(*k):
-                idx = tuple(pos[a] * stride[a] + tap[a] * dil[a] for a in range(nd))
-                acc += float(np.dot(w[(o, slice(None)) + tap],
-                                    x[(slice(g * in_g, (g + 1) * in_g),) + idx]))
-            y[(o,) + pos] = acc
+    for g in range(groups):
+        xs = x[g * in_g:(g + 1) * in_g]
+        for tap in np.ndindex(*k):
+            window = xs[(slice(None),) + tuple(
+                slice(tap[a] * dil[a], tap[a] * dil[a] + stride[a] * (out_sz[a] - 1) + 1,
+                      stride[a]) for a in range(nd))]
+            y[g * per:(g + 1) * per] += np.tensordot(w[(slice(g * per, (g + 1) * per),
+                                                        slice(None)) + tap], window, axes=1)
     return y
 
 
