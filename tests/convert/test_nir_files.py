@@ -120,3 +120,22 @@ def test_nir_file_evaluates_directly_and_bad_rasters_get_one_line(tmp_path, buil
         lines = [line for line in proc.stderr.splitlines() if line.startswith("distsnn: error")]
         assert len(lines) == 1, proc.stderr
         assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_bad_nir_file_gives_one_line(tmp_path):
+    """A loop of linear nodes alone (a -> b -> a) in a file: rc 2 and one line naming it."""
+    import nir
+    graph = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([2])}),
+        "a": nir.Linear(np.eye(2)), "b": nir.Linear(np.eye(2)),
+        "lif": nir.IF(r=np.ones(2), v_threshold=np.ones(2), v_reset=np.zeros(2)),
+        "output": nir.Output(output_type={"output": np.array([2])})},
+        edges=[("input", "a"), ("a", "b"), ("b", "a"), ("b", "lif"), ("lif", "output")],
+        type_check=False)
+    nir.write(tmp_path / "bad.nir", graph)
+    proc = run([DISTSNN, "convert", str(tmp_path / "bad.nir"), "-o", str(tmp_path / "n.h5")])
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(("distsnn: error: node 'a'", "distsnn: error: node 'b'"))
+    assert "cycle through no neuron node" in lines[0]
