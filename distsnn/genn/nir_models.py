@@ -32,91 +32,107 @@ class RasterCode(NeuronCode):
     size: int = 0
 
 
+@dataclass
+class _Parts:
+    """A NIR neuron model under construction."""
+
+    params: list
+    vars: list
+    param_values: dict
+    var_values: dict
+    reset: dict
+
+    def value(self, name: str, value) -> None:
+        _value(name, value, self.params, self.vars, self.param_values, self.var_values)
+
+    def var(self, name: str, type_: str, initial) -> None:
+        self.vars.append((name, type_, RW))
+        self.var_values[name] = self.reset[name] = initial
+
+
 def nir_neuron(n: NIRNeuron, name: str, example_steps: int) -> NeuronCode:
     """GeNN code of one discretised NIR neuron population."""
     end = int(example_steps) - int(n.tail)
     if end <= n.start:
         raise ValueError(f"population {name!r}: {example_steps} steps leave no active window "
                          f"after its depth {n.start} and the {n.tail} steps behind it")
-    params = [("Start", "int"), ("End", "int")]
-    pv: dict = {"Start": int(n.start), "End": end}
-    vars_ = [("V", "scalar", RW), ("SpikeTotal", "unsigned int", RW)]
-    vv: dict = {"V": 0.0, "SpikeTotal": 0}
-    reset = {"V": 0.0}
+    if n.readout not in (None, *NIR_READOUTS):
+        raise ValueError(f"population {name!r}: a NIR neuron reads out one of {NIR_READOUTS}, "
+                         f"not {n.readout!r}")
+    m = _Parts([("Start", "int"), ("End", "int"), ("ExampleSteps", "int")],
+               [("SpikeTotal", "unsigned int", RW)],
+               {"Start": int(n.start), "End": end, "ExampleSteps": int(example_steps)},
+               {"SpikeTotal": 0}, {})
+    m.var("V", "scalar", 0.0)
     for param, value in (("VDecay", n.v_decay), ("VLeak", n.v_leak), ("VIn", n.v_in)):
-        _value(param, value, params, vars_, pv, vv)
-    x = "Isyn"
+        m.value(param, value)
+    body = ["const scalar x = Isyn;"]
     if n.bias is not None:
-        _value("Bias", n.bias, params, vars_, pv, vv)
-        x = "Isyn + Bias"
-    body = [f"const scalar x = {x};"]
+        m.value("Bias", n.bias)
+        body = ["const scalar x = Isyn + Bias;"]
     if n.i_decay is not None:
-        _value("IDecay", n.i_decay, params, vars_, pv, vv)
-        _value("IIn", n.i_in, params, vars_, pv, vv)
-        vars_.append(("I", "scalar", RW))
-        vv["I"] = reset["I"] = 0.0
+        m.value("IDecay", n.i_decay)
+        m.value("IIn", n.i_in)
+        m.var("I", "scalar", 0.0)
         update = "I = (IDecay * I) + (IIn * x);"
         body += ([update, "const scalar c = I;"] if n.current_first
                  else ["const scalar c = I;", update])
     else:
         body.append("const scalar c = x;")
-    membrane = "V = (VDecay * V) + VLeak + (VIn * c)"
     readouts = {"var": "V"}
-    reset_code: list[str] = []
+    membrane = "(VDecay * V) + VLeak + (VIn * c)"
+    kwargs: dict = {}
     if n.spiking:
-        _value("Vthresh", n.v_thresh, params, vars_, pv, vv)
-        vars_.append(("Scount", "unsigned int", RW))
-        vv["Scount"] = reset["Scount"] = 0
-        readouts["spike_count"] = "Scount"
-        if n.reset.endswith("_late"):
-            vars_.append(("Rst", "scalar", RW))
-            vv["Rst"] = reset["Rst"] = 0.0
-            if n.reset == "subtract_late":
-                membrane += " - (Rst * Vthresh)"
-            else:
-                _value("Vreset", n.v_reset, params, vars_, pv, vv)
-                membrane = f"V = (Rst > 0.0) ? Vreset : ({membrane[4:]})"
-            membrane += ";\nRst = 0.0"
-        if n.multi_spike:
-            vars_.append(("Sgn", "scalar", RW))
-            vv["Sgn"] = reset["Sgn"] = 0.0
-            reset_code.append("Sgn = floor(V / Vthresh);\nScount += (unsigned int)Sgn;")
-        else:
-            reset_code.append("Scount++;")
-        if n.reset == "zero":
-            _value("Vreset", n.v_reset, params, vars_, pv, vv)
-            reset_code.append("V = Vreset;")
-        elif n.reset == "subtract":
-            reset_code.append("V -= Sgn * Vthresh;" if n.multi_spike else "V -= Vthresh;")
-        else:  # the late resets act in the next step's update (by each spike of a step)
-            reset_code.append("Rst = Sgn;" if n.multi_spike else "Rst = 1.0;")
-        reset_code.append("SpikeTotal++;")
-    body.append(membrane + ";")
-    # the mean over the active steps so far, stored times the steps simulated so far (the
-    # checkpoint that read_value divides averaging readouts by)
-    vars_ += [("VSum", "scalar", RW), ("VAvg", "scalar", RW)]
-    vv["VSum"] = vv["VAvg"] = reset["VSum"] = reset["VAvg"] = 0.0
-    readouts["avg_var"] = "VAvg"
-    body.append("VSum += V;")
-    sim = (f"const int s = {_LOCAL_STEP};\n"
-           "if (s >= Start && s < End) {\n    " + "\n    ".join("\n".join(body).split("\n"))
-           + "\n}\n"
-           "const int n = min(s + 1, End) - Start;\n"
-           "VAvg = (n > 0) ? VSum * (scalar)(s + 1) / (scalar)n : 0.0;")
-    params.append(("ExampleSteps", "int"))
-    pv["ExampleSteps"] = int(example_steps)
-    if n.readout not in (None, *NIR_READOUTS):
-        raise ValueError(f"population {name!r}: a NIR neuron reads out one of {NIR_READOUTS}, "
-                         f"not {n.readout!r}")
-    kwargs = {}
-    if n.spiking:
-        kwargs = {"threshold_condition_code": (f"{_LOCAL_STEP} >= Start && {_LOCAL_STEP} < End"
-                                               " && V >= Vthresh"),
-                  "reset_code": "\n".join(reset_code)}
-    model = create_neuron_model(f"nir_{name}", params=params, vars=vars_, sim_code=sim,
-                                **kwargs)
-    return NeuronCode(model, pv, vv, reset, readout_var=readouts,
+        membrane, kwargs = _spiking(n, m, membrane, readouts)
+    body.append(f"V = {membrane};")
+    active = "s >= Start && s < End"
+    sim = [f"const int s = {_LOCAL_STEP};", f"if ({active}) {{",
+           *("    " + line for line in "\n".join(body).split("\n"))]
+    if n.readout == "avg_var" or (n.readout is None and not n.spiking):
+        # the mean over the active steps so far, stored times the steps simulated so far
+        # (the checkpoint that read_value divides averaging readouts by)
+        m.var("VSum", "scalar", 0.0)
+        m.var("VAvg", "scalar", 0.0)
+        readouts["avg_var"] = "VAvg"
+        sim += ["    VSum += V;", "}", "const int n = min(s + 1, End) - Start;",
+                "VAvg = (n > 0) ? VSum * (scalar)(s + 1) / (scalar)n : 0.0;"]
+    else:
+        sim.append("}")
+    model = create_neuron_model(f"nir_{name}", params=m.params, vars=m.vars,
+                                sim_code="\n".join(sim), **kwargs)
+    return NeuronCode(model, m.param_values, m.var_values, m.reset, readout_var=readouts,
                       signed=n.spiking and n.multi_spike)
+
+
+def _spiking(n: NIRNeuron, m: _Parts, membrane: str, readouts: dict) -> tuple[str, dict]:
+    """Threshold, reset and spike count of a spiking NIR neuron; the membrane update with
+    the late resets folded in."""
+    m.value("Vthresh", n.v_thresh)
+    m.var("Scount", "unsigned int", 0)
+    readouts["spike_count"] = "Scount"
+    if n.reset in ("zero", "zero_late"):
+        m.value("Vreset", n.v_reset)
+    reset_code = []
+    if n.multi_spike:  # Sinabs: floor(V / threshold) spikes as one event of that weight
+        m.var("Sgn", "scalar", 0.0)
+        reset_code.append("Sgn = floor(V / Vthresh);\nScount += (unsigned int)Sgn;")
+    else:
+        reset_code.append("Scount++;")
+    spikes = "Sgn" if n.multi_spike else "1.0"
+    if n.reset == "zero":
+        reset_code.append("V = Vreset;")
+    elif n.reset == "subtract":
+        reset_code.append(f"V -= {spikes} * Vthresh;")
+    else:  # the late resets act in the next step's update
+        m.var("Rst", "scalar", 0.0)
+        reset_code.append(f"Rst = {spikes};")
+        membrane = (f"{membrane} - (Rst * Vthresh)" if n.reset == "subtract_late"
+                    else f"(Rst > 0.0) ? Vreset : ({membrane})")
+        membrane += ";\nRst = 0.0"
+    reset_code.append("SpikeTotal++;")
+    threshold = f"{_LOCAL_STEP} >= Start && {_LOCAL_STEP} < End && V >= Vthresh"
+    return membrane, {"threshold_condition_code": threshold,
+                      "reset_code": "\n".join(reset_code)}
 
 
 def nir_code(neuron, name: str, size: int, example_steps: int, batch_size: int) -> NeuronCode:

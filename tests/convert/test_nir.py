@@ -365,3 +365,14 @@ def test_multi_layer_loop_is_reported_not_aligned():
     meta = convert_nir(graph).metadata["nir"]
     assert meta["recurrent"] == ["lif2 -> lif1"]
     assert meta["not_aligned"] == ["lif2 -> lif1: 1 step(s) late"]
+
+
+def test_last_membrane_readout(build_dir):
+    """``li_readout="var"`` (``--nir-readout last``) reads an LI output's final membrane."""
+    rng = np.random.default_rng(1)
+    graph = affine_lif_li(rng)
+    x = (rng.random((N, T, 6)) < 0.3).astype(np.float32)
+    network = convert_nir(graph, li_readout="var")
+    _, readouts = run_genn(network, x, build_dir)
+    want = np.stack([simulate(graph, x[i])["li"]["v"][-1] for i in range(N)])
+    np.testing.assert_allclose(readouts["li"], want, rtol=1e-5, atol=1e-6)
