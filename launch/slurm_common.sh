@@ -17,13 +17,15 @@ install_packages() {
     command -v slurmd >/dev/null || missing+=(slurmd)
     command -v sbatch >/dev/null || missing+=(slurm-client)
     command -v munged >/dev/null || missing+=(munge)
+    # srun --mpi=pmix (Open MPI 5 speaks PMIx only) loads the PMIx library at run time
+    ldconfig -p | grep -q 'libpmix\.so\.2 ' || missing+=(libpmix2)
     [ ${#missing[@]} -eq 0 ] && return 0
     command -v apt-get >/dev/null || die_code 4 "missing ${missing[*]} and no apt-get to install them;
 install Slurm and munge with your package manager"
-    say "installing slurmctld slurmd slurm-client munge (missing: ${missing[*]})"
+    say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    timeout 600 apt-get update >&2 && timeout 600 apt-get install -y slurmctld slurmd slurm-client munge >&2 \
-        || die_code 4 "apt-get could not install slurmctld slurmd slurm-client munge"
+    timeout 600 apt-get update >&2 && timeout 600 apt-get install -y "${missing[@]}" >&2 \
+        || die_code 4 "apt-get could not install ${missing[*]}"
 }
 
 munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }

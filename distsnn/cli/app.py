@@ -269,6 +269,10 @@ def evaluate(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Results JSON to write."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Plot file (.png, .pdf or .svg): "
                                         "accuracy vs timesteps and firing rate per population."),
+    predictions: Optional[Path] = typer.Option(
+        None, "--predictions", help="Per-example file (.npz or .csv): global index, label, "
+                                    "predicted class and output values at each readout "
+                                    "timestep, in example order."),
     ann_accuracy: Optional[float] = ANN_ACCURACY,
     method: Method = METHOD, norm_data: Optional[Path] = NORM_DATA, k: int = K,
     input_kind: InputKind = INPUT, signed_input: bool = SIGNED, percentile: float = PERCENTILE,
@@ -342,6 +346,7 @@ def evaluate(
         x_name=x_name, y_name=y_name, batch_size=batch_size,
         backend=backend.value, seed=seed, build_dir=conversion.build_dir,
         connectivity=connectivity.value, memory_budget=memory_budget, progress=progress,
+        predictions=None if predictions is None else str(predictions),
         job=JobOptions(chunk_size=chunk_size, resume=resume, scaling=scaling, journal=journal,
                        images={"resize": resize, "crop": crop, "class_names": class_names},
                        peer_timeout=timeout_of(peer_timeout)))
@@ -360,16 +365,22 @@ def _evaluate(model: Path, conversion, evaluation, output: Optional[Path],
     from distsnn.jobs.evaluate import evaluate_file
     from distsnn.jobs.journal import default_journal_path
     from distsnn.jobs.network_source import load_or_convert
+    from distsnn.jobs.predictions import check_predictions_path
     from distsnn.parallel.agreement import on_root
-    from distsnn.parallel.communicator import MPICommunicator
+    from distsnn.parallel.communicator import MPICommunicator, initialise_mpi
     from distsnn.utils.files import atomic_path, check_writable, write_text
-    from distsnn.utils.timings import Timings
+    from distsnn.utils.timings import start_timings
 
-    comm = MPICommunicator()
+    timings = start_timings()  # process start to here: interpreter, imports, options
+    with timings.measure("mpi_init"):
+        initialise_mpi()
+    with timings.measure("communicators"):
+        comm = MPICommunicator()
     on_root(comm, lambda: [check_writable(p, o) for p, o in ((output, "--output"),
                                                              (plot, "--plot")) if p is not None])
+    if evaluation.predictions is not None:
+        on_root(comm, lambda: check_predictions_path(Path(evaluation.predictions)))
     evaluation.backend = _check_backend(comm, evaluation.backend, evaluation.batch_size)
-    timings = Timings()
     network = load_or_convert(str(model), conversion, comm, timings)
     job = evaluation.job
     job.journal = job.journal or default_journal_path(output, {
@@ -476,27 +487,27 @@ def main() -> None:
         _fail("interrupted", 130, shared=True)
     except Interrupted as stopped:
         _fail(str(stopped), stopped.exit_code, shared=True)
-    except PeerLost as lost:  # the ranks still heard from; the lost ones never arrive
-        _fail(str(lost), lost.exit_code, shared=True, reporter=lost.reporter)
+    except PeerLost as lost:  # no barrier with lost ranks: MPI itself may block on them
+        from distsnn.parallel.communicator import _WORLD
+        from distsnn.parallel.liveness import end_process
+        end_process(_WORLD, str(lost) if _WORLD.rank == lost.reporter else None, lost.exit_code)
     except typer.TyperException as err:  # usage errors: bad or missing options
         _fail(err.format_message(), err.exit_code, shared=True)  # empty: help was shown
     except USER_ERRORS as err:
         _fail(str(err), 2, shared=isinstance(err, SharedUserError))
 
 
-def _fail(message: str, code: int, shared: bool, reporter: Optional[int] = None) -> None:
+def _fail(message: str, code: int, shared: bool) -> None:
     """Exactly one ``distsnn: error:`` line for the job, then exit ``code`` on every rank.
 
-    ``shared``: every rank has the same error (rank 0 prints it, or ``reporter``: the lowest
-    rank still running when others are lost). Otherwise this rank found it alone: when all
-    ranks fail within seconds rank 0 prints its own, else this rank prints and aborts the
-    others, which may be waiting for it."""
+    ``shared``: every rank has the same error (rank 0 prints it). Otherwise this rank found it
+    alone: when all ranks fail within seconds rank 0 prints its own, else this rank prints and
+    aborts the others, which may be waiting for it."""
     from distsnn.parallel.communicator import _WORLD, _launcher_rank, end_job
     rank, size = (_WORLD.rank, _WORLD.size) if _WORLD is not None else (_launcher_rank(), 1)
     together = end_job(shared)
-    printer = 0 if reporter is None else reporter
-    if message and (rank == printer if together or shared else True):
-        prefix = f"rank {rank}: " if not together and size > 1 and reporter is None else ""
+    if message and (rank == 0 if together or shared else True):
+        prefix = f"rank {rank}: " if not together and size > 1 else ""
         sys.stderr.write(f"distsnn: error: {prefix}{message}\n")
         sys.stderr.flush()
     if not together:

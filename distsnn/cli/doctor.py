@@ -1,6 +1,7 @@
 """``distsnn doctor``: what this installation and this MPI job can do.
 
-Every rank collects a small report (versions, GeNN backends, MPI placement, visible GPUs);
+Every rank collects a small report (versions, GeNN backends, MPI placement, visible GPUs,
+the GPU it would bind and its memory budget);
 rank 0 gathers them with :meth:`Communicator.gather_object` and prints one table with a row
 per rank, plus what only needs checking once (MPI library, TensorFlow/Keras). Works alone
 (one rank) and under ``mpiexec -n N``.
@@ -18,11 +19,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from typing import Any, Optional
 
 from distsnn.convert.frameworks import framework_report
 from distsnn.genn.backends import backend_report
-from distsnn.parallel.devices import parse_visible_devices
+from distsnn.genn.lowering import format_bytes, memory_budget
+from distsnn.parallel.devices import parse_visible_devices, select_gpu
 from distsnn.utils.versions import error_text, installed_version
 
 # Per-process variables by which launchers announce the job size (not SLURM_NTASKS: a batch
@@ -79,7 +82,20 @@ def rank_report(comm) -> dict:
     }
     # a GPU counts once nvidia-smi lists it: CUDA_VISIBLE_DEVICES alone proves nothing
     report.update(backend_report(gpus["visible_gpus"] if gpus["gpus"] else 0))
+    report.update(_placement(comm))
     return report
+
+
+def _placement(comm) -> dict:
+    """What an evaluation on this rank would take: the GPU it would bind on the CUDA backend
+    (``CUDA_VISIBLE_DEVICES`` entry, None without GPUs) and its memory budget, both decided
+    by the ranks on this rank's own node."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sharing a GPU is reported once, in _problems
+        choice = select_gpu(comm.local_rank, comm.local_size, environ=dict(os.environ))
+    budget, source = memory_budget(None, comm.local_size)
+    return {"gpu_binding": None if choice.device is None else choice.visible_devices,
+            "memory_budget_bytes": budget, "memory_budget_source": source}
 
 
 def _job_size_from_launcher() -> Optional[int]:
@@ -198,12 +214,13 @@ def format_report(report: dict) -> str:
     lines.append("")
     lines.append("Ranks (row per rank; versions shown once above unless ranks differ):")
     table = [["rank", "host", "local", "pid", "pygenn", "backends", "CUDA_VISIBLE_DEVICES",
-              "GPUs visible"]]
+              "GPUs visible", "binds GPU", "memory budget"]]
     for r in ranks:
         cvd = r["cuda_visible_devices"]
         table.append([str(r["rank"]), r["host"], f"{r['local_rank']}/{r['local_size']}",
                       str(r["pid"]), r["pygenn"] or "-", _backend_cell(r),
-                      "unset" if cvd is None else (cvd or "''"), _gpu_cell(r)])
+                      "unset" if cvd is None else (cvd or "''"), _gpu_cell(r),
+                      r["gpu_binding"] or "-", format_bytes(r["memory_budget_bytes"])])
     lines += ["  " + line for line in _table(table)]
     gpu_lists = {}
     for r in ranks:

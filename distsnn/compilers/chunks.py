@@ -2,7 +2,8 @@
 the example-index ranges they cover."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -27,18 +28,59 @@ class EvaluationStopped(Exception):
 
 
 @dataclass
+class PredictionRows:
+    """Per-example readouts of a network's first output over some examples: global
+    ``index`` (n,), ``label`` (n,), ``predicted`` class (n, readouts) and the readout
+    ``values`` (n, readouts, classes) as float32, one column per readout timestep."""
+
+    index: np.ndarray
+    label: np.ndarray
+    predicted: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, index: np.ndarray, label: np.ndarray, scores: list[np.ndarray]
+           ) -> "PredictionRows":
+        """Rows from one batch's readouts (one ``(n, classes)`` array per readout timestep);
+        the class is the metrics' argmax (the first of tied maxima), taken before float32."""
+        flat = [np.asarray(s).reshape(len(index), -1) for s in scores]
+        return cls(np.asarray(index, np.int64), np.asarray(label).reshape(-1).astype(np.int64),
+                   np.stack([s.argmax(axis=1) for s in flat], axis=1).astype(np.int32),
+                   np.stack(flat, axis=1).astype(np.float32))
+
+    @classmethod
+    def concat(cls, parts: list["PredictionRows"], readouts: int, classes: int
+               ) -> "PredictionRows":
+        """All rows of ``parts`` in order (empty arrays of the right shape for none)."""
+        if not parts:
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64),
+                       np.zeros((0, readouts), np.int32),
+                       np.zeros((0, readouts, classes), np.float32))
+        return cls(*(np.concatenate([getattr(p, name) for p in parts])
+                     for name in ("index", "label", "predicted", "values")))
+
+    def sorted(self) -> "PredictionRows":
+        """The rows in global example order."""
+        order = np.argsort(self.index, kind="stable")
+        return PredictionRows(self.index[order], self.label[order], self.predicted[order],
+                              self.values[order])
+
+
+@dataclass
 class ChunkResult:
     """One rank's local counts over some examples: what a journal records per chunk.
 
     ``ranges``: the examples done, as sorted ``[start, stop)`` runs of global indices;
     ``metrics``: checkpoint -> output name -> metric name -> count array; ``spikes``:
-    population -> spikes; ``synaptic_operations``.
+    population -> spikes; ``synaptic_operations``; ``predictions``: per-example rows when
+    they are recorded.
     """
 
     ranges: list[tuple[int, int]]
     metrics: dict[int, dict[str, dict[str, np.ndarray]]]
     spikes: dict[str, int]
     synaptic_operations: int = 0
+    predictions: list[PredictionRows] = field(default_factory=list)
 
     @classmethod
     def empty(cls, names: list[str]) -> "ChunkResult":
@@ -46,11 +88,12 @@ class ChunkResult:
 
     @classmethod
     def of(cls, indices: np.ndarray, metrics: dict, stats: SpikeStats,
-           network: Network) -> "ChunkResult":
+           network: Network, predictions: Optional[list[PredictionRows]] = None
+           ) -> "ChunkResult":
         counts = {c: {o.name: {m.name: m.counts() for m in ms} for o, ms in by_output.items()}
                   for c, by_output in metrics.items()}
         return cls(index_ranges(indices), counts, stats.totals(),
-                   stats.synaptic_operations(network))
+                   stats.synaptic_operations(network), list(predictions or []))
 
     def plus(self, other: "ChunkResult") -> "ChunkResult":
         metrics = {c: {o: dict(ms) for o, ms in by_output.items()}
@@ -63,7 +106,8 @@ class ChunkResult:
         spikes = {n: self.spikes.get(n, 0) + other.spikes.get(n, 0)
                   for n in {**self.spikes, **other.spikes}}
         return ChunkResult(merge_ranges(self.ranges + other.ranges), metrics, spikes,
-                           self.synaptic_operations + other.synaptic_operations)
+                           self.synaptic_operations + other.synaptic_operations,
+                           self.predictions + other.predictions)
 
     @property
     def examples(self) -> int:

@@ -22,7 +22,7 @@ from distsnn.compilers.arguments import (
     readout_kind,
     split_batch,
 )
-from distsnn.compilers.chunks import ChunkResult, EvaluationStopped, add_counts
+from distsnn.compilers.chunks import ChunkResult, EvaluationStopped, PredictionRows, add_counts
 from distsnn.compilers.model_handle import GeNNModelHandle
 from distsnn.compilers.report import EvaluationReport, MetricsResult, final_metrics, reduce_report
 from distsnn.compilers.simulation import run_few_spike, run_rate
@@ -441,7 +441,8 @@ class CompiledInferenceNetwork:
                         callbacks: Optional[Sequence] = None, *,
                         on_chunk: Optional[Callable[["ChunkResult"], None]] = None,
                         stop: Optional[Callable[[], bool]] = None,
-                        initial: Optional["ChunkResult"] = None) -> "MetricsResult":
+                        initial: Optional["ChunkResult"] = None,
+                        record: Sequence[int] = ()) -> "MetricsResult":
         """Evaluate this rank's data one chunk at a time; memory is bounded by one chunk.
 
         ``chunks`` yields ``(indices, x, y)``: the global example indices of a chunk and dicts
@@ -450,6 +451,8 @@ class CompiledInferenceNetwork:
         asked after each batch: when true the chunk ends early, ``on_chunk`` gets the part
         done and :class:`EvaluationStopped` is raised before any communication. ``initial``:
         counts already done (pass them on one rank only). Metrics are reduced once, at the end.
+        ``record``: readout timesteps at which each example's readout of the first output is
+        kept (in each chunk's ``predictions``; none by default).
         """
         outputs = list(self.outputs)
         if metrics is None:
@@ -466,21 +469,28 @@ class CompiledInferenceNetwork:
                         m.set_counts(np.asarray(known))
         cb = self._callback_list(callbacks, total, None)
         cb.on_test_begin()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
+        first_batch: list[tuple[float, float]] = []
         for indices, x, y in chunks:
             fresh = self._checkpoint_metrics(specs, outputs)
             done: list[np.ndarray] = []
+            rows = _RowRecorder(outputs[0], record)
 
-            def sink(batch_indices, checkpoint, pop, value, labels, fresh=fresh, done=done):
+            def sink(batch_indices, checkpoint, pop, value, labels, fresh=fresh, done=done,
+                     rows=rows):
                 if checkpoint == self.compiler.timesteps and pop is outputs[0]:
                     done.append(batch_indices)
+                    if not first_batch:
+                        first_batch.append((time.perf_counter() - start,
+                                            time.process_time() - cpu))
+                rows.add(batch_indices, checkpoint, pop, value, labels)
                 if labels is not None and pop in labels:
                     for metric in fresh[checkpoint][pop]:
                         metric.update(labels[pop], value)
             stats = self._run_local(self._slices({**x, **y}, 0, len(indices), indices=indices),
                                     outputs, sink, cb, stop)
             result = ChunkResult.of(np.concatenate(done) if done else np.zeros(0, np.int64),
-                                    fresh, stats, self.network)
+                                    fresh, stats, self.network, rows.rows)
             for checkpoint, by_output in fresh.items():
                 for o, ms in by_output.items():
                     for into, m in zip(accumulated[checkpoint][o], ms):
@@ -490,10 +500,11 @@ class CompiledInferenceNetwork:
                 on_chunk(result)
             if stop is not None and stop():
                 raise EvaluationStopped(totals.examples)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         self.last_report = reduce_report(accumulated, totals.spike_vector(names), names,
                                          self.network, self.compiler.timesteps,
-                                         self.communicator, seconds)
+                                         self.communicator, seconds, cpu)
+        self.last_report.first_batch = first_batch[0] if first_batch else None
         final = final_metrics(accumulated, self.compiler.timesteps)
         cb.on_test_end(final)
         return final
@@ -510,10 +521,8 @@ class CompiledInferenceNetwork:
         the global index of row 0 (so Poisson streams follow the global example index)."""
         comm = self.communicator
         if sharded:
-            counts = np.zeros(comm.size, np.int64)
-            counts[comm.rank] = n
-            counts = comm.allreduce_sum(counts)
-            return 0, n, int(counts.sum()), int(counts[:comm.rank].sum())
+            total = int(comm.allreduce_sum(np.array([n], np.int64))[0])
+            return 0, n, total, comm.exclusive_sum(n)
         if comm.size == 1:
             return 0, n, n, 0
         start, stop = shard_bounds(n, comm.rank, comm.size)
@@ -540,6 +549,29 @@ class CompiledInferenceNetwork:
             pop = population(self.network, key)
             out[pop] = value
         return out
+
+
+class _RowRecorder:
+    """Collects one output's per-example readouts at the ``record`` timesteps, batch by batch
+    (a batch's rows are complete once every recorded timestep has been read out)."""
+
+    def __init__(self, output: Population, record: Sequence[int]):
+        self.output = output
+        self.record = sorted(set(record))
+        self.rows: list[PredictionRows] = []
+        self._pending: dict[int, dict[int, np.ndarray]] = {}
+
+    def add(self, indices: np.ndarray, checkpoint: int, pop: Population, value: np.ndarray,
+            labels: Optional[dict]) -> None:
+        if pop is not self.output or checkpoint not in self.record or len(indices) == 0:
+            return
+        values = self._pending.setdefault(int(indices[0]), {})
+        values[checkpoint] = value
+        if len(values) == len(self.record):
+            del self._pending[int(indices[0])]
+            label = (labels[pop] if labels is not None and pop in labels
+                     else np.full(len(indices), -1))
+            self.rows.append(PredictionRows.of(indices, label, [values[c] for c in self.record]))
 
 
 class CompiledFewSpikeNetwork(CompiledInferenceNetwork):
@@ -572,8 +604,10 @@ def check_same_network(network: Network, comm: Communicator) -> None:
     """
     if comm.size == 1:
         return
-    hashes = comm.broadcast_object(comm.gather_object(network.content_hash()))
-    if len(set(hashes)) > 1:
+    mine = network.content_hash()
+    same = comm.broadcast_object(mine) == mine  # rank 0's hash, then one flag all-reduced
+    if comm.allreduce_min(np.array([int(same)], np.int64))[0] == 0:
+        hashes = comm.broadcast_object(comm.gather_object(mine))  # the error's details only
         differ = ", ".join(f"rank {r}: {h[:12]}" for r, h in enumerate(hashes))
         raise SharedUserError(
             f"the ranks hold different networks (content hashes {differ}); every rank must "

@@ -105,6 +105,8 @@ class BuildInfo:
     build_s: float
     load_s: float
     reused: bool
+    build_cpu_s: float = 0.0  # this process's CPU seconds (a wait for the node's build: ~0)
+    load_cpu_s: float = 0.0
 
 
 #: Models loaded in this process: GeNN dlopens one runtime library per model directory, so a
@@ -301,15 +303,15 @@ class GeNNNetwork:
         """
         comm = comm or SerialCommunicator()
         build_dir = Path(build_dir).expanduser()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         reused = self.build(build_dir, comm)
-        build_s = time.perf_counter() - start
+        build_s, build_cpu_s = time.perf_counter() - start, time.process_time() - cpu
         code_dir = str((build_dir / f"{self.model_name}_CODE").resolve())
         if code_dir in _LOADED:
             raise RuntimeError(f"the same compiled network is already loaded in this process "
                                f"({code_dir}); leave its `with` block first (GeNN would share "
                                f"one runtime between the two)")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         recording = num_recording_timesteps or self.options.example_timesteps
         self._model.load(num_recording_timesteps=recording)
         self._release_host_copies()
@@ -319,7 +321,7 @@ class GeNNNetwork:
         self._input_views = {p.name: self.groups[p.name].vars[self.codes[p.name].input_var]
                              for p in self.network.inputs}
         return BuildInfo(self.model_name, str(build_dir), build_s, time.perf_counter() - start,
-                         reused)
+                         reused, build_cpu_s, time.process_time() - cpu)
 
     def build(self, build_dir: str | Path, comm: Optional[Communicator] = None) -> bool:
         """Generate and compile the model's code into ``build_dir`` (once per node; see

@@ -28,6 +28,7 @@ from distsnn.data.events import (
 from distsnn.data.files import inspect_dataset, iter_rows
 from distsnn.data.inputs import InputScaling, check_channels, check_dtype, check_input_shape
 from distsnn.errors import UserError
+from distsnn.jobs.predictions import gather_predictions, write_predictions
 from distsnn.jobs.stream import JobOptions, evaluate_job
 from distsnn.network import Network
 from distsnn.neurons import FewSpikeReluInput, SpikeInput
@@ -60,6 +61,9 @@ class EvaluateOptions:
     #: event lists (NIR networks): frame length in the events' time unit, number of frames
     frame_length: Optional[float] = None
     frames: Optional[int] = None
+    #: where to write each example's predicted classes and readouts (.npz or .csv; see
+    #: :mod:`distsnn.jobs.predictions`), or None
+    predictions: Optional[str] = None
     job: JobOptions = field(default_factory=JobOptions)
 
 
@@ -109,10 +113,16 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
     with timings.measure("build_and_load"):
         compiled.__enter__()
     try:
-        timings.values["build"] = compiled.build_info.build_s
-        timings.values["load"] = compiled.build_info.load_s
-        comm.barrier()
+        built = compiled.build_info
+        timings.add("build", built.build_s, built.build_cpu_s)  # or the node's build's wait
+        timings.add("load", built.load_s, built.load_cpu_s)
+        with timings.measure("ready_wait"):  # for the slowest rank to load
+            comm.barrier()
         callbacks = [BatchProgressBar()] if o.progress else []
+        readouts = [inp.neuron.k] if few_spike else sorted(set(timesteps))
+        if o.predictions is not None:  # a journal without them cannot complete the file
+            job.record = readouts
+            job.fingerprint = {**job.fingerprint, "predictions": readouts}
         job.fingerprint = {**job.fingerprint, "network": network.content_hash(),
                            "dataset": identity, "seed": compiled.base_seed,
                            "schedule": ["few-spike", inp.neuron.k] if few_spike
@@ -121,15 +131,25 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
         outcome = evaluate_job(
             compiled, read, info.n_examples, f"{data}",
             lambda y, first: _check_labels(y, num_classes, data, first),
-            metrics, callbacks, comm, job)
+            metrics, callbacks, comm, job, timings)
         report = compiled.last_report
-        timings.values["evaluation"] = report.seconds
-        timings.values["reduction"] = report.reduce_seconds
-        devices = comm.gather_object(_device_info(comm, compiled.backend))
-        build_reused = comm.gather_object(compiled.build_info.reused)
+        if report.first_batch is not None:
+            timings.add("first_batch", *report.first_batch)
+        timings.add("evaluation", report.seconds, report.cpu_seconds)
+        timings.add("reduction", report.reduce_seconds, report.reduce_cpu_seconds)
+        with timings.measure("gather"):
+            devices = comm.gather_object(_device_info(comm, compiled.backend))
+            build_reused = comm.gather_object(compiled.build_info.reused)
     finally:
         compiled.__exit__(None, None, None)
     slowest = comm.allreduce_max(np.array([report.seconds]))[0]
+    if o.predictions is not None:
+        with timings.measure("predictions"):
+            rows = gather_predictions(outcome.predictions, info.n_examples, len(readouts),
+                                      num_classes, comm)
+            if rows is not None:
+                write_predictions(Path(o.predictions), rows, readouts)
+    by_rank = comm.gather_object(timings.rank_record(comm.rank, socket.gethostname()))
     return {
         "distsnn_version": __version__,
         "network": {"hash": network.content_hash(), "metadata": network.metadata,
@@ -150,11 +170,14 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
         "accuracy_curve": _accuracy_curve(report.metrics, out.name),
         "spikes": report.spikes,
         "timings_s": dict(timings.values),
+        "timings_by_rank": by_rank,
         "examples_per_second": ((report.examples - outcome.resumed_examples) / slowest
                                 if slowest else None),
         "journal": {"path": None if job.journal is None else str(job.journal),
                     "resumed_examples": outcome.resumed_examples},
-        "versions": _versions(),
+        "predictions": None if o.predictions is None else {"path": str(o.predictions),
+                                                           "timesteps": readouts},
+        "versions": _versions(comm),
     }
 
 
@@ -236,6 +259,7 @@ def _device_info(comm: Communicator, backend: str) -> dict:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
-def _versions() -> dict:
+def _versions(comm: Communicator) -> dict:
     return {"python": platform.python_version(),
-            **{name: installed_version(name) for name in ("numpy", "h5py", "mpi4py", "pygenn")}}
+            **{name: installed_version(name) for name in ("numpy", "h5py", "mpi4py", "pygenn")},
+            "mpi_library": comm.library_version}

@@ -6,7 +6,8 @@ A journal is a directory (by default next to the results file, ``results.json.jo
   a journal for anything else is refused.
 * ``run-<k>-rank-<r>.jsonl`` -- one line per chunk evaluated by rank r during run k: the
   examples done (global index ranges) and their local counts (metric counts stored sparsely,
-  spikes per population, synaptic operations). Each line goes out in one ``write`` on an
+  spikes per population, synaptic operations) and, with ``--predictions``, each example's
+  label, predicted classes and readout values. Each line goes out in one ``write`` on an
   ``O_APPEND`` file and is fsynced; a line cut short by a crash does not parse and is ignored,
   so its examples are simply evaluated again.
 
@@ -17,6 +18,7 @@ those of an uninterrupted run on any number of ranks.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -25,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from distsnn.compilers.chunks import ChunkResult, merge_ranges
+from distsnn.compilers.chunks import ChunkResult, PredictionRows, merge_ranges
 from distsnn.errors import UserError
 from distsnn.parallel.agreement import on_root
 from distsnn.parallel.communicator import Communicator
@@ -164,11 +166,14 @@ def _overlap(a: list, b: list) -> bool:
 
 
 def encode(result: ChunkResult) -> dict:
-    return {"ranges": result.ranges, "spikes": result.spikes,
-            "synops": result.synaptic_operations,
-            "metrics": {str(c): {o: {m: _sparse(v) for m, v in ms.items()}
-                                 for o, ms in by_output.items()}
-                        for c, by_output in result.metrics.items()}}
+    entry = {"ranges": result.ranges, "spikes": result.spikes,
+             "synops": result.synaptic_operations,
+             "metrics": {str(c): {o: {m: _sparse(v) for m, v in ms.items()}
+                                  for o, ms in by_output.items()}
+                         for c, by_output in result.metrics.items()}}
+    if result.predictions:
+        entry["predictions"] = [_encode_rows(r) for r in result.predictions]
+    return entry
 
 
 def decode(entry: dict) -> ChunkResult:
@@ -176,7 +181,25 @@ def decode(entry: dict) -> ChunkResult:
                        {int(c): {o: {m: _dense(v) for m, v in ms.items()}
                                  for o, ms in by_output.items()}
                         for c, by_output in entry["metrics"].items()},
-                       {k: int(v) for k, v in entry["spikes"].items()}, int(entry["synops"]))
+                       {k: int(v) for k, v in entry["spikes"].items()}, int(entry["synops"]),
+                       [_decode_rows(r) for r in entry.get("predictions", [])])
+
+
+def _encode_rows(rows: PredictionRows) -> dict:
+    """Per-example rows: indices, labels and classes as numbers, the float32 readout values
+    as the base64 of their bytes (exact, and a third of their decimal size)."""
+    return {"index": rows.index.tolist(), "label": rows.label.tolist(),
+            "predicted": rows.predicted.tolist(), "shape": list(rows.values.shape),
+            "values": base64.b64encode(rows.values.astype("<f4").tobytes()).decode()}
+
+
+def _decode_rows(data: dict) -> PredictionRows:
+    shape = tuple(data["shape"])
+    return PredictionRows(np.asarray(data["index"], np.int64),
+                          np.asarray(data["label"], np.int64),
+                          np.asarray(data["predicted"], np.int32).reshape(shape[:2]),
+                          np.frombuffer(base64.b64decode(data["values"]), "<f4")
+                          .astype(np.float32).reshape(shape))
 
 
 def _sparse(counts: np.ndarray) -> dict:

@@ -56,7 +56,9 @@ def load_or_convert(path: str, options: ConversionOptions, comm: Communicator,
     """The network on every rank: rank 0 loads or converts it, then broadcasts its bytes.
 
     Spike-norm conversion then runs the threshold search on all ranks. The other ranks sleep
-    meanwhile, leaving their cores to rank 0.
+    meanwhile, leaving their cores to rank 0. ``timings`` gets ``conversion_wait`` (rank 0:
+    reading or converting; the others: waiting for it), ``broadcast`` (the bytes, then
+    parsing them) and the bytes read from the file (rank 0) or received (the others).
     """
     def rank0() -> bytes:
         try:
@@ -64,11 +66,15 @@ def load_or_convert(path: str, options: ConversionOptions, comm: Communicator,
         finally:
             comm.sleeping_barrier()  # wakes the others
 
-    if comm.rank != 0:
-        comm.sleeping_barrier()
-    data = on_root(comm, rank0, broadcast=False)
+    with timings.measure("conversion_wait"):  # rank 0: reading or converting
+        if comm.rank != 0:
+            comm.sleeping_barrier()
+        data = on_root(comm, rank0, broadcast=False)
     with timings.measure("broadcast"):
-        network = load_network(comm.broadcast_bytes(data))
+        data = comm.broadcast_bytes(data)
+        if comm.rank != 0:
+            timings.bytes["network_received"] = len(data)
+        network = load_network(data)
     if network.metadata.get("spike_norm", {}).get("status") == "pending":
         with timings.measure("spike_norm_search"):
             spike_norm_search(network, options, comm)
@@ -81,7 +87,9 @@ def _read_or_convert(path: str, options: ConversionOptions, timings: Timings) ->
         raise UserError(f"{path}: no such file (expected a .keras/.h5 Keras model, an .onnx "
                         f"model or a distsnn network file)")
     if is_network_file(path):
-        return Path(path).read_bytes()
+        data = Path(path).read_bytes()
+        timings.bytes["network_file_read"] = len(data)
+        return data
     if Path(path).suffix.lower() == ".nir":
         from distsnn.convert.nir_frontend import convert_nir_file  # rank 0 alone
         with timings.measure("conversion"):

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
-from distsnn.compilers.chunks import ChunkResult, EvaluationStopped
+from distsnn.compilers.chunks import ChunkResult, EvaluationStopped, PredictionRows
 from distsnn.compilers.compiled_network import CompiledInferenceNetwork
 from distsnn.data.events import is_raster_network, raster_to_network
 from distsnn.data.inputs import InputScaling, check_finite
@@ -25,6 +25,7 @@ from distsnn.jobs.signals import Interrupted, StopRequest
 from distsnn.layout import to_network_layout
 from distsnn.parallel.communicator import Communicator
 from distsnn.parallel.liveness import DEFAULT_PEER_TIMEOUT, PeerWatch
+from distsnn.utils.timings import Timings
 
 #: Examples per rank read, converted and journaled at a time (default of --chunk-size).
 DEFAULT_CHUNK = 1024
@@ -46,6 +47,8 @@ class JobOptions:
     peer_timeout: float = DEFAULT_PEER_TIMEOUT
     #: image folders: ``resize``, ``crop``, ``class_names`` (see :mod:`distsnn.data.images`)
     images: dict = field(default_factory=dict)
+    #: readout timesteps at which each example's output is kept (journaled with the counts)
+    record: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -54,6 +57,8 @@ class JobOutcome:
 
     resumed_examples: int = 0
     journal: Optional[Journal] = None
+    #: this rank's per-example rows (``options.record``); rank 0's include the journal's
+    predictions: list[PredictionRows] = field(default_factory=list)
 
 
 #: ``read(ranges, chunk) -> iterator of (first_row, x, y)`` of the rows in ranges
@@ -62,13 +67,19 @@ RowReader = Callable[[list, int], Iterator[tuple[int, np.ndarray, np.ndarray]]]
 
 def evaluate_job(compiled: CompiledInferenceNetwork, read: RowReader, n_examples: int,
                  where: str, check_labels: Callable[[np.ndarray, int], None], metrics: list,
-                 callbacks: list, comm: Communicator, options: JobOptions) -> JobOutcome:
-    """Evaluate every example once over all ranks, journaling and resuming as configured."""
+                 callbacks: list, comm: Communicator, options: JobOptions,
+                 timings: Optional[Timings] = None) -> JobOutcome:
+    """Evaluate every example once over all ranks, journaling and resuming as configured
+    (``timings``: gets the time spent opening and writing the journal, ``journal_open``
+    and ``journal_write``)."""
     outcome = JobOutcome()
     done: Optional[ChunkResult] = None
     if options.journal is not None:
-        outcome.journal, done = Journal.open(options.journal, options.fingerprint, comm,
-                                             must_exist=options.resume)
+        with timings.measure("journal_open") if timings is not None else nullcontext():
+            outcome.journal, done = Journal.open(options.journal, options.fingerprint, comm,
+                                                 must_exist=options.resume)
+    if done is not None:
+        outcome.predictions = list(done.predictions)
     done_ranges = comm.broadcast_object(done.ranges if done is not None else [])
     outcome.resumed_examples = sum(b - a for a, b in done_ranges)
     if outcome.resumed_examples and comm.rank == 0:  # a requeued job's log says it resumed
@@ -98,12 +109,18 @@ def evaluate_job(compiled: CompiledInferenceNetwork, read: RowReader, n_examples
     def stopping() -> bool:
         return (stop is not None and stop.requested()) or watch.expired.is_set()
 
+    def on_chunk(result: ChunkResult) -> None:
+        outcome.predictions.extend(result.predictions)
+        if outcome.journal is not None:
+            with timings.measure("journal_write") if timings is not None else nullcontext():
+                outcome.journal.append(result)
+
     try:
         with watch, stop.deferred_stop() if stop is not None else nullcontext():
             compiled.evaluate_stream(
                 chunks(), n_examples, metrics, callbacks,
-                on_chunk=outcome.journal.append if outcome.journal is not None else None,
-                stop=stopping, initial=done if comm.rank == 0 else None)
+                on_chunk=on_chunk, stop=stopping, initial=done if comm.rank == 0 else None,
+                record=options.record)
     except UserError:
         if outcome.journal is not None:
             outcome.journal.discard_if_empty()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
+import numpy as np
+
 from distsnn.errors import USER_ERRORS, SharedUserError
 from distsnn.parallel.communicator import Communicator
 
@@ -33,8 +35,11 @@ def agree(comm: Communicator, fn: Callable[[], T]) -> T:
         result = fn()
     except USER_ERRORS as err:
         error = str(err)
-    errors = comm.broadcast_object(comm.gather_object(error))
-    for rank, message in enumerate(errors):
-        if message is not None:
-            raise SharedUserError(message if comm.size == 1 else f"rank {rank}: {message}")
+    # the lowest failing rank (an all-reduce of one number), then its message from it alone:
+    # no collective carries one entry per rank
+    first = int(comm.allreduce_min(np.array([comm.rank if error is not None else comm.size],
+                                            np.int64))[0])
+    if first < comm.size:
+        message = comm.broadcast_object(error, root=first)
+        raise SharedUserError(message if comm.size == 1 else f"rank {first}: {message}")
     return result

@@ -45,6 +45,11 @@ class Communicator(ABC):
     def is_root(self) -> bool:
         return self.rank == 0
 
+    @property
+    def library_version(self) -> Optional[str]:
+        """The MPI library's version line; None without MPI."""
+        return None
+
     @abstractmethod
     def barrier(self) -> None: ...
 
@@ -75,6 +80,16 @@ class Communicator(ABC):
     @abstractmethod
     def allreduce_max(self, array: np.ndarray) -> np.ndarray:
         """Element-wise maximum over ranks; every rank gets the result."""
+
+    def allreduce_min(self, array: np.ndarray) -> np.ndarray:
+        """Element-wise minimum over ranks; every rank gets the result."""
+        return -self.allreduce_max(-np.asarray(array))
+
+    def exclusive_sum(self, value: int) -> int:
+        """The sum of ``value`` over the ranks before this one (0 on rank 0)."""
+        counts = np.zeros(self.size, np.int64)
+        counts[self.rank] = value
+        return int(self.allreduce_sum(counts)[:self.rank].sum())
 
     @abstractmethod
     def gather_arrays(self, array: np.ndarray, root: int = 0) -> Optional[np.ndarray]:
@@ -243,16 +258,29 @@ class MPICommunicator(Communicator):
     def allreduce_max(self, array):
         return self._allreduce(array, self._mpi.MAX)
 
+    def allreduce_min(self, array):
+        return self._allreduce(array, self._mpi.MIN)
+
+    def exclusive_sum(self, value):
+        total = self._comm.exscan(int(value), op=self._mpi.SUM)
+        return 0 if self.rank == 0 else int(total)
+
     def gather_arrays(self, array, root=0):
+        # the row counts go to root alone (a gather, not an all-gather: nothing of size N
+        # reaches every rank); root checks dtype and trailing shape and tells every rank
         array = np.ascontiguousarray(array)
         row = int(np.prod(array.shape[1:], dtype=np.int64))
-        counts = np.array(self._comm.allgather(array.shape[0]), np.int64) * row
-        trailing = self._comm.allgather((array.dtype.str, array.shape[1:]))
-        if len(set(trailing)) != 1:
-            raise ValueError(f"gather_arrays: ranks disagree on dtype/trailing shape: {trailing}")
+        meta = self._comm.gather((array.shape[0], array.dtype.str, array.shape[1:]), root=root)
+        error = None
+        if self.rank == root and len({m[1:] for m in meta}) != 1:
+            error = f"gather_arrays: ranks disagree on dtype/trailing shape: {meta}"
+        error = self._comm.bcast(error, root=root)
+        if error is not None:
+            raise ValueError(error)
         if self.rank != root:
             self._comm.Gatherv(array, None, root=root)
             return None
+        counts = np.array([m[0] for m in meta], np.int64) * row
         out = np.empty((int(counts.sum()) // max(row, 1),) + array.shape[1:], array.dtype)
         self._comm.Gatherv(array, (out, counts), root=root)
         return out
@@ -387,6 +415,12 @@ def _install_abort_hook(comm: MPICommunicator) -> None:
         comm.abort(1)
 
     sys.excepthook = hook
+
+
+def initialise_mpi() -> None:
+    """Initialise MPI (importing mpi4py's ``MPI`` does), e.g. to time it apart from making
+    the communicators."""
+    from mpi4py import MPI as _MPI  # noqa: F401
 
 
 def MPI(**kwargs) -> MPICommunicator:  # noqa: N802 - mlGeNN's spelling

@@ -4,7 +4,9 @@ reduction until the job's time limit, holding every node of the allocation.
 
 While a :class:`PeerWatch` is active a background thread sends each other rank a heartbeat
 every few seconds and notes whose arrive (MPI messages on a channel of their own, so nothing
-runs in the step loop and a main thread waiting inside a collective still beats). A rank not
+runs in the step loop and a main thread waiting inside a collective still beats); a second
+thread, which makes no MPI call, decides, so a heartbeat send stuck in a broken transport
+cannot stop the watchdog. A rank not
 heard from for ``timeout`` seconds makes every rank that notices stop at its next batch end,
 save its progress in the journal and end the job with one line naming the ranks not heard
 from; a main thread that cannot stop (waiting for the lost rank inside a collective) is ended
@@ -26,6 +28,8 @@ from distsnn.parallel.communicator import Communicator
 DEFAULT_PEER_TIMEOUT = 300.0
 #: Exit code of a job ended by the watchdog (EX_TEMPFAIL: a rerun resumes it).
 PEER_LOST_EXIT = 75
+#: Seconds the watchdog gives MPI_Abort before it ends its own process without it.
+ABORT_WAIT_S = 10.0
 
 
 class PeerLost(Exception):
@@ -54,8 +58,27 @@ def peer_timeout(option: Optional[float]) -> float:
     return value
 
 
+def end_process(comm: Communicator, message: Optional[str], code: int = PEER_LOST_EXIT) -> None:
+    """End this rank of a job that lost peers: print ``message`` (one rank does), try
+    MPI_Abort for the ranks still running, and exit without waiting on MPI, whose calls can
+    block for good on a transport with a lost peer (no barrier, no MPI_Finalize)."""
+    if message:
+        sys.stderr.write(f"distsnn: error: {message}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    aborter = threading.Thread(target=comm.abort, args=(code,), daemon=True)
+    aborter.start()
+    aborter.join(timeout=ABORT_WAIT_S)
+    os._exit(code)
+
+
 class PeerWatch:
-    """Heartbeats with every other rank while the block runs (see the module docstring)."""
+    """Heartbeats with every other rank while the block runs (see the module docstring).
+
+    Two threads: one exchanges heartbeats over MPI, the other (no MPI) decides. A transport
+    whose peer is gone can block the heartbeat thread inside MPI itself (seen with MPICH's
+    ofi/tcp netmod: ``MPI_Isend`` to a killed node never returns); the deciding thread still
+    sees the silence, names the rank the stuck send was for, and ends this process."""
 
     def __init__(self, comm: Communicator, timeout: float, journal: Optional[str] = None,
                  grace: float = 10.0):
@@ -68,7 +91,10 @@ class PeerWatch:
         self.expired = threading.Event()
         self._done = threading.Event()
         self._handled = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._threads: list[threading.Thread] = []
+        self._peers = [r for r in range(comm.size) if r != comm.rank]
+        self._last_heard = dict.fromkeys(self._peers, time.monotonic())
+        self._sending_to: Optional[int] = None  # the peer of a heartbeat send in progress
 
     @property
     def active(self) -> bool:
@@ -76,42 +102,59 @@ class PeerWatch:
 
     def __enter__(self) -> "PeerWatch":
         if self.active:
-            self._thread = threading.Thread(target=self._watch, name="distsnn-peer-watch",
-                                            daemon=True)
-            self._thread.start()
+            now = time.monotonic()
+            self._last_heard = dict.fromkeys(self._peers, now)
+            self._threads = [threading.Thread(target=target, name=name, daemon=True)
+                             for target, name in ((self._beat, "distsnn-heartbeats"),
+                                                  (self._decide, "distsnn-peer-watch"))]
+            for thread in self._threads:
+                thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._handled.set()
         self._done.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._threads:
+            beat, decide = self._threads
+            decide.join()
+            beat.join(timeout=self.period * 2)  # may be stuck inside MPI with a lost peer
 
     def lost(self) -> PeerLost:
         """The error that ends the job, once :attr:`expired` is set (main thread)."""
         self._handled.set()
         return PeerLost(self._describe(), self._reporter())
 
-    def _watch(self) -> None:
-        comm, peers = self.comm, [r for r in range(self.comm.size) if r != self.comm.rank]
-        last = dict.fromkeys(peers, time.monotonic())
-        expired_at = 0.0
+    def _beat(self) -> None:
+        """Send a heartbeat to every peer and note whose arrived, every period (MPI)."""
         while not self._done.wait(self.period):
-            comm.send_heartbeats(peers)
+            for peer in self._peers:
+                self._sending_to = peer
+                self.comm.send_heartbeats([peer])
+            self._sending_to = None
             now = time.monotonic()
-            for rank in comm.heard_from():
-                last[rank] = now
+            for rank in self.comm.heard_from():
+                self._last_heard[rank] = now
+
+    def _decide(self) -> None:
+        """Notice silence; end the process when the main thread cannot (no MPI here but the
+        final abort)."""
+        expired_at = 0.0
+        while not self._done.wait(self.period / 2):
+            now = time.monotonic()
             if not self.expired.is_set():
-                self.unheard = sorted(r for r, t in last.items() if now - t > self.timeout)
-                if self.unheard:
+                silent = sorted(r for r, t in self._last_heard.items() if now - t > self.timeout)
+                if silent:
+                    stuck = self._sending_to
+                    self.unheard = [stuck] if stuck in silent else silent
                     expired_at = now
                     self.expired.set()
             elif not self._handled.is_set() and now - expired_at > self.grace:
                 # the main thread is stuck (inside a collective with a lost rank): end here
-                if comm.rank == self._reporter():
-                    sys.stderr.write(f"distsnn: error: {self._describe()}\n")
-                    sys.stderr.flush()
-                comm.abort(PEER_LOST_EXIT)
+                self._end_process()
+
+    def _end_process(self) -> None:
+        lost = self.lost()
+        end_process(self.comm, str(lost) if self.comm.rank == lost.reporter else None)
 
     def _reporter(self) -> int:
         return min(r for r in range(self.comm.size) if r not in self.unheard)

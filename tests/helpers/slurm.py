@@ -1,15 +1,26 @@
 """Local Slurm clusters for the tests (launch/local_slurm.sh, launch/local_cluster.sh): bring
-one up on free ports in a test folder, the environment of its commands, take it down."""
+one up on free ports in a test folder, the environment of its commands, take it down; submit
+batch jobs to it and wait for them, bounded."""
 from __future__ import annotations
 
 import os
 import re
 import socket
 import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import pytest
+
+from helpers.processes import REPO
+
+VENV = Path(sys.executable).parent.parent  # the venv running the tests; jobs use it too
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+                   "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT"}
 
 
 def free_ports(count: int) -> list[int]:
@@ -66,3 +77,111 @@ def cluster_down(script: Path, directory: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
     print(f"\n{script.name}: cluster down: {down.stderr.strip()}")
     return down
+
+
+# --- batch jobs ----------------------------------------------------------------------------
+
+
+@dataclass
+class SlurmCluster:
+    directory: Path
+    conf: Path
+
+    def env(self, extra: Optional[dict] = None) -> dict:
+        return slurm_env(self.conf, extra)
+
+    def command(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
+                              env=self.env())
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    state: str  # Slurm's JobState (COMPLETED, FAILED, ...) or "TEST_TIMEOUT"
+    exit_code: Optional[int]  # the batch script's exit status, when Slurm reported it
+    output: str  # the job's output file (stdout and stderr together)
+    seconds: float  # from submission to the end of the job
+    restarts: int = 0  # how many times the job was requeued
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "COMPLETED" and self.exit_code in (0, None)
+
+    def describe(self) -> str:
+        return (f"job {self.job_id}: {self.state}, exit code {self.exit_code}, "
+                f"{self.seconds:.1f} s; output:\n{self.output}")
+
+
+def job_fields(cluster: SlurmCluster, job_id: str) -> Optional[dict]:
+    shown = cluster.command("scontrol", "show", "job", "-o", job_id)
+    if shown.returncode != 0:  # e.g. "Invalid job id": already purged from slurmctld
+        return None
+    return dict(item.split("=", 1) for item in shown.stdout.split() if "=" in item)
+
+
+@dataclass
+class Submitted:
+    job_id: str
+    output: Path  # the job's output file
+    started: float  # time.monotonic() at submission
+    timeout: float
+
+
+def submit(cluster: SlurmCluster, script: Path | str, args: Sequence[str] = (),
+           ntasks: int = 2, timeout: float = 120, env: Optional[dict] = None,
+           sbatch_options: Sequence[str] = ()) -> Submitted:
+    """``sbatch --ntasks=NTASKS SCRIPT ARGS...`` (see :func:`submit_and_wait`)."""
+    output = cluster.directory / f"job-{uuid.uuid4().hex[:8]}.out"
+    minutes = max(1, int(timeout // 60) + 1)
+    command = ["sbatch", "--parsable", f"--ntasks={ntasks}", f"--output={output}",
+               f"--chdir={REPO}", f"--time={minutes}", *sbatch_options, str(script), *args]
+    started = time.monotonic()
+    submitted = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                               env=cluster.env({"DISTSNN_VENV": str(VENV), **(env or {})}))
+    assert submitted.returncode == 0, f"sbatch failed: {submitted.stderr}"
+    return Submitted(submitted.stdout.strip().split(";")[0], output, started, timeout)
+
+
+def submit_and_wait(cluster: SlurmCluster, script: Path | str, args: Sequence[str] = (),
+                    ntasks: int = 2, timeout: float = 120, env: Optional[dict] = None,
+                    sbatch_options: Sequence[str] = ()) -> JobResult:
+    """``sbatch --ntasks=NTASKS SCRIPT ARGS...``, then poll until the job ends (at most timeout s).
+
+    The job runs in the repository root with this test's venv (``DISTSNN_VENV``) and the
+    environment of the test plus ``env`` (e.g. ``{"DISTSNN_CMD": "python"}`` to run Python
+    instead of the ``distsnn`` command). A job still running after ``timeout`` seconds is
+    cancelled and reported with state ``TEST_TIMEOUT``; this function never hangs.
+    """
+    return wait(cluster, submit(cluster, script, args, ntasks, timeout, env, sbatch_options))
+
+
+def wait(cluster: SlurmCluster, job: Submitted) -> JobResult:
+    """Poll until ``job`` ends (through requeues), at most until its timeout."""
+    job_id, output, started = job.job_id, job.output, job.started
+    state, exit_code, restarts = "PENDING", None, 0
+    while True:
+        fields = job_fields(cluster, job_id)
+        if fields is None:  # gone from slurmctld's memory: it ended
+            state = "COMPLETED" if output.exists() else "UNKNOWN"
+            break
+        state = fields.get("JobState", "UNKNOWN")
+        restarts = int(fields.get("Restarts", "0"))
+        if state in TERMINAL_STATES:
+            code = fields.get("ExitCode", "")
+            exit_code = int(code.split(":")[0]) if code.split(":")[0].isdigit() else None
+            break
+        if time.monotonic() - started > job.timeout:
+            cluster.command("scancel", job_id)
+            state = "TEST_TIMEOUT"
+            break
+        time.sleep(0.25)
+    seconds = time.monotonic() - started
+    # The output file is written by slurmd; give it a moment to appear after the job ends.
+    for _ in range(20):
+        if output.exists():
+            break
+        time.sleep(0.1)
+    text = output.read_text(errors="replace") if output.exists() else ""
+    return JobResult(job_id=job_id, state=state, exit_code=exit_code, output=text,
+                     seconds=seconds, restarts=restarts)

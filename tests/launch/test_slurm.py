@@ -16,27 +16,27 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 import time
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional, Sequence
 
 import pytest
 
 from helpers.processes import DISTSNN, REPO, journal_chunks, run
-from helpers.slurm import cluster_down, cluster_up, slurm_env
+from helpers.slurm import (
+    VENV,
+    SlurmCluster,
+    cluster_down,
+    cluster_up,
+    job_fields,
+    submit,
+    submit_and_wait,
+    wait,
+)
 
 LAUNCH = REPO / "launch"
 LOCAL_SLURM = LAUNCH / "local_slurm.sh"
 CPU_TEMPLATE = LAUNCH / "sbatch_cpu.sh"
 GPU_TEMPLATE = LAUNCH / "sbatch_gpu.sh"
 MPIRUN = LAUNCH / "mpirun.sh"
-VENV = Path(sys.executable).parent.parent  # the venv running the tests; jobs use it too
-
-TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
-                   "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT"}
 
 # A small MPI program: what each rank of the job sees, as one write per line (print() writes
 # the text and the newline separately, and the launcher may interleave two ranks' writes).
@@ -54,19 +54,6 @@ RANK_LINE = re.compile(r"rank (\d+) of (\d+) local (\d+)/(\d+) env (\S+)/(\S+) "
 # --- the cluster -------------------------------------------------------------------------------
 
 
-@dataclass
-class SlurmCluster:
-    directory: Path
-    conf: Path
-
-    def env(self, extra: Optional[dict] = None) -> dict:
-        return slurm_env(self.conf, extra)
-
-    def command(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-        return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
-                              env=self.env())
-
-
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     """A one-node Slurm cluster, up for the whole session (skipped where it cannot be had)."""
@@ -76,98 +63,6 @@ def cluster(tmp_path_factory):
         yield SlurmCluster(directory=directory, conf=conf)
     finally:
         cluster_down(LOCAL_SLURM, directory)
-
-
-@dataclass
-class JobResult:
-    job_id: str
-    state: str  # Slurm's JobState (COMPLETED, FAILED, ...) or "TEST_TIMEOUT"
-    exit_code: Optional[int]  # the batch script's exit status, when Slurm reported it
-    output: str  # the job's output file (stdout and stderr together)
-    seconds: float  # from submission to the end of the job
-    restarts: int = 0  # how many times the job was requeued
-
-    @property
-    def ok(self) -> bool:
-        return self.state == "COMPLETED" and self.exit_code in (0, None)
-
-    def describe(self) -> str:
-        return (f"job {self.job_id}: {self.state}, exit code {self.exit_code}, "
-                f"{self.seconds:.1f} s; output:\n{self.output}")
-
-
-def _job_fields(cluster: SlurmCluster, job_id: str) -> Optional[dict]:
-    shown = cluster.command("scontrol", "show", "job", "-o", job_id)
-    if shown.returncode != 0:  # e.g. "Invalid job id": already purged from slurmctld
-        return None
-    return dict(item.split("=", 1) for item in shown.stdout.split() if "=" in item)
-
-
-@dataclass
-class Submitted:
-    job_id: str
-    output: Path  # the job's output file
-    started: float  # time.monotonic() at submission
-    timeout: float
-
-
-def submit(cluster: SlurmCluster, script: Path | str, args: Sequence[str] = (),
-           ntasks: int = 2, timeout: float = 120, env: Optional[dict] = None,
-           sbatch_options: Sequence[str] = ()) -> Submitted:
-    """``sbatch --ntasks=NTASKS SCRIPT ARGS...`` (see :func:`submit_and_wait`)."""
-    output = cluster.directory / f"job-{uuid.uuid4().hex[:8]}.out"
-    minutes = max(1, int(timeout // 60) + 1)
-    command = ["sbatch", "--parsable", f"--ntasks={ntasks}", f"--output={output}",
-               f"--chdir={REPO}", f"--time={minutes}", *sbatch_options, str(script), *args]
-    started = time.monotonic()
-    submitted = subprocess.run(command, capture_output=True, text=True, timeout=60,
-                               env=cluster.env({"DISTSNN_VENV": str(VENV), **(env or {})}))
-    assert submitted.returncode == 0, f"sbatch failed: {submitted.stderr}"
-    return Submitted(submitted.stdout.strip().split(";")[0], output, started, timeout)
-
-
-def submit_and_wait(cluster: SlurmCluster, script: Path | str, args: Sequence[str] = (),
-                    ntasks: int = 2, timeout: float = 120, env: Optional[dict] = None,
-                    sbatch_options: Sequence[str] = ()) -> JobResult:
-    """``sbatch --ntasks=NTASKS SCRIPT ARGS...``, then poll until the job ends (at most timeout s).
-
-    The job runs in the repository root with this test's venv (``DISTSNN_VENV``) and the
-    environment of the test plus ``env`` (e.g. ``{"DISTSNN_CMD": "python"}`` to run Python
-    instead of the ``distsnn`` command). A job still running after ``timeout`` seconds is
-    cancelled and reported with state ``TEST_TIMEOUT``; this function never hangs.
-    """
-    return wait(cluster, submit(cluster, script, args, ntasks, timeout, env, sbatch_options))
-
-
-def wait(cluster: SlurmCluster, job: Submitted) -> JobResult:
-    """Poll until ``job`` ends (through requeues), at most until its timeout."""
-    job_id, output, started = job.job_id, job.output, job.started
-    state, exit_code, restarts = "PENDING", None, 0
-    while True:
-        fields = _job_fields(cluster, job_id)
-        if fields is None:  # gone from slurmctld's memory: it ended
-            state = "COMPLETED" if output.exists() else "UNKNOWN"
-            break
-        state = fields.get("JobState", "UNKNOWN")
-        restarts = int(fields.get("Restarts", "0"))
-        if state in TERMINAL_STATES:
-            code = fields.get("ExitCode", "")
-            exit_code = int(code.split(":")[0]) if code.split(":")[0].isdigit() else None
-            break
-        if time.monotonic() - started > job.timeout:
-            cluster.command("scancel", job_id)
-            state = "TEST_TIMEOUT"
-            break
-        time.sleep(0.25)
-    seconds = time.monotonic() - started
-    # The output file is written by slurmd; give it a moment to appear after the job ends.
-    for _ in range(20):
-        if output.exists():
-            break
-        time.sleep(0.1)
-    text = output.read_text(errors="replace") if output.exists() else ""
-    return JobResult(job_id=job_id, state=state, exit_code=exit_code, output=text,
-                     seconds=seconds, restarts=restarts)
 
 
 def rank_lines(output: str) -> list[tuple]:
@@ -241,8 +136,9 @@ def test_signalled_job_requeues_itself_and_resumes_from_its_journal(cluster, poi
     out = tmp_path / "requeued.json"
     job = submit(cluster, CPU_TEMPLATE, argv(out, "--chunk-size", "4"), ntasks=2, timeout=240)
     while journal_chunks(out) < 2:
-        fields = _job_fields(cluster, job.job_id)
-        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), wait(cluster, job).describe()
+        fields = job_fields(cluster, job.job_id)
+        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), \
+            wait(cluster, job).describe()
         assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
         time.sleep(0.1)
     signalled = cluster.command("scancel", "--signal=USR1", job.job_id)
@@ -250,7 +146,7 @@ def test_signalled_job_requeues_itself_and_resumes_from_its_journal(cluster, poi
     # Wait for the requeued job to run again (on the way it may show FAILED for a moment);
     # Slurm holds it for about two minutes (Reason=BeginTime): let it start now.
     while time.monotonic() - job.started < job.timeout:
-        fields = _job_fields(cluster, job.job_id) or {}
+        fields = job_fields(cluster, job.job_id) or {}
         restarted = fields.get("Restarts", "0") != "0"
         if restarted and fields.get("JobState") in ("RUNNING", "COMPLETED"):
             break

@@ -22,18 +22,16 @@ from typing import Optional
 
 import pytest
 
-from helpers.processes import DISTSNN, REPO, journal_chunks, run
-from helpers.slurm import cluster_down, cluster_up, slurm_env
+from helpers.processes import DISTSNN, REPO, journal_chunks, openmpi_env, run
+from helpers.slurm import SlurmCluster, cluster_down, cluster_up, job_fields, submit, wait
 
 LOCAL_CLUSTER = REPO / "launch" / "local_cluster.sh"
+CPU_TEMPLATE = REPO / "launch" / "sbatch_cpu.sh"
 NODES = ("node1", "node2")
 
 
 @dataclass
-class Pair:
-    directory: Path
-    conf: Path
-
+class Pair(SlurmCluster):
     @property
     def shared(self) -> Path:
         return self.directory / "shared"
@@ -42,14 +40,11 @@ class Pair:
         """Where the host sees the /tmp of ``node``."""
         return self.directory / node / "tmp"
 
-    def env(self, extra: Optional[dict] = None) -> dict:
-        return slurm_env(self.conf, extra)
-
     def srun(self, nodes: int, ntasks: int, args: list[str], timeout: float = 120,
-             env: Optional[dict] = None, nodelist: Optional[str] = None
+             env: Optional[dict] = None, nodelist: Optional[str] = None, mpi: str = "pmi2"
              ) -> subprocess.CompletedProcess:
-        """``srun -N NODES -n NTASKS --mpi=pmi2 ARGS`` from the working tree, bounded."""
-        command = ["srun", f"-N{nodes}", f"-n{ntasks}", "--mpi=pmi2",
+        """``srun -N NODES -n NTASKS --mpi=MPI ARGS`` from the working tree, bounded."""
+        command = ["srun", f"-N{nodes}", f"-n{ntasks}", f"--mpi={mpi}",
                    f"--time={max(1, int(timeout // 60) + 1)}",
                    *([f"--nodelist={nodelist}"] if nodelist else []), *args]
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
@@ -104,23 +99,24 @@ def node_local_run(pair, shared_files) -> tuple[dict, str]:
 
 @pytest.mark.slurm
 @pytest.mark.mpi
-def test_doctor_sees_four_ranks_on_two_nodes(pair):
-    proc = pair.srun(2, 4, [DISTSNN, "doctor", "--json"], timeout=120,
+def test_doctor_places_ranks_binds_gpus_and_budgets_memory_per_node(pair):
+    """3 ranks on 2 nodes (Slurm's block distribution: ranks 0, 1 on node1, rank 2 alone on
+    node2): node-local ranks and sizes, the GPU each rank would bind from
+    CUDA_VISIBLE_DEVICES=0,1 on its node, and the memory budget divided by its node's ranks."""
+    proc = pair.srun(2, 3, [DISTSNN, "doctor", "--json"], timeout=120,
                      env={"CUDA_VISIBLE_DEVICES": "0,1"})
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     report = json.loads(proc.stdout)
     ranks = sorted(report["ranks"], key=lambda r: r["rank"])
-    assert [r["rank"] for r in ranks] == [0, 1, 2, 3]
-    assert all(r["size"] == 4 for r in ranks)
-    assert {r["host"] for r in ranks} == set(NODES)
-    for node in NODES:
-        on_node = [r for r in ranks if r["host"] == node]
-        # Slurm's default block distribution: two consecutive ranks per node
-        assert sorted((r["local_rank"], r["local_size"]) for r in on_node) == [(0, 2), (1, 2)], \
-            on_node
-    assert [r["host"] for r in ranks] == ["node1", "node1", "node2", "node2"]
-    # the exported CUDA_VISIBLE_DEVICES reaches every rank on both nodes
+    assert [r["rank"] for r in ranks] == [0, 1, 2] and all(r["size"] == 3 for r in ranks)
+    assert [r["host"] for r in ranks] == ["node1", "node1", "node2"]
+    assert [(r["local_rank"], r["local_size"]) for r in ranks] == [(0, 2), (1, 2), (0, 1)]
     assert all(r["cuda_visible_devices"] == "0,1" for r in ranks)
+    assert [r["gpu_binding"] for r in ranks] == ["0", "1", "0"]
+    budgets = [r["memory_budget_bytes"] for r in ranks]
+    assert budgets[0] == budgets[1] and abs(budgets[2] - 2 * budgets[0]) <= 1, budgets
+    assert "/ 2 rank(s) on this node" in ranks[0]["memory_budget_source"]
+    assert "/ 1 rank(s) on this node" in ranks[2]["memory_budget_source"]
     assert not report["errors"], report["errors"]
 
 
@@ -164,13 +160,46 @@ def test_shared_build_directory_is_built_once_in_all(pair, shared_files):
     assert reused[0] is False or reused[2] is False, reused
 
 
-STEPS = "4000,12000"  # slow enough (~0.05 s per example) for a node to be lost mid-run
+@pytest.mark.slurm
+@pytest.mark.mpi
+def test_open_mpi_across_nodes_matches_one_rank(pair, shared_files, reference):
+    """Open MPI 5 (PyPI's wheel, launch/setup.sh) under ``srun --mpi=pmix``: Slurm's PMIx
+    server starts the ranks, Open MPI's TCP transport carries the reductions between nodes."""
+    out = shared_files["dir"] / "two-nodes-openmpi.json"
+    build = f"/tmp/distsnn-build-{uuid.uuid4().hex[:8]}"
+    proc = pair.srun(2, 4, [DISTSNN, *_evaluate_args(shared_files, out, build)], timeout=240,
+                     env=openmpi_env(), mpi="pmix")
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    results = json.loads(out.read_text())
+    assert results["versions"]["mpi_library"].startswith("Open MPI v5"), results["versions"]
+    assert results["ranks"] == 4 and [d["host"] for d in results["devices"]] == \
+        ["node1", "node1", "node2", "node2"]
+    assert results["metrics"] == reference["metrics"]
+    assert results["spikes"] == reference["spikes"]
+
+
+STEPS = "40000,120000"  # slow enough (~0.2 s per example) for a node to be lost mid-run
+PEER_TIMEOUT_S = 10
 
 
 def _slow_args(files: dict, out: Path, build: Path, *extra: str) -> list[str]:
-    return [DISTSNN, "evaluate", str(files["net"]), "--data", str(files["data"]), "-t", STEPS,
+    return ["evaluate", str(files["net"]), "--data", str(files["data"]), "-t", STEPS,
             "-o", str(out), "--build-dir", str(build), "--no-progress", "--chunk-size", "5",
             *extra]
+
+
+@pytest.fixture(scope="module")
+def slow(pair, poisson_files) -> dict:
+    """A Poisson network on the shared folder and its uninterrupted one-rank results."""
+    folder = pair.shared / "slow"
+    folder.mkdir(exist_ok=True)
+    files = {"net": Path(shutil.copy(poisson_files["net"], folder)),
+             "data": Path(shutil.copy(poisson_files["data"], folder)),
+             "build": folder / "build", "dir": folder}
+    out = folder / "reference.json"
+    proc = run([DISTSNN, *_slow_args(files, out, files["build"])], timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return {**files, "reference": json.loads(out.read_text())}
 
 
 def _node_rank_pids(node_id: int) -> list[int]:
@@ -188,45 +217,110 @@ def _node_rank_pids(node_id: int) -> list[int]:
     return pids
 
 
-@pytest.mark.slurm
-@pytest.mark.mpi
-def test_a_lost_node_ends_the_job_and_it_resumes_on_the_surviving_node(pair, poisson_files):
-    """SIGKILL of node2's rank mid-run under `srun --kill-on-bad-exit=1`: the launcher ends
-    node1's rank at once (a hung rank, which exits nothing, is the watchdog's: see
-    tests/jobs/test_jobs.py); nothing is left running, the journal on the shared folder holds
-    what was done, and a rerun on node1 alone resumes to the uninterrupted results."""
-    folder = pair.shared / "lost"
-    folder.mkdir(exist_ok=True)
-    files = {"net": Path(shutil.copy(poisson_files["net"], folder)),
-             "data": Path(shutil.copy(poisson_files["data"], folder))}
-    build = pair.shared / "build-lost"
-    reference = run(_slow_args(files, folder / "reference.json", build), timeout=300)
-    assert reference.returncode == 0, reference.stderr
-    out = folder / "lost.json"
-    command = ["srun", "-N2", "-n2", "--mpi=pmi2", "--kill-on-bad-exit=1", "--time=5",
-               *_slow_args(files, out, build)]
+def _kill_node2_mid_run(pair: Pair, slow: dict, out: Path, kill_on_bad_exit: int
+                        ) -> tuple[subprocess.CompletedProcess, float]:
+    """``srun -N2 -n2`` of the slow evaluation; SIGKILL of node2's rank once the journal holds
+    two chunks. The finished job and the seconds from the kill to its end."""
+    command = ["srun", "-N2", "-n2", "--mpi=pmi2", f"--kill-on-bad-exit={kill_on_bad_exit}",
+               "--time=5", DISTSNN, *_slow_args(slow, out, slow["build"], "--peer-timeout",
+                                                 str(PEER_TIMEOUT_S))]
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env=pair.env(), cwd=REPO)
-    deadline = time.monotonic() + 240
-    while journal_chunks(out) < 2:
-        assert job.poll() is None and time.monotonic() < deadline, job.communicate()
-        time.sleep(0.1)
-    victims = _node_rank_pids(1)
-    assert len(victims) == 1
-    os.kill(victims[0], signal.SIGKILL)
-    start = time.monotonic()
-    _, stderr = job.communicate(timeout=90)
-    assert time.monotonic() - start < 60, stderr
-    assert job.returncode != 0 and "node2: task 1: Killed" in stderr, stderr
+    try:
+        deadline = time.monotonic() + 240
+        while journal_chunks(out) < 2:
+            assert job.poll() is None and time.monotonic() < deadline, job.communicate()
+            time.sleep(0.1)
+        victims = _node_rank_pids(1)
+        assert len(victims) == 1
+        os.kill(victims[0], signal.SIGKILL)
+        killed = time.monotonic()
+        stdout, stderr = job.communicate(timeout=PEER_TIMEOUT_S + 90)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    ended = time.monotonic() - killed
     assert _node_rank_pids(0) == [] and _node_rank_pids(1) == []  # no rank left running
+    return subprocess.CompletedProcess(command, job.returncode, stdout, stderr), ended
+
+
+def _resume_on_node1(pair: Pair, slow: dict, out: Path) -> None:
+    """Rerun with --resume on node1 alone: the uninterrupted results."""
     done = journal_chunks(out)
-    resumed = pair.srun(1, 1, [*_slow_args(files, out, build), "--resume"], timeout=240,
-                        nodelist="node1")
+    resumed = pair.srun(1, 1, [DISTSNN, *_slow_args(slow, out, slow["build"], "--resume")],
+                        timeout=240, nodelist="node1")
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming from the journal {out}.journal" in resumed.stderr and done >= 2
-    got, want = json.loads(out.read_text()), json.loads((folder / "reference.json").read_text())
+    got, want = json.loads(out.read_text()), slow["reference"]
     assert got["journal"]["resumed_examples"] > 0
     assert got["metrics"] == want["metrics"] and got["spikes"] == want["spikes"]
+
+
+@pytest.mark.slurm
+@pytest.mark.mpi
+def test_a_lost_node_is_ended_by_the_launcher_and_resumes_on_the_other(pair, slow):
+    """``srun --kill-on-bad-exit=1`` (the templates' setting): when node2's rank dies, Slurm
+    ends node1's at once; the journal on the shared folder holds what was done."""
+    out = slow["dir"] / "lost-launcher.json"
+    job, seconds = _kill_node2_mid_run(pair, slow, out, kill_on_bad_exit=1)
+    assert seconds < 60, job.stderr
+    assert job.returncode != 0 and "node2: task 1: Killed" in job.stderr, job.stderr
+    _resume_on_node1(pair, slow, out)
+
+
+@pytest.mark.slurm
+@pytest.mark.mpi
+def test_a_lost_node_is_ended_by_the_watchdog_when_the_launcher_waits(pair, slow):
+    """``srun --kill-on-bad-exit=0``: Slurm lets node1's rank run on, and MPICH's TCP transport
+    blocks for good in its next message to the dead rank (the final reduction, or even a
+    heartbeat send). distsnn's watchdog, which decides without MPI, ends node1's rank within
+    the peer timeout and a grace period, with one line naming the lost rank; exit 75."""
+    out = slow["dir"] / "lost-watchdog.json"
+    job, seconds = _kill_node2_mid_run(pair, slow, out, kill_on_bad_exit=0)
+    assert seconds < PEER_TIMEOUT_S + 30, job.stderr
+    assert "node1: task 0: Exited with exit code 75" in job.stderr, job.stderr
+    errors = [line for line in job.stderr.splitlines() if line.startswith("distsnn: error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"distsnn: error: rank 1 not heard from for {PEER_TIMEOUT_S} s"), job.stderr
+    assert f"progress saved in {out}.journal" in errors[0]
+    _resume_on_node1(pair, slow, out)
+
+
+@pytest.mark.slurm
+@pytest.mark.mpi
+def test_a_two_node_batch_job_requeued_after_preemption_resumes_exactly(pair, slow):
+    """``sbatch -N2 -n2 launch/sbatch_cpu.sh evaluate ...`` pre-empted (SIGTERM to its tasks)
+    part-way: distsnn saves the journal (exit 143), the template requeues the job, and the
+    rerun on both nodes says in its log that it resumes and ends with the uninterrupted
+    results."""
+    out = slow["dir"] / "requeued.json"
+    job = submit(pair, CPU_TEMPLATE, _slow_args(slow, out, slow["build"]), ntasks=2,
+                 timeout=300, sbatch_options=["--nodes=2"])
+    while journal_chunks(out) < 2:
+        fields = job_fields(pair, job.job_id)
+        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), \
+            wait(pair, job).describe()
+        assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
+        time.sleep(0.1)
+    signalled = pair.command("scancel", "--signal=TERM", job.job_id)
+    assert signalled.returncode == 0, signalled.stderr
+    while time.monotonic() - job.started < job.timeout:  # Slurm delays a requeued job's start
+        fields = job_fields(pair, job.job_id) or {}
+        if fields.get("Restarts", "0") != "0" and fields.get("JobState") in ("RUNNING",
+                                                                             "COMPLETED"):
+            break
+        if fields.get("JobState") == "PENDING" and fields.get("Reason") == "BeginTime":
+            pair.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
+        time.sleep(0.1)
+    result = wait(pair, job)
+    assert result.ok and result.restarts == 1, result.describe()
+    assert "stopped by a signal (exit 143); requeueing job" in result.output, result.describe()
+    assert f"resuming from the journal {out}.journal" in result.output, result.describe()
+    got = json.loads(out.read_text())
+    assert got["ranks"] == 2 and {d["host"] for d in got["devices"]} == set(NODES)
+    assert 0 < got["journal"]["resumed_examples"] < 96, got["journal"]
+    assert got["metrics"] == slow["reference"]["metrics"]
+    assert got["spikes"] == slow["reference"]["spikes"]
 
 
 # --- the script without the cluster -----------------------------------------------------------
