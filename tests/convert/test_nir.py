@@ -8,13 +8,13 @@ from pathlib import Path
 import nir
 import numpy as np
 import pytest
+from helpers.nir_reference import simulate
 
 from distsnn.callbacks import SpikeRecorder
 from distsnn.compilers import InferenceCompiler
 from distsnn.convert.nir_frontend import convert_nir
 from distsnn.convert.nir_ops import ir_order
 from distsnn.convert.nir_presets import make_preset
-from tests.helpers.nir_reference import simulate
 
 T, N = 24, 2
 #: every reference membrane stays this far from its threshold (1e-4); the paper's CNN, 4096
