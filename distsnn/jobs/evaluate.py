@@ -83,7 +83,7 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
                         f"distsnn.utils.data.PreprocessedSpikes")
     if o.frame_length is not None:  # event lists, binned into rasters chunk by chunk
         info = on_root(comm, lambda: _check_events(data, network, o))
-        identity = on_root(comm, lambda: _dataset_identity(info))
+        identity = on_root(comm, lambda: {**_dataset_identity(info), "frame": info.frame})
         read = lambda ranges, chunk: iter_event_rows(info, ranges, chunk)  # noqa: E731
     elif Path(data).is_dir():  # an image folder: rank 0 lists it, each rank decodes its shard
         folder, info, identity = on_root(comm, lambda: _scan_images(data, network, job))
