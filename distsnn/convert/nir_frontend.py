@@ -265,6 +265,8 @@ class _Converter:
         src = self.shape(q.source)
         if not ops and src == self.shape(target):
             return OneToOne(1.0, delay=delay)
+        if kinds == ["Scale"] and src == self.shape(target):
+            return OneToOne(to_ir(nodes[0].scale, src).astype(np.float32), delay=delay)
         if kinds in (["Affine"], ["Linear"], ["Flatten", "Affine"], ["Flatten", "Linear"]):
             w = np.asarray(nodes[-1].weight, np.float64).reshape(-1, math.prod(src))
             w = w[ir_order(self.shape(target))][:, ir_order(src)]

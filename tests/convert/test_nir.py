@@ -96,17 +96,21 @@ def nested_rsynaptic(rng):
 
 
 def skip(rng):
-    """input -> lif1 -> lif2 plus a skip input -> lif2, read out through an LI."""
+    """input -> lif1 -> lif2 plus a skip input -> lif2, read out through an LI; lif1 -> lif2
+    passes a Scale and lif1 is also fed one to one (a Scale alone)."""
     return nir.NIRGraph(nodes={
         "input": inp(6), "fc1": nir.Affine(rng.normal(0.2, 1, (5, 6)), np.zeros(5)),
         "lif1": lif(5), "fc2": nir.Affine(rng.normal(0, 1, (4, 5)), np.zeros(4)),
+        "direct": nir.Scale(rng.normal(0.3, .2, 6)), "lif0": lif(6),
+        "to1": nir.Linear(rng.normal(0, .5, (5, 6))),
         "skip": nir.Linear(rng.normal(0, .8, (4, 6))), "lif2": lif(4),
         "fc3": nir.Affine(rng.normal(0, 1, (3, 4)), rng.normal(0, .1, 3)),
         "li": nir.LI(tau=np.full(3, 5e-4), r=np.ones(3), v_leak=np.full(3, .1)),
         "output": out(3)},
         edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
                ("input", "skip"), ("skip", "lif2"), ("lif2", "fc3"), ("fc3", "li"),
-               ("li", "output")])
+               ("li", "output"), ("input", "direct"), ("direct", "lif0"), ("lif0", "to1"),
+               ("to1", "lif1")])
 
 
 def conv1d_delay(rng):
