@@ -160,17 +160,22 @@ NIR_ORDER = typer.Option(None, "--nir-order", help="NIR files: simultaneous (Eul
                          "(the membrane sees this step's synaptic current).")
 NIR_JUMP = typer.Option(None, "--nir-jump", help="NIR files: a spike adds dt/tau_syn*w_in "
                         "(euler) or w_in (jump) to the synaptic current.")
+NIR_MULTI = typer.Option(None, "--nir-multi-spike/--nir-one-spike", help="NIR files: emit "
+                         "floor(V/threshold) spikes per step as one graded event (Sinabs) or "
+                         "at most one (default: the preset's).")
 NIR_READOUT = typer.Option("mean", "--nir-readout", help="NIR files: non-spiking outputs read "
                            "out their mean membrane (mean) or its last value (last).")
 
 
 def _nir(source: str, dt: Optional[float], reset: Optional[str], disc: Optional[str],
-         order: Optional[str], jump: Optional[str], readout: str) -> dict:
+         order: Optional[str], jump: Optional[str], readout: str,
+         multi: Optional[bool] = None) -> dict:
     from distsnn.errors import UserError
     if readout not in ("mean", "last"):
         raise UserError(f"--nir-readout must be mean or last, not {readout!r}")
     return {"source": source, "dt": dt, "reset": reset, "discretisation": disc, "order": order,
-            "jump": jump, "li_readout": "avg_var" if readout == "mean" else "var"}
+            "jump": jump, "multi_spike": multi,
+            "li_readout": "avg_var" if readout == "mean" else "var"}
 
 
 CONNECTIVITY = typer.Option(Lowering.auto, "--connectivity", help="Lowering of convolutions: "
@@ -221,7 +226,7 @@ def convert(
     nir_source: str = NIR_SOURCE, nir_dt: Optional[float] = NIR_DT,
     nir_reset: Optional[str] = NIR_RESET, nir_discretisation: Optional[str] = NIR_DISC,
     nir_order: Optional[str] = NIR_ORDER, nir_jump: Optional[str] = NIR_JUMP,
-    nir_readout: str = NIR_READOUT,
+    nir_readout: str = NIR_READOUT, nir_multi_spike: Optional[bool] = NIR_MULTI,
 ) -> None:
     """Convert a Keras or ONNX model to a spiking network file (rank 0 converts; spike-norm's
     threshold search uses every rank)."""
@@ -239,7 +244,7 @@ def convert(
                           percentile=percentile, reset=reset, seed=seed, build_dir=build_dir,
                           norm_x_name=x_name, readout=readout,
                           nir=_nir(nir_source, nir_dt, nir_reset, nir_discretisation, nir_order,
-                                   nir_jump, nir_readout))
+                                   nir_jump, nir_readout, nir_multi_spike))
     timings = Timings()
     ann = _ann_accuracy(ann_accuracy)
     network = load_or_convert(str(model), options, comm, timings)
@@ -309,7 +314,7 @@ def evaluate(
     nir_source: str = NIR_SOURCE, nir_dt: Optional[float] = NIR_DT,
     nir_reset: Optional[str] = NIR_RESET, nir_discretisation: Optional[str] = NIR_DISC,
     nir_order: Optional[str] = NIR_ORDER, nir_jump: Optional[str] = NIR_JUMP,
-    nir_readout: str = NIR_READOUT,
+    nir_readout: str = NIR_READOUT, nir_multi_spike: Optional[bool] = NIR_MULTI,
     frame_length: Optional[float] = typer.Option(
         None, "--frame-length", help="NIR networks: --data holds event lists (events with "
         "fields x, y, t, p, example; offsets; y), binned into frames this long (t's unit)."),
@@ -340,7 +345,7 @@ def evaluate(
                              percentile=percentile, reset=reset, seed=seed,
                              build_dir=build_dir, norm_x_name=x_name, readout=readout,
                              nir=_nir(nir_source, nir_dt, nir_reset, nir_discretisation,
-                                      nir_order, nir_jump, nir_readout))
+                                      nir_order, nir_jump, nir_readout, nir_multi_spike))
     evaluation = EvaluateOptions(
         data=str(data), timesteps=steps, frame_length=frame_length, frames=frames,
         x_name=x_name, y_name=y_name, batch_size=batch_size,
@@ -433,7 +438,7 @@ def inspect(
     nir_source: str = NIR_SOURCE, nir_dt: Optional[float] = NIR_DT,
     nir_reset: Optional[str] = NIR_RESET, nir_discretisation: Optional[str] = NIR_DISC,
     nir_order: Optional[str] = NIR_ORDER, nir_jump: Optional[str] = NIR_JUMP,
-    nir_readout: str = NIR_READOUT,
+    nir_readout: str = NIR_READOUT, nir_multi_spike: Optional[bool] = NIR_MULTI,
 ) -> None:
     """Show a network file: populations, connections with their lowering and estimated memory
     per rank, thresholds or alphas, metadata; for a NIR graph also the preset, the flattened
@@ -448,7 +453,7 @@ def inspect(
         from distsnn.convert.nir_frontend import convert_nir_file
         net = convert_nir_file(network, **_nir(nir_source, nir_dt, nir_reset,
                                                 nir_discretisation, nir_order, nir_jump,
-                                                nir_readout))
+                                                nir_readout, nir_multi_spike))
     else:
         net = load_network(network)
     plan = plan_lowering(net, connectivity.value, batch_size,

@@ -139,3 +139,21 @@ def test_bad_nir_file_gives_one_line(tmp_path):
     assert len(lines) == 1, lines
     assert lines[0].startswith(("distsnn: error: node 'a'", "distsnn: error: node 'b'"))
     assert "cycle through no neuron node" in lines[0]
+
+
+def test_inspect_shows_preset_graph_and_alignment():
+    braille = str(DATA / "braille_noDelay_bias_zero.nir")
+    proc = run([DISTSNN, "inspect", braille, "--nir-source", "snntorch", "--nir-reset",
+                "zero_late"])
+    assert proc.returncode == 0, proc.stderr
+    assert ("NIR graph, preset snntorch: dt 0.0001 s, euler, reset zero_late, order current, "
+            "current jump euler") in proc.stdout
+    assert "  lif1.w_rec (Affine) -> lif1.lif (CubaLIF)" in proc.stdout
+    assert ("depth alignment: an example runs T + 2 steps; population depths input 0, "
+            "lif1_lif 1, lif2 2") in proc.stdout
+    assert "  recurrent edge lif1.lif -> lif1.lif" in proc.stdout
+    refused = run([DISTSNN, "inspect", braille, "--nir-source", "spikingjelly"])
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "distsnn: error: --nir-source spikingjelly: its files do not record the unit of their "
+        "time constants; pass --nir-dt (1 when tau is in steps)"]
