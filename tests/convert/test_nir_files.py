@@ -155,5 +155,5 @@ def test_inspect_shows_preset_graph_and_alignment():
     refused = run([DISTSNN, "inspect", braille, "--nir-source", "spikingjelly"])
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
-        "distsnn: error: --nir-source spikingjelly: its files do not record the unit of their "
-        "time constants; pass --nir-dt (1 when tau is in steps)"]
+        ("distsnn: error: --nir-source spikingjelly: its files do not record the unit of "
+         "their time constants; pass --nir-dt (1 when tau is in steps)")]
