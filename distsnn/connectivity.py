@@ -384,6 +384,65 @@ class AvgPoolConv2D(Connectivity):
         return _compose(p_pre, p_post, p_w, c_pre, c_post, c_w)
 
 
+@dataclass(eq=False, init=False)
+class MaxPool2D(Connectivity):
+    """Max pooling of spike counts: target neuron ``(r, c, ch)`` holds the largest spike count
+    among the sources of its window (channel ``ch``) and spikes once whenever it grows.
+
+    ``MaxPool2D(pool_size, flatten=False, pool_strides=None, delay=0, padding="valid")`` as
+    :class:`AvgPool2D`, plus TF ``padding`` (``valid``/``same``) or explicit
+    ``((top, bottom), (left, right))`` pads (padded positions hold nothing, which equals a
+    -inf pad for the non-negative values a spike count stands for). Its target must be a
+    :class:`~distsnn.neurons.SpikingMax` population; windows may overlap.
+    """
+
+    kind: ClassVar[str] = "max_pool2d"
+    pool_size: tuple[int, int]
+    strides: tuple[int, int]
+    padding: Padding
+    delay: int
+
+    def __init__(self, pool_size, flatten: bool = False, pool_strides=None, delay: int = 0, *,
+                 strides=None, padding: Padding = "valid"):
+        self.pool_size, self.delay = _pair(pool_size), delay
+        self.flatten = _flatten("MaxPool2D", flatten)
+        self.strides = _pair(_either("MaxPool2D", "pool_strides", pool_strides, "strides",
+                                     strides) or self.pool_size)
+        self.padding = normalise_padding(padding)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        h, w, c = _image_shape(input_shape, "MaxPool2D")
+        out = tuple(conv_output_size(n, k, s, axis_padding(self.padding, axis))
+                    for axis, (n, k, s) in enumerate(zip((h, w), self.pool_size, self.strides)))
+        if min(out) < 1:
+            raise ShapeError(f"MaxPool2D window {self.pool_size} does not fit a {h}x{w} source")
+        return (*out, c)
+
+    def pads_before(self, input_shape: Shape) -> tuple[int, int]:
+        """Rows and columns of padding before the first window (TF's rule for ``same``)."""
+        return tuple(conv_pad_before(int(n), k, s, axis_padding(self.padding, axis))
+                     for axis, (n, k, s) in enumerate(zip(input_shape[:2], self.pool_size,
+                                                          self.strides)))
+
+    def synapses(self, input_shape: Shape):
+        c = _image_shape(input_shape, "MaxPool2D")[2]
+        kh, kw = self.pool_size
+        kernel = np.zeros((kh, kw, c, c), np.float32)
+        kernel[:, :, np.arange(c), np.arange(c)] = 1.0
+        return _conv_synapses(kernel, tuple(input_shape), self.strides, self.padding)
+
+
+def max_pool_forward(connectivity: MaxPool2D, x: np.ndarray, input_shape: Shape) -> np.ndarray:
+    """The window maxima of per-example inputs ``x[n, prod(input_shape)]`` (numpy reference;
+    padding and empty windows count as 0)."""
+    pre, post, _ = connectivity.synapses(input_shape)
+    n_out = int(np.prod(connectivity.output_shape(input_shape)))
+    out = np.zeros((x.shape[0], n_out), np.float64)
+    for i in range(x.shape[0]):
+        np.maximum.at(out[i], post, x[i, pre])
+    return out
+
+
 def _image_shape(shape: Shape, what: str) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise ShapeError(f"{what} needs a (height, width, channels) source, not shape {tuple(shape)}")
@@ -558,5 +617,5 @@ class Conv2DTranspose(Connectivity):
 
 CONNECTIVITY_TYPES: dict[str, type[Connectivity]] = {
     cls.kind: cls for cls in (Dense, OneToOne, Conv2D, AvgPool2D, AvgPoolDense2D, AvgPoolConv2D,
-                              Conv2DTranspose)
+                              Conv2DTranspose, MaxPool2D)
 }

@@ -199,6 +199,18 @@ class FewSpikeRelu(Neuron):
 
 
 @dataclass
+class SpikingMax(Neuron):
+    """Spiking max-pool: the target of one :class:`~distsnn.connectivity.MaxPool2D`
+    connection. Each neuron holds the largest spike count of its window's sources in the
+    current example and spikes once in every step in which it grows (a count grows by at
+    most one per step), so its own count is always that maximum, one step later: with
+    rate-coded sources it fires at the largest of their rates.
+    """
+
+    kind: ClassVar[str] = "spiking_max"
+
+
+@dataclass
 class LeakyIntegrate(Neuron):
     """mlGeNN's non-spiking leaky integrator (typically an output):
     ``V = Alpha V + Isyn + bias`` with ``Alpha = exp(-dt / tau_mem)``; with ``scale_i`` the
@@ -264,5 +276,5 @@ NEURON_TYPES: dict[str, type[Neuron]] = {
     cls.kind: cls
     for cls in (IntegrateFire, IntegrateFireInput, AnalogInput, Integrator, PoissonInput,
                 BinarySpikeInput, FewSpikeReluInput, FewSpikeRelu, LeakyIntegrate,
-                LeakyIntegrateFire, SpikeInput)
+                LeakyIntegrateFire, SpikeInput, SpikingMax)
 }

@@ -20,7 +20,7 @@ from distsnn.callbacks import Callback
 from distsnn.compilers import CompiledInferenceNetwork, InferenceCompiler
 from distsnn.compilers.arguments import populations
 from distsnn.network import Network, Population
-from distsnn.neurons import IntegrateFire, Integrator
+from distsnn.neurons import IntegrateFire, Integrator, SpikingMax
 from distsnn.parallel.communicator import Communicator, SerialCommunicator
 
 log = logging.getLogger("distsnn")
@@ -112,6 +112,7 @@ def spike_normalise(net: Network, net_inputs: Optional[Sequence] = None,
                 theta = 1.0
             thresholds[layer.name] = theta
             scale[layer.name] = theta * reference
+            _pass_scale_to_max_pools(net, layer, scale)
             log.info("spike-norm: %s threshold %.6g", layer.name, theta)
         readouts = [p for p in net.populations if isinstance(p.neuron, Integrator)]
         for pop in readouts:  # non-spiking outputs: their inputs on one scale, no threshold
@@ -156,6 +157,14 @@ def _rescale_inputs(net: Network, genn, layer: Population, scale: dict[str, floa
                                (layer.size,))
         genn.push(layer, "Bias", bias / np.float32(reference))
     return reference
+
+
+def _pass_scale_to_max_pools(net: Network, pop: Population, scale: dict[str, float]) -> None:
+    """Max-pools fed by ``pop`` keep its units (they have no threshold)."""
+    for conn in net.outgoing(pop):
+        if isinstance(conn.target.neuron, SpikingMax):
+            scale[conn.target.name] = scale[pop.name]
+            _pass_scale_to_max_pools(net, conn.target, scale)
 
 
 def _simulate(compiled: CompiledInferenceNetwork, data: dict, start: int, stop: int,

@@ -18,6 +18,13 @@ import numpy as np
 from distsnn.convert.enums import LINEAR, RELU, SOFTMAX, InputType, Readout
 from distsnn.convert.errors import ConversionError, NormDataError
 from distsnn.convert.frontends import open_model
+from distsnn.convert.maxpool import (
+    check_not_output,
+    few_spike_tree,
+    max_pool_op,
+    settle_trees,
+    term_max_pool,
+)
 from distsnn.convert.norm import NormData, RunningStat, Statistics, collect
 from distsnn.convert.plan import ConversionGraph, LayerInfo, PopulationSpec, layer_error
 from distsnn.convert.terms import lower
@@ -33,6 +40,7 @@ from distsnn.neurons import (
     Integrator,
     Neuron,
     PoissonInput,
+    SpikingMax,
 )
 
 log = logging.getLogger(__name__)
@@ -81,6 +89,15 @@ class Converter:
         if config.has_bias and self.biases == "reject":
             raise layer_error(keras_layer, "has a bias, and biases='reject' was asked",
                               "use use_bias=False, or biases='current' (constant input current)")
+
+    def create_max_pool_neurons(self, spec: PopulationSpec, pre_convert_output) -> Neuron:
+        """The neurons of a max-pool population (rate methods: spike-count maxima)."""
+        return SpikingMax()
+
+    def connect_term(self, network: Network, source: Population, target: Population, term,
+                     scale: float) -> None:
+        """Connect ``source`` to ``target`` as planned term ``term`` with weights * ``scale``."""
+        network.connect(source, target, lower(term, scale))
 
     def create_compiler(self, **kwargs):
         """A compiler for the networks this converter makes."""
@@ -134,6 +151,9 @@ class Converter:
         for spec in graph.populations:
             if spec.is_input:
                 neuron = self.create_input_neurons(pre)
+            elif max_pool_op(spec) is not None:
+                check_not_output(spec)
+                neuron = self.create_max_pool_neurons(spec, pre)
             else:
                 neuron = self.create_neurons(spec.layer, pre, spec.is_output)
                 self._set_bias(spec, neuron, pre)
@@ -141,7 +161,7 @@ class Converter:
         for spec in graph.populations:
             for term in spec.terms:
                 scale = self.connection_scale(term.source, spec, pre)
-                network.connect(pops[term.source], pops[spec], lower(term, scale))
+                self.connect_term(network, pops[term.source], pops[spec], term, scale)
         network.inputs = [pops[s] for s in graph.inputs]
         network.outputs = [pops[s] for s in graph.outputs]
         inputs, outputs = list(network.inputs), list(network.outputs)
@@ -359,6 +379,9 @@ class DataNorm(Simple):
                 scales[spec] = in_scale
                 continue
             ref = max(scales[t.source] for t in spec.terms)
+            if max_pool_op(spec) is not None:  # keeps its source's units, has no threshold
+                scales[spec] = reference[spec] = ref
+                continue
             lam = by_spec[spec].percentile(self.percentile)
             if lam <= 0.0:
                 log.warning("population %r is never active on the normalisation data; it keeps "
@@ -427,6 +450,7 @@ class FewSpike(Converter):
             batch_size=options.get("norm_batch_size", 256))
 
     def pre_convert(self, model) -> FewSpikeOutput:
+        self._max_pool_trees: list = []
         if self.norm_data is None:
             return FewSpikeOutput({}, self.alpha)
         graph = self.conversion_graph(model)
@@ -452,6 +476,21 @@ class FewSpike(Converter):
         return FewSpikeOutput(layer_alpha, input_alpha if input_alpha > 0 else self.alpha,
                               stats.num_examples)
 
+    def create_max_pool_neurons(self, spec, pre_convert_output) -> Neuron:
+        """The pool's FewSpikeRelu, on its source's alpha (made equal in post_convert)."""
+        return self.create_neurons(spec.layer, pre_convert_output, False)
+
+    def connect_term(self, network, source, target, term, scale) -> None:
+        """Max-pools become trees of ReLU populations (:func:`few_spike_tree`)."""
+        pool = term_max_pool(term)
+        if pool is None:
+            super().connect_term(network, source, target, term, scale)
+            return
+        k, alpha = self.k, float(source.neuron.alpha)
+        tree = few_spike_tree(network, source, target, pool,
+                              lambda: FewSpikeRelu(k=k, alpha=alpha))
+        self._max_pool_trees.append((target, source, tree))
+
     def create_input_neurons(self, pre_convert_output) -> Neuron:
         return FewSpikeReluInput(k=self.k, alpha=float(pre_convert_output.input_alpha),
                                  signed_input=self.signed_input)
@@ -461,8 +500,9 @@ class FewSpike(Converter):
         return FewSpikeRelu(k=self.k, alpha=float(alpha), readout="var" if is_output else None)
 
     def post_convert(self, network, inputs, outputs) -> None:
-        """Give every group of populations that feed a common target one α (their maximum)."""
-        share_alphas(network)
+        """Give every group of populations that feed a common target one α (their maximum),
+        and every max-pool its source's α (:func:`settle_trees`)."""
+        settle_trees(getattr(self, "_max_pool_trees", []), lambda: share_alphas(network))
 
     def create_compiler(self, **kwargs):
         from distsnn.compilers import FewSpikeCompiler

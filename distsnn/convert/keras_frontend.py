@@ -19,6 +19,7 @@ from distsnn.convert._backend import keras, to_numpy
 from distsnn.convert.activations import activation_kind, relu_layer_kind
 from distsnn.convert.enums import LINEAR, RELU, SOFTMAX
 from distsnn.convert.errors import ConversionError
+from distsnn.convert.maxpool import max_pool
 from distsnn.convert.model_io import LoadedModel
 from distsnn.convert.plan import (
     ConversionGraph,
@@ -38,15 +39,13 @@ IDENTITY_LAYERS = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialD
                    L.GaussianDropout, L.GaussianNoise, L.AlphaDropout, L.ActivityRegularization)
 
 SUPPORTED = ("InputLayer, Dense, Conv2D, Conv2DTranspose, AveragePooling2D, "
-             "GlobalAveragePooling2D, Flatten, Reshape to a vector, Add, ReLU, "
+             "GlobalAveragePooling2D, MaxPooling2D and GlobalMaxPooling2D (after a ReLU), "
+             "Flatten, Reshape to a vector, Add, ReLU, "
              "Activation (relu/softmax/linear), Softmax (output), "
              "BatchNormalization (after Dense/Conv2D), ZeroPadding2D (before Conv2D), "
              "Rescaling and Normalization (on an input, before Dense/Conv2D), Dropout")
 
 _INSTEAD = {
-    "MaxPooling2D": "use AveragePooling2D", "MaxPool2D": "use AveragePooling2D",
-    "GlobalMaxPooling2D": "use GlobalAveragePooling2D",
-    "GlobalMaxPool2D": "use GlobalAveragePooling2D",
     "Concatenate": "merge branches with Add instead",
     "Subtract": "merge branches with Add instead", "Multiply": "merge branches with Add instead",
     "Average": "merge branches with Add instead", "Maximum": "merge branches with Add instead",
@@ -86,7 +85,8 @@ def _is_ops_op(op, name: str) -> bool:
 
 _SINGLE_INPUT = (L.Dense, L.Conv2D, L.Conv2DTranspose, L.BatchNormalization, L.AveragePooling2D,
                  L.GlobalAveragePooling2D, L.Flatten, L.Reshape, L.ZeroPadding2D, L.ReLU,
-                 L.Activation, L.Softmax, L.Rescaling, L.Normalization)
+                 L.Activation, L.Softmax, L.Rescaling, L.Normalization, L.MaxPooling2D,
+                 L.GlobalMaxPooling2D)
 
 
 class KerasFrontend(Frontend):
@@ -275,6 +275,8 @@ class _Walker(Planner):
             return self._batch_norm(op, x, out)
         if cls in (L.AveragePooling2D, L.GlobalAveragePooling2D):
             return self._pool(op, x, out)
+        if cls in (L.MaxPooling2D, L.GlobalMaxPooling2D):
+            return self._max_pool(op, x, out)
         if cls in (L.Flatten, L.Reshape):
             return self._flatten(op, x, out)
         if cls is L.ZeroPadding2D:
@@ -391,6 +393,16 @@ class _Walker(Planner):
                                   "use padding='valid'")
             size, strides = op.pool_size, op.strides
         return self.pool(op, x, size, strides, _shape(out), Probe(out))
+
+    def _max_pool(self, op, x: Value, out) -> Value:
+        self._channels_last(op)
+        if len(x.shape) != 3:
+            raise layer_error(op, f"needs a (height, width, channels) input, not {x.shape}")
+        if type(op) is L.GlobalMaxPooling2D:
+            size, strides, padding = x.shape[:2], x.shape[:2], "valid"
+        else:
+            size, strides, padding = op.pool_size, op.strides, op.padding
+        return max_pool(self, op, x, size, strides, padding, _shape(out), Probe(out))
 
     def _normalization(self, op, x: Value, out) -> Value:
         mean, variance = to_numpy(op.mean)[0], to_numpy(op.variance)[0]

@@ -22,6 +22,7 @@ import numpy as np
 
 from distsnn.convert.enums import LINEAR, RELU, SOFTMAX
 from distsnn.convert.errors import ConversionError, ModelFileError
+from distsnn.convert.maxpool import max_pool
 from distsnn.convert.plan import (
     ConversionGraph,
     Frontend,
@@ -43,13 +44,12 @@ except ImportError:  # pragma: no cover - reported when an ONNX model is given
 
 SUPPORTED = ("Conv (group 1, dilation 1), ConvTranspose (group 1, dilation 1, explicit pads), "
              "Gemm, MatMul (by a constant), Add, Relu, Clip(min 0, no max), AveragePool (no "
-             "padding), GlobalAveragePool, BatchNormalization (after Conv/Gemm/MatMul), "
+             "padding), GlobalAveragePool, MaxPool and GlobalMaxPool (after a Relu; dilation 1), "
+             "BatchNormalization (after Conv/Gemm/MatMul), "
              "Flatten, Reshape to (batch, features), Identity, Dropout, Softmax (output), "
              "Constant")
 _ELEMENTWISE = "merge branches with Add; other arithmetic cannot be converted"
 _INSTEAD = {
-    "MaxPool": "use average pooling (AveragePool, e.g. torch.nn.AvgPool2d)",
-    "GlobalMaxPool": "use GlobalAveragePool (e.g. torch.nn.AdaptiveAvgPool2d(1))",
     "Concat": _ELEMENTWISE, "Sub": _ELEMENTWISE, "Mul": _ELEMENTWISE, "Div": _ELEMENTWISE,
     "Max": _ELEMENTWISE, "Min": _ELEMENTWISE, "Sum": _ELEMENTWISE, "Mean": _ELEMENTWISE,
     "Pad": "use the Conv's own padding (pads) instead of a separate Pad",
@@ -603,6 +603,41 @@ class _Walker(Planner):
         shape = self._to_planner(self._onnx_shape(out, node))
         hw = x.shape[:2] if len(x.shape) == 3 else ()
         return self.pool(node, x, hw, hw, shape, Probe(out)), None
+
+    def _op_MaxPool(self, node: Node, out: str):
+        """Explicit or auto pads; ``ceil_mode`` becomes extra end padding (the pooled values
+        are non-negative, so a window's part outside the input adds nothing)."""
+        attrs = self._attrs(node)
+        x = self._value(node)
+        if len(x.shape) != 3:
+            raise layer_error(node, "needs an image input (batch, channels, height, width)")
+        if len(node.proto.output) > 1 and node.proto.output[1]:
+            raise layer_error(node, "also outputs the indices of the maxima",
+                              "export without return_indices")
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise layer_error(node, f"is dilated ({list(attrs['dilations'])}), which a spiking "
+                                    f"max-pool cannot express", "use dilation=1")
+        kernel = tuple(int(k) for k in attrs.get("kernel_shape", []))
+        if len(kernel) != 2:
+            raise layer_error(node, f"pools over {len(kernel)} dimensions",
+                              "use 2-D (NCHW) max pooling")
+        strides = tuple(int(s) for s in attrs.get("strides", [1, 1]))
+        pads = self._pads(node, attrs, x.shape[:2], kernel, strides)
+        shape = self._to_planner(self._onnx_shape(out, node))
+        pads = tuple((before, max(after, (o - 1) * s + k - n - before))
+                     for (before, after), n, k, s, o in zip(pads, x.shape[:2], kernel, strides,
+                                                             shape[:2]))
+        if any((o - 1) * s - before >= n for (before, _), n, s, o in zip(pads, x.shape[:2],
+                                                                           strides, shape[:2])):
+            raise layer_error(node, f"outputs {shape[:2]}: with ceil_mode its last window lies "
+                                    f"outside the input", "use ceil_mode=0")
+        return max_pool(self, node, x, kernel, strides, pads, shape, Probe(out)), None
+
+    def _op_GlobalMaxPool(self, node: Node, out: str):
+        x = self._value(node)
+        shape = self._to_planner(self._onnx_shape(out, node))
+        hw = x.shape[:2] if len(x.shape) == 3 else ()
+        return max_pool(self, node, x, hw, hw, "valid", shape, Probe(out)), None
 
     def _op_Flatten(self, node: Node, out: str):
         if self._attrs(node).get("axis", 1) != 1:

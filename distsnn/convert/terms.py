@@ -14,6 +14,7 @@ the IR can express are::
     (Conv,)                 -> Conv2D
     (Pool, Conv)            -> AvgPoolConv2D
     (ConvTranspose,)        -> Conv2DTranspose
+    (MaxPool,)              -> MaxPool2D          (the term of a max-pool population)
 
 ``Reshape`` (Flatten) operations only change the view: flattening is C order, which is how
 the IR flattens channels-last shapes, so they vanish when lowered. ``Pad`` operations are
@@ -37,6 +38,19 @@ class Pool:
 
     pool_size: tuple[int, int]
     strides: tuple[int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool:
+    """Max pooling with TF ``valid``/``same`` or explicit padding: only ever the single
+    operation of a max-pool population's one term (see :mod:`distsnn.convert.maxpool`)."""
+
+    pool_size: tuple[int, int]
+    strides: tuple[int, int]
+    padding: conn.Padding
+
+    def connectivity(self) -> conn.MaxPool2D:
+        return conn.MaxPool2D(self.pool_size, strides=self.strides, padding=self.padding)
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +119,7 @@ class ConvTransposeOp:
         return replace(self, kernel=self.kernel * factor)
 
 
-Op = Union[Pool, Pad, Scale, Reshape, DenseOp, ConvOp, ConvTransposeOp]
+Op = Union[Pool, MaxPool, Pad, Scale, Reshape, DenseOp, ConvOp, ConvTransposeOp]
 WEIGHTED = (DenseOp, ConvOp, ConvTransposeOp)
 
 
@@ -161,6 +175,8 @@ def lower(term: Term, scale: float = 1.0) -> conn.Connectivity:
         return conn.AvgPoolConv2D(weight=_scaled(c.kernel, scale), pool_size=pool.pool_size,
                                   pool_strides=pool.strides, strides=c.strides,
                                   padding=c.padding)
+    if kinds == (MaxPool,) and scale == 1.0:
+        return ops[0].connectivity()
     if kinds == (ConvTransposeOp,):
         c = ops[0]
         kh, kw, filters, _ = c.kernel.shape

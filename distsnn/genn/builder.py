@@ -20,7 +20,9 @@ from typing import Optional
 import numpy as np
 from pygenn import GeNNModel, create_var_ref, init_postsynaptic, init_weight_update
 
+from distsnn.connectivity import MaxPool2D
 from distsnn.errors import UserError
+from distsnn.genn import maxpool
 from distsnn.genn.backends import BACKENDS, available_backends
 from distsnn.genn.lowering import LoweringPlan, kernel_geometry, kernel_values, plan_lowering
 from distsnn.genn.models import (
@@ -37,7 +39,7 @@ from distsnn.genn.models import (
 from distsnn.genn.synapse_cache import SynapseCache
 from distsnn.genn.toeplitz import procedural_connectivity, toeplitz_connectivity
 from distsnn.network import Connection, Network, Population
-from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput
+from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput, SpikingMax
 from distsnn.nir_neurons import NIRNeuron, RasterInput
 from distsnn.parallel.communicator import Communicator, SerialCommunicator
 from distsnn.utils.data import batch_spikes, calc_start_spikes
@@ -160,6 +162,7 @@ class GeNNNetwork:
         for name, value in opts.model_settings.items():
             setattr(model, name, value)
         self.depth = (pipeline_depths(self.network) if opts.mode == "few_spike" else {})
+        self.counted = maxpool.counted_sources(self.network)
         self.codes: dict[str, NeuronCode] = {}
         self.groups = {}
         for pop in self.network.populations:
@@ -192,6 +195,8 @@ class GeNNNetwork:
         elif isinstance(pop.neuron, (FewSpikeRelu, FewSpikeReluInput)):
             raise ValueError(f"population {pop.name!r}: few-spike neurons need the few-spike "
                              f"schedule (FewSpikeCompiler / --method few-spike)")
+        if isinstance(pop.neuron, SpikingMax):
+            return maxpool.spiking_max(pop.name)
         neuron = pop.neuron
         if getattr(neuron, "readout", "") is None and pop.name in opts.readouts:
             neuron = replace(neuron, readout=opts.readouts[pop.name])
@@ -204,7 +209,8 @@ class GeNNNetwork:
                 np.asarray(neuron.bias, np.float32).reshape(-1), (pop.size,)).copy())
         return neuron_code(neuron, pop.name, dynamic_threshold=opts.dynamic_thresholds,
                            record_max_input=opts.record_max_input,
-                           example_steps=opts.example_timesteps, dt=opts.dt)
+                           example_steps=opts.example_timesteps, dt=opts.dt,
+                           count_spikes=pop.name in self.counted)
 
     def _add_connection(self, model: GeNNModel, conn: Connection):
         opts = self.options
@@ -224,31 +230,31 @@ class GeNNNetwork:
             psm = init_postsynaptic("DeltaCurr")
         else:
             psm = self._postsynaptic(conn, delay)
-        wu_model, pre_refs = _weight_update(self.codes[conn.source.name])
+        if isinstance(c, MaxPool2D):
+            wu_model, pre_refs, post_refs = maxpool.weight_update(conn.source)
+        else:
+            (wu_model, pre_refs), post_refs = _weight_update(self.codes[conn.source.name]), {}
         matrix = self.plan.matrix(conn.name)
         shape = conn.source.shape
+
+        def weights(g):
+            return init_weight_update(wu_model, {}, {"g": g}, pre_var_refs=pre_refs,
+                                      post_var_refs=post_refs)
+
         if matrix == "TOEPLITZ":
             sg = model.add_synapse_population(
-                conn.name, "TOEPLITZ", src, trg,
-                init_weight_update(wu_model, {}, {"g": kernel_values(c, shape)},
-                                   pre_var_refs=pre_refs), psm,
+                conn.name, "TOEPLITZ", src, trg, weights(kernel_values(c, shape)), psm,
                 toeplitz_connectivity(kernel_geometry(c, shape), opts.backend))
         elif matrix == "PROCEDURAL_KERNELG":
             sg = model.add_synapse_population(
-                conn.name, "PROCEDURAL_KERNELG", src, trg,
-                init_weight_update(wu_model, {}, {"g": kernel_values(c, shape)},
-                                   pre_var_refs=pre_refs), psm,
+                conn.name, "PROCEDURAL_KERNELG", src, trg, weights(kernel_values(c, shape)), psm,
                 procedural_connectivity(kernel_geometry(c, shape)))
         elif matrix == "DENSE":
             sg = model.add_synapse_population(
-                conn.name, "DENSE", src, trg,
-                init_weight_update(wu_model, {}, {"g": c.dense_weight(shape).reshape(-1)},
-                                   pre_var_refs=pre_refs), psm)
+                conn.name, "DENSE", src, trg, weights(c.dense_weight(shape).reshape(-1)), psm)
         else:
             pre, post, w = self.synapse_cache.synapses(conn)
-            sg = model.add_synapse_population(
-                conn.name, "SPARSE", src, trg,
-                init_weight_update(wu_model, {}, {"g": w}, pre_var_refs=pre_refs), psm)
+            sg = model.add_synapse_population(conn.name, "SPARSE", src, trg, weights(w), psm)
             sg.set_sparse_connections(pre, post)
         if delay:
             sg.axonal_delay_steps = delay

@@ -4,8 +4,8 @@ Lowerings (GeNN matrix types):
 
 * ``DENSE``: all-to-all weights (``Dense``), 4 bytes per synapse.
 * ``TOEPLITZ``: convolution-like connections (``Conv2D`` with any stride/padding/kernel,
-  ``AvgPool2D``, fused ``AvgPoolConv2D`` and ``AvgPoolDense2D``, ``Conv2DTranspose`` as a
-  correlation over its stride-upsampled source) generated from a
+  ``AvgPool2D``, ``MaxPool2D``, fused ``AvgPoolConv2D`` and ``AvgPoolDense2D``,
+  ``Conv2DTranspose`` as a correlation over its stride-upsampled source) generated from a
   :class:`KernelGeometry` by distsnn's own Toeplitz snippet: only the kernel is stored.
 * ``SPARSE``: explicit synapses (``OneToOne`` always; convolution-like connections when asked).
 * ``PROCEDURAL_KERNELG`` (CUDA only, ``connectivity="procedural"``): the same loops as the
@@ -36,6 +36,7 @@ from distsnn.connectivity import (
     Conv2D,
     Conv2DTranspose,
     Dense,
+    MaxPool2D,
     OneToOne,
     Shape,
     axis_padding,
@@ -70,6 +71,7 @@ class KernelGeometry:
     ``(uh, uw)``: source upsampling; pooled pixel ``p`` sits at ``p * u`` of a zero-filled
     grid that the kernel correlates (a transposed convolution with strides ``u``, its kernel
     flipped, stride 1 and padding-before ``k - 1 - crop``; 1: none).
+    ``(pph, ppw)``: padding before the first pooling window (max pooling; 0 for averages).
     """
 
     ih: int
@@ -93,6 +95,8 @@ class KernelGeometry:
     depthwise: bool = False
     uh: int = 1
     uw: int = 1
+    pph: int = 0
+    ppw: int = 0
 
     def params(self) -> dict[str, int]:
         """Snippet parameters (every field but ``depthwise``)."""
@@ -105,13 +109,14 @@ class KernelGeometry:
     def axis_paths(self, axis: int) -> np.ndarray:
         """``paths[i, o]``: routes from source row (axis 0) or column (axis 1) ``i`` to output
         row/column ``o`` through a pooling window and a kernel tap."""
-        n_in, pk, ps, n_pool, k, s, pad, n_out, up = (
-            (self.ih, self.pkh, self.psh, self.ph, self.kh, self.sh, self.padh, self.oh, self.uh)
-            if axis == 0 else
-            (self.iw, self.pkw, self.psw, self.pw, self.kw, self.sw, self.padw, self.ow, self.uw))
+        n_in, pk, ps, n_pool, k, s, pad, n_out, up, pp = (
+            (self.ih, self.pkh, self.psh, self.ph, self.kh, self.sh, self.padh, self.oh, self.uh,
+             self.pph) if axis == 0 else
+            (self.iw, self.pkw, self.psw, self.pw, self.kw, self.sw, self.padw, self.ow, self.uw,
+             self.ppw))
         paths = np.zeros((n_in, n_out), np.int64)
         for p in range(n_pool):
-            rows = np.arange(p * ps, min(p * ps + pk, n_in))
+            rows = np.arange(max(p * ps - pp, 0), min(p * ps - pp + pk, n_in))
             for tap in range(k):
                 num = p * up + pad - tap
                 if num >= 0 and num % s == 0 and num // s < n_out:
@@ -164,6 +169,8 @@ def kernel_geometry(c: Connectivity, input_shape: Shape) -> Optional[KernelGeome
     """The Toeplitz geometry of a convolution-like connectivity, ``None`` for the others."""
     if isinstance(c, Conv2DTranspose):
         return _transpose_geometry(c, input_shape)
+    if isinstance(c, MaxPool2D):
+        return _max_pool_geometry(c, input_shape)
     if not isinstance(c, (Conv2D, AvgPool2D, AvgPoolConv2D, AvgPoolDense2D)):
         return None
     ih, iw, ic = (int(s) for s in input_shape)
@@ -197,12 +204,23 @@ def _transpose_geometry(c: Conv2DTranspose, input_shape: Shape) -> KernelGeometr
                           kw - 1 - crop_w, oh, ow, oc, uh=sh, uw=sw)
 
 
+def _max_pool_geometry(c: MaxPool2D, input_shape: Shape) -> KernelGeometry:
+    """Max pooling: a depthwise pooling geometry with padding before its windows."""
+    ih, iw, ic = (int(s) for s in input_shape)
+    oh, ow, _ = c.output_shape(input_shape)
+    pph, ppw = c.pads_before(input_shape)
+    return KernelGeometry(ih, iw, ic, *c.pool_size, *c.strides, oh, ow, 1, 1, 1, 1, 0, 0,
+                          oh, ow, ic, depthwise=True, pph=pph, ppw=ppw)
+
+
 def kernel_values(c: Connectivity, input_shape: Shape) -> np.ndarray:
     """The Toeplitz kernel (flat float32, C order of ``kernel_shape``), pooling factor included;
     a transposed convolution's kernel flipped to ``[kh, kw, c_in, filters]``."""
     if isinstance(c, Conv2DTranspose):
         return np.ascontiguousarray(c.kernel(input_shape)[::-1, ::-1].transpose(0, 1, 3, 2)
                                     ).reshape(-1)
+    if isinstance(c, MaxPool2D):
+        return np.ones(1, np.float32)
     geometry = kernel_geometry(c, input_shape)
     area = geometry.pkh * geometry.pkw
     if isinstance(c, AvgPool2D):
@@ -227,7 +245,7 @@ def synaptic_events(conn: Connection, spikes: np.ndarray) -> int:
 
 def is_all_zero(c: Connectivity) -> bool:
     """Whether a connection can contribute nothing (all weights zero): dropped from the model."""
-    if isinstance(c, AvgPool2D):
+    if isinstance(c, (AvgPool2D, MaxPool2D)):
         return False
     return not np.any(np.asarray(c.weight))
 

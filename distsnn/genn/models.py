@@ -132,7 +132,9 @@ def _value(name: str, value, params: list, vars_: list, values_p: dict, values_v
 
 
 def integrate_fire(n: IntegrateFire, name: str, dynamic_threshold: bool,
-                   record_max_input: bool, example_steps: int = 1) -> NeuronCode:
+                   record_max_input: bool, example_steps: int = 1,
+                   count_spikes: bool = False) -> NeuronCode:
+    """``count_spikes``: ``Count`` holds the example's spike count (read by max-pools)."""
     params, vars_ = [("Vreset", "scalar")], [("V", "scalar", RW), ("SpikeTotal", "unsigned int", RW)]
     pv: dict = {"Vreset": float(n.v_reset)}
     vv: dict = {"V": float(n.v), "SpikeTotal": 0}
@@ -163,6 +165,10 @@ def integrate_fire(n: IntegrateFire, name: str, dynamic_threshold: bool,
     else:
         raise ValueError(f"population {name!r}: reset must be 'zero' or 'subtract', "
                          f"not {n.reset!r}")
+    if count_spikes:
+        _readout_var(ReadoutParts(params, vars_, pv, vv, sim, extra_reset, reset_vals, {}),
+                     "Count", "unsigned int", 0)
+        extra_reset.append("Count++;")
     model = create_neuron_model(
         f"if_{name}", params=params, vars=vars_, sim_code="\n".join(sim),
         threshold_condition_code="V >= Vthresh",
@@ -497,14 +503,17 @@ def _literal(value) -> str:
 
 def neuron_code(neuron: Neuron, name: str, *, dynamic_threshold: bool = False,
                 record_max_input: bool = False, src_alpha: float = 1.0,
-                src_signed: bool = False, example_steps: int = 1, dt: float = 1.0) -> NeuronCode:
-    """GeNN code for one population's neuron description."""
+                src_signed: bool = False, example_steps: int = 1, dt: float = 1.0,
+                count_spikes: bool = False) -> NeuronCode:
+    """GeNN code for one population's neuron description (``count_spikes``: integrate-and-fire
+    neurons keep the example's spike count in ``Count``, for max-pools)."""
     if isinstance(neuron, AnalogInput):
         return analog_input(name, example_steps)
     if isinstance(neuron, Integrator):
         return integrator(neuron, name)
     if isinstance(neuron, IntegrateFire):
-        return integrate_fire(neuron, name, dynamic_threshold, record_max_input, example_steps)
+        return integrate_fire(neuron, name, dynamic_threshold, record_max_input, example_steps,
+                              count_spikes)
     if isinstance(neuron, LeakyIntegrate):
         return leaky_integrate(neuron, name, dt, example_steps)
     if isinstance(neuron, LeakyIntegrateFire):

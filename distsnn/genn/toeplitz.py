@@ -32,8 +32,8 @@ _PARAMS = [(name, "int") for name in KernelGeometry.__dataclass_fields__ if name
 
 #: The source pixel of the spike and the range of pooling windows holding it.
 _SOURCE = """
-const int inRow = (id_pre / ic) / iw;
-const int inCol = (id_pre / ic) % iw;
+const int inRow = (id_pre / ic) / iw + pph;
+const int inCol = (id_pre / ic) % iw + ppw;
 const int inChan = id_pre % ic;
 const int prLo = (inRow >= pkh) ? (inRow - pkh) / psh + 1 : 0;
 const int prHi = (inRow / psh < ph - 1) ? inRow / psh : ph - 1;

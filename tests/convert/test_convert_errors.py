@@ -25,10 +25,11 @@ def image_model(*middle, shape=(8, 8, 2)):
 
 
 UNSUPPORTED = [
-    ("max_pool", lambda: image_model(L.MaxPooling2D(2, name="bad")), "MaxPooling2D",
-     "use AveragePooling2D"),
-    ("global_max_pool", lambda: image_model(L.GlobalMaxPooling2D(name="bad")),
-     "GlobalMaxPooling2D", "use GlobalAveragePooling2D"),
+    ("max_pool_of_input", lambda: image_model(L.MaxPooling2D(2, name="bad")), "MaxPooling2D",
+     "max-pools signed values (its input is not the output of a ReLU)"),
+    ("global_max_pool_before_relu", lambda: image_model(
+        L.Conv2D(2, 3), L.GlobalMaxPooling2D(name="bad"), L.ReLU()), "GlobalMaxPooling2D",
+     "put the ReLU before the max-pool"),
     ("leaky_relu", lambda: image_model(L.Conv2D(2, 3), L.LeakyReLU(name="bad")), "LeakyReLU",
      "use ReLU"),
     ("conv_transpose_output_padding", lambda: image_model(

@@ -251,8 +251,8 @@ def small_model(op: str, inputs_after_x=(), shape=(2, 6, 6), **attrs):
 
 
 ERRORS = [
-    ("MaxPool", dict(kernel_shape=[2, 2]), (), "node 'bad' (MaxPool) is not supported; use "
-                                               "average pooling"),
+    ("MaxPool", dict(kernel_shape=[2, 2]), (), "node 'bad' (MaxPool): max-pools signed values "
+                                               "(its input is not the output of a ReLU)"),
     ("Sigmoid", {}, (), "node 'bad' (Sigmoid) is not supported; use Relu"),
     ("Conv", dict(kernel_shape=[3, 3], group=2), [(2, 1, 3, 3)],
      "node 'bad' (Conv): is a grouped (or depthwise) convolution, group=2; use groups=1"),
@@ -295,8 +295,9 @@ def test_cli_error_is_one_line_with_exit_code_2(tmp_path):
     proc = run([DISTSNN, "convert", str(path), "-o", str(tmp_path / "net.h5")], timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        "distsnn: error: node 'bad' (MaxPool) is not supported; use average pooling "
-        "(AveragePool, e.g. torch.nn.AvgPool2d)"]
+        "distsnn: error: node 'bad' (MaxPool): max-pools signed values (its input is not the "
+        "output of a ReLU); only the maximum of rectified values can be converted; put the ReLU "
+        "before the max-pool (the two commute)"]
     assert not (tmp_path / "net.h5").exists()
 
 

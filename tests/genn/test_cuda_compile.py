@@ -63,6 +63,8 @@ def test_the_batch_offset_check_finds_a_lane_0_read():
           "group->Input[ipre]);"
     assert unbatched_accesses(neuron, bad) == ["group->Input[ipre]"]
     assert unbatched_accesses(neuron, bad.replace("[ipre]", "[preBatchOffset + ipre]")) == []
+    delayed = "group->srcSpk[preBatchDelayOffset + threadIdx.x]"  # a delayed source's spikes
+    assert unbatched_accesses(f"group->srcSpk[batchOffset + lid]; {neuron}", delayed) == []
 
 
 def test_doctor_says_why_cuda_cannot_run_and_auto_runs_on_the_cpu(small_files, build_dir,

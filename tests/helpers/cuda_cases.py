@@ -124,6 +124,39 @@ def _pool_dense_net():
     return net
 
 
+def _max_pool(net, inp, rng):
+    """conv -> IF -> max-pool (ResNet's stem window: 3x3, stride 2, pad 1) -> SpikingMax:
+    the synapse code reads the source's count and the pool's held maximum, both batched."""
+    from distsnn.connectivity import MaxPool2D
+    from distsnn.neurons import SpikingMax
+    hidden = _conv(padding="same")(net, inp, rng)
+    pool = MaxPool2D(3, strides=2, padding=((1, 1), (1, 1)))
+    pop = net.add_population("max_pool", pool.output_shape(hidden.shape), SpikingMax())
+    net.connect(hidden, pop, pool)
+    return pop
+
+
+def _few_spike_max_pool_net():
+    """Few-spike: input -> conv -> max-pool as the converter builds it (a tree of ReLUs)."""
+    from distsnn.connectivity import Conv2D, Dense
+    from distsnn.convert.maxpool import few_spike_tree
+    from distsnn.convert.terms import MaxPool
+    from distsnn.network import Network
+    from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput
+    rng = np.random.default_rng(7)
+    net = Network(metadata={"case": "cuda"})
+    inp = net.add_population("input", (8, 8, 2), FewSpikeReluInput(k=K, alpha=1.0))
+    conv = net.add_population("conv", (8, 8, 3), FewSpikeRelu(k=K, alpha=2.0))
+    pool = net.add_population("pool", (4, 4, 3), FewSpikeRelu(k=K, alpha=2.0))
+    out = net.add_population("output", (4,), FewSpikeRelu(k=K, alpha=4.0, readout="var"))
+    net.connect(inp, conv, Conv2D(_weights(rng, 3, 3, 2, 3), padding="same"))
+    few_spike_tree(net, conv, pool, MaxPool((3, 3), (2, 2), ((1, 1), (1, 1))),
+                   lambda: FewSpikeRelu(k=K, alpha=2.0))
+    net.connect(pool, out, Dense(_weights(rng, 48, 4)))
+    net.outputs = [out]
+    return net
+
+
 def _few_spike_net(signed: bool = True):
     """Few-spike K=8, signed input: input -> conv -> pool+conv -> dense output."""
     from distsnn.connectivity import AvgPoolConv2D, Conv2D, Dense
@@ -282,6 +315,10 @@ CASES = [
     Case("exponential_synapses", lambda: _chain_net("exponential")),
     Case("lif", lambda: _chain_net("lif")),
     Case("residual", lambda: _image_net(_residual)),
+    Case("max_pool_toeplitz", lambda: _image_net(_max_pool)),
+    Case("max_pool_sparse", lambda: _image_net(_max_pool), connectivity="sparse"),
+    Case("max_pool_procedural", lambda: _image_net(_max_pool), connectivity="procedural"),
+    Case("max_pool_few_spike", _few_spike_max_pool_net, mode="few_spike"),
     Case("nir_raster", _nir_net),
     Case("vgg16_cifar_few_spike",
          lambda: vgg16((32, 32, 3), (512,), 10, "few_spike"), mode="few_spike", batches=(256,)),
@@ -317,10 +354,10 @@ def unbatched_accesses(neuron_code: str, synapse_code: str) -> list[str]:
     """Accesses in the synapse kernels to a batched array without a batch offset.
 
     An array is batched when some kernel indexes it with a batch offset (GeNN's
-    ``batchOffset``, ``preBatchOffset``, ...); every access to it in the synapse update code
+    ``batchOffset``, ``preBatchOffset``, ``preBatchDelayOffset`` of delayed sources, ...); every access to it in the synapse update code
     must carry one too, else each batch lane reads lane 0 (the bug of GeNN PR #757)."""
-    def offset(index: str) -> bool:
-        return "batchoffset" in index.lower()
+    def offset(index: str) -> bool:  # batch offsets, with the delay slot or without
+        return re.search(r"batch(delay)?offset", index.lower()) is not None
     batched = {name for code in (neuron_code, synapse_code)
                for name, index in _ACCESS.findall(code) if offset(index)}
     return [f"group->{name}[{index}]" for name, index in _ACCESS.findall(synapse_code)
