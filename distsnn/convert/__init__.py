@@ -1,8 +1,8 @@
 """Conversion of trained Keras or ONNX models to distsnn networks (mlGeNN-compatible API),
 and of NIR graphs of spiking networks (:func:`convert_nir`).
 
-The only part of distsnn that imports TensorFlow/Keras, onnx/onnxruntime or nir; it does so when a
-converter first meets such a model, so ``import distsnn.convert`` itself is cheap::
+The only part of distsnn that imports TensorFlow/Keras, onnx/onnxruntime or nir; it does so
+when a converter first meets such a model, so ``import distsnn.convert`` itself is cheap::
 
     from distsnn.convert import DataNorm
     net, inputs, outputs, layer_pops = DataNorm(500, norm_data=x_train[:256]).convert(model)

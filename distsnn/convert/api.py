@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Optional, Union
 
 from distsnn.convert.converters import DataNorm, FewSpike, Simple
 from distsnn.convert.errors import ConversionError, NormDataError
@@ -19,7 +18,7 @@ METHODS = ("simple", "data-norm", "few-spike", "spike-norm")
 KERAS_OPTIONAL_IMPORTS = ("sklearn", "matplotlib")
 
 
-def convert_file(model_path: str | Path, method: str, *, norm_data: Any = None,
+def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = None,
                  timesteps: int = 500, k: int = 8, input_type: str = "poisson",
                  signed_input: bool = False, percentile: float = 100.0, reset: str = "subtract",
                  x_name: str = "x", readout: str = "spikes") -> Network:
@@ -57,7 +56,7 @@ def convert_file(model_path: str | Path, method: str, *, norm_data: Any = None,
     return network
 
 
-def _describe(norm_data: Any) -> str | None:
+def _describe(norm_data: Any) -> Optional[str]:
     return str(norm_data) if isinstance(norm_data, (str, Path)) else type(norm_data).__name__
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -111,7 +111,7 @@ class Converter:
         """Factor applied to the weights of the connection ``source -> target``."""
         return 1.0
 
-    def convert_bias(self, spec: PopulationSpec, pre_convert_output) -> np.ndarray | None:
+    def convert_bias(self, spec: PopulationSpec, pre_convert_output) -> Optional[np.ndarray]:
         """The neurons' ``bias`` (per neuron, population shape) for a population's ANN bias."""
         return spec.bias
 

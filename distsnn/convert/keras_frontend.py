@@ -10,8 +10,7 @@ connection a :class:`~distsnn.connectivity.Conv2DTranspose`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -63,7 +62,7 @@ for _name in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM2D", 
     _INSTEAD[_name] = "recurrent layers cannot be converted: only feed-forward networks are"
 
 
-def build_graph(model, validate: Callable[[Any, LayerInfo], None] | None = None
+def build_graph(model, validate: Optional[Callable[[Any, LayerInfo], None]] = None
                 ) -> ConversionGraph:
     """Plan the spiking network of ``model``; ``validate(layer, info)`` vets every layer."""
     return _Walker(model, validate).run()
@@ -306,7 +305,7 @@ class _Walker(Planner):
             name = f"keras.ops.{name}"
         raise ConversionError(f"layer {op.name!r} ({name}) is not supported; {fix}")
 
-    def _nonlinear(self, op, x: Value, out, kind: str, pre_probe: Probe | None = None
+    def _nonlinear(self, op, x: Value, out, kind: str, pre_probe: Optional[Probe] = None
                    ) -> Value:
         return self.nonlinear(op, x, Probe(out), kind, self._terminal(out), pre_probe)
 

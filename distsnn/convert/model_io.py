@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -22,10 +22,10 @@ class LoadedModel:
     model: Any
     sha256: str
     hash_of: str  # "file" or "weights"
-    path: str | None = None
+    path: Optional[str] = None
 
 
-def load_model(source: str | Path | Any) -> LoadedModel:
+def load_model(source: Union[str, Path, Any]) -> LoadedModel:
     """Load ``source`` (a path to a .keras/.h5 file) or wrap a ``keras.Model`` object."""
     if isinstance(source, (str, Path)):
         path = Path(source)

@@ -8,10 +8,10 @@ fixed-size logarithmic histogram per population.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class RunningStat:
     with_histogram: bool = False
     maximum: float = 0.0
     count: int = 0
-    hist: np.ndarray | None = field(default=None, repr=False)
+    hist: Optional[np.ndarray] = field(default=None, repr=False)
 
     def update(self, values: np.ndarray) -> None:
         values = np.asarray(values, np.float32).reshape(-1)
@@ -161,7 +161,7 @@ class Statistics:
 
 def collect(norm: NormData, input_shape: tuple, probe_fn: Callable[[np.ndarray], Sequence],
             num_probes: int, percentile: float = 100.0,
-            prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> Statistics:
+            prepare: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> Statistics:
     """Run ``probe_fn`` on every batch and reduce its outputs to :class:`Statistics`.
 
     ``prepare`` first brings each batch into the model's layout (see ``Frontend``).

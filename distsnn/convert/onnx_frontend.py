@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -89,7 +88,7 @@ class OnnxFrontend(Frontend):
 
     framework = "onnx"
 
-    def __init__(self, model, sha256: str, hash_of: str, path: str | None):
+    def __init__(self, model, sha256: str, hash_of: str, path: Optional[str]):
         self.model, self.sha256, self.hash_of, self.path = model, sha256, hash_of, path
         try:
             self.inferred = shape_inference.infer_shapes(model)
@@ -97,10 +96,10 @@ class OnnxFrontend(Frontend):
             raise ModelFileError(f"{path or 'ONNX model'}: shape inference failed "
                                  f"({type(err).__name__}: {err})") from None
         self.channels_first = False
-        self.input_hwc: tuple | None = None
+        self.input_hwc: Optional[tuple] = None
 
     @classmethod
-    def load(cls, source: str | Path | Any) -> OnnxFrontend:
+    def load(cls, source: Union[str, Path, Any]) -> "OnnxFrontend":
         """Read an ``.onnx`` file or wrap an ``onnx.ModelProto``."""
         _require_onnx()
         if isinstance(source, (str, Path)):
@@ -192,7 +191,7 @@ def _opset(model) -> int:
     return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _chw_permutation(shape: tuple) -> np.ndarray | None:
+def _chw_permutation(shape: tuple) -> Optional[np.ndarray]:
     """For an ``(H, W, C)`` value flattened as distsnn does, the index each feature has in
     the NCHW flattening; None when both orders are the same."""
     h, w, c = shape
@@ -214,7 +213,7 @@ class _Walker(Planner):
         self.shapes = {vi.name: vi for vi in (*graph.output, *graph.input, *graph.value_info)
                        if vi.type.tensor_type.HasField("shape")}
         self.values: dict[str, Value] = {}
-        self.perms: dict[str, np.ndarray | None] = {}  # vectors flattened from NCHW
+        self.perms: dict[str, Optional[np.ndarray]] = {}  # vectors flattened from NCHW
         self.consumers: dict[str, list] = {}
         for proto in graph.node:
             for name in proto.input:
@@ -247,7 +246,7 @@ class _Walker(Planner):
                               f"(batch, features) vectors are")
 
     def _planner_constant(self, value: np.ndarray, name: str, owner,
-                          perm: np.ndarray | None = None) -> np.ndarray:
+                          perm: Optional[np.ndarray] = None) -> np.ndarray:
         """A constant broadcast to the (ONNX) shape of tensor ``name``, in planner layout
         (``perm``: the feature order of a vector flattened from NCHW)."""
         shape = self._onnx_shape(name, owner)
@@ -364,7 +363,7 @@ class _Walker(Planner):
         return self.values[name]
 
     def _const(self, node: Node, i: int, what: str, required: bool = True
-               ) -> np.ndarray | None:
+               ) -> Optional[np.ndarray]:
         inputs = node.proto.input
         if i >= len(inputs) or not inputs[i]:
             if required:

@@ -17,9 +17,8 @@ them.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -45,7 +44,7 @@ class Probe:
     """How to compute a value on data: a model tensor, optionally followed by ``fn``."""
 
     tensor: Any
-    fn: Callable[[np.ndarray], np.ndarray] | None = None
+    fn: Optional[Callable[[np.ndarray], np.ndarray]] = None
 
 
 @dataclass(eq=False)
@@ -60,7 +59,7 @@ class PopulationSpec:
     shape: tuple
     layer: Any
     terms: list
-    bias: np.ndarray | None
+    bias: Optional[np.ndarray]
     probe: Probe
     is_input: bool = False
     is_output: bool = False
@@ -76,7 +75,7 @@ class Virtual:
 
     shape: tuple
     terms: list
-    bias: np.ndarray | None
+    bias: Optional[np.ndarray]
     probe: Probe
     owner: Any
 
@@ -97,7 +96,7 @@ class LayerInfo:
 
     shape: tuple
     is_output: bool
-    activation: str | None  # "linear", "relu", "softmax", another name, or None
+    activation: Optional[str]  # "linear", "relu", "softmax", another name, or None
     has_bias: bool = False
     is_input: bool = False
     tf_layer: Any = None
@@ -113,12 +112,12 @@ class Frontend:
     framework = "none"
     model: Any = None
 
-    def build_graph(self, validate: Callable[[Any, LayerInfo], None] | None = None
-                    ) -> ConversionGraph:
+    def build_graph(self, validate: Optional[Callable[[Any, LayerInfo], None]] = None
+                    ) -> "ConversionGraph":
         """Plan the spiking network; ``validate(layer, info)`` vets every layer or node."""
         raise NotImplementedError
 
-    def example_shape(self, graph: ConversionGraph) -> tuple:
+    def example_shape(self, graph: "ConversionGraph") -> tuple:
         """The shape of one example as the model takes it."""
         return graph.inputs[0].shape
 
@@ -126,12 +125,12 @@ class Frontend:
         """A batch of data in the model's layout (data may come in the network's)."""
         return x
 
-    def probe_runner(self, graph: ConversionGraph, specs: Sequence[PopulationSpec]
+    def probe_runner(self, graph: "ConversionGraph", specs: Sequence[PopulationSpec]
                      ) -> Callable[[np.ndarray], list]:
         """A function from a batch (model layout) to the probed value of each spec."""
         raise NotImplementedError
 
-    def metadata(self, graph: ConversionGraph) -> dict:
+    def metadata(self, graph: "ConversionGraph") -> dict:
         """Where the model came from, for ``network.metadata``."""
         return {}
 
@@ -145,7 +144,7 @@ class ConversionGraph:
     inputs: list
     outputs: list
     layer_pops: dict  # layer or node -> PopulationSpec
-    frontend: Frontend | None = None
+    frontend: Optional[Frontend] = None
 
     def spec(self, name: str) -> PopulationSpec:
         return next(p for p in self.populations if p.name == name)
@@ -241,7 +240,7 @@ class Planner:
 
     # -- operations -----------------------------------------------------------------------
     def nonlinear(self, owner, x: Value, probe: Probe, kind: str, terminal: bool,
-                  pre_probe: Probe | None = None) -> Value:
+                  pre_probe: Optional[Probe] = None) -> Value:
         """Apply an activation of ``kind`` to ``x`` (the pre-activation); ``terminal``: the
         result only reaches model outputs (so a softmax there changes no other value)."""
         if kind == LINEAR:
@@ -283,7 +282,7 @@ class Planner:
                                   "add a ReLU between them or merge the two layers")
         return v
 
-    def dense(self, owner, x: Value, kernel: np.ndarray, bias: np.ndarray | None,
+    def dense(self, owner, x: Value, kernel: np.ndarray, bias: Optional[np.ndarray],
               shape: tuple, probe: Probe) -> Virtual:
         """``x @ kernel + bias`` for a vector ``x`` (the pre-activation); input scales and
         offsets in ``x`` are folded into the kernel and the bias."""
@@ -302,8 +301,8 @@ class Planner:
         return Virtual(tuple(shape), terms, bias, probe, owner)
 
     def conv(self, owner, x: Value, kernel: np.ndarray, strides: tuple, padding: str,
-             bias: np.ndarray | None, shape: tuple, probe: Probe,
-             pads: tuple | None = None) -> Virtual:
+             bias: Optional[np.ndarray], shape: tuple, probe: Probe,
+             pads: Optional[tuple] = None) -> Virtual:
         """A convolution with TF ``padding``, after explicit zero ``pads`` ((t, b), (l, r))
         if given; zero padding before it is folded into its padding (exactly), per-channel
         input scales into its kernel and input offsets into its bias."""
@@ -334,7 +333,7 @@ class Planner:
         return Virtual(tuple(shape), terms, bias, probe, owner)
 
     def conv_transpose(self, owner, x: Value, kernel: np.ndarray, strides: tuple, padding,
-                       bias: np.ndarray | None, shape: tuple, probe: Probe) -> Virtual:
+                       bias: Optional[np.ndarray], shape: tuple, probe: Probe) -> Virtual:
         """A transposed convolution (kernel ``[kh, kw, filters, c_in]``, TF ``padding`` or
         explicit cropping); per-channel input scales are folded into its kernel and input
         offsets, transposed-convolved, into its bias."""

@@ -24,7 +24,7 @@ following layer's kernel, by the planner.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -87,7 +87,7 @@ class DenseOp:
 
     kernel: np.ndarray
 
-    def scaled(self, channel_scale: np.ndarray) -> DenseOp:
+    def scaled(self, channel_scale: np.ndarray) -> "DenseOp":
         return DenseOp(self.kernel * channel_scale.astype(np.float32))
 
 
@@ -100,7 +100,7 @@ class ConvOp:
     strides: tuple[int, int]
     padding: conn.Padding
 
-    def scaled(self, channel_scale: np.ndarray) -> ConvOp:
+    def scaled(self, channel_scale: np.ndarray) -> "ConvOp":
         return replace(self, kernel=self.kernel * channel_scale.astype(np.float32))
 
 
@@ -113,7 +113,7 @@ class ConvTransposeOp:
     strides: tuple[int, int]
     padding: conn.Padding
 
-    def scaled(self, channel_scale: np.ndarray) -> ConvTransposeOp:
+    def scaled(self, channel_scale: np.ndarray) -> "ConvTransposeOp":
         """Output channels (the kernel's third axis) multiplied by ``channel_scale``."""
         factor = channel_scale.astype(np.float32)[:, None]
         return replace(self, kernel=self.kernel * factor)
@@ -130,7 +130,7 @@ class Term:
     source: Any  #: the plan's PopulationSpec (terms are built before the plan imports them)
     ops: tuple = ()
 
-    def then(self, op: Op) -> Term:
+    def then(self, op: Op) -> "Term":
         return Term(self.source, self.ops + (op,))
 
     @property
@@ -190,7 +190,7 @@ def lower(term: Term, scale: float = 1.0) -> conn.Connectivity:
                           f"between consecutive weighted or pooling layers")
 
 
-def unfolded_error(term: Term) -> ConversionError | None:
+def unfolded_error(term: Term) -> Optional[ConversionError]:
     """The error for a zero padding or input scale left in ``term`` (None if there is none)."""
     for op in term.ops:
         if isinstance(op, Pad):
