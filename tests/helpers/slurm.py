@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import pytest
 
-from helpers.processes import REPO
+from helpers.processes import REPO, journal_chunks
 
 VENV = Path(sys.executable).parent.parent  # the venv running the tests; jobs use it too
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
@@ -203,3 +203,20 @@ def release_requeued(cluster: SlurmCluster, job: Submitted) -> None:
             if time.monotonic() - held_since > 2.0:
                 cluster.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
         time.sleep(0.1)
+
+
+def preempt_and_resume(cluster: SlurmCluster, job: Submitted, out: Path, signal: str
+                       ) -> JobResult:
+    """Once the journal of ``out`` holds two chunks, ``scancel --signal=SIGNAL`` the job's
+    tasks (what Slurm sends before the time limit or on pre-emption); let the requeued job
+    start again (:func:`release_requeued`) and wait for its end."""
+    while journal_chunks(out) < 2:
+        fields = job_fields(cluster, job.job_id)
+        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), \
+            wait(cluster, job).describe()
+        assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
+        time.sleep(0.1)
+    signalled = cluster.command("scancel", f"--signal={signal}", job.job_id)
+    assert signalled.returncode == 0, signalled.stderr
+    release_requeued(cluster, job)
+    return wait(cluster, job)

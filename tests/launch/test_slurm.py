@@ -16,21 +16,18 @@ import re
 import shutil
 import stat
 import subprocess
-import time
 
 import pytest
 
-from helpers.processes import DISTSNN, REPO, journal_chunks, run
+from helpers.processes import DISTSNN, REPO, run
 from helpers.slurm import (
     VENV,
     SlurmCluster,
     cluster_down,
     cluster_up,
-    job_fields,
-    release_requeued,
+    preempt_and_resume,
     submit,
     submit_and_wait,
-    wait,
 )
 
 LAUNCH = REPO / "launch"
@@ -136,16 +133,7 @@ def test_signalled_job_requeues_itself_and_resumes_from_its_journal(cluster, poi
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "requeued.json"
     job = submit(cluster, CPU_TEMPLATE, argv(out, "--chunk-size", "4"), ntasks=2, timeout=240)
-    while journal_chunks(out) < 2:
-        fields = job_fields(cluster, job.job_id)
-        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), \
-            wait(cluster, job).describe()
-        assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
-        time.sleep(0.1)
-    signalled = cluster.command("scancel", "--signal=USR1", job.job_id)
-    assert signalled.returncode == 0, signalled.stderr
-    release_requeued(cluster, job)
-    result = wait(cluster, job)
+    result = preempt_and_resume(cluster, job, out, "USR1")
     assert result.ok and result.restarts == 1, result.describe()
     assert "stopped by a signal (exit 138); requeueing job" in result.output, result.describe()
     got, expected = json.loads(out.read_text()), json.loads(reference.read_text())

@@ -27,10 +27,8 @@ from helpers.slurm import (
     SlurmCluster,
     cluster_down,
     cluster_up,
-    job_fields,
-    release_requeued,
+    preempt_and_resume,
     submit,
-    wait,
 )
 
 LOCAL_CLUSTER = REPO / "launch" / "local_cluster.sh"
@@ -321,16 +319,7 @@ def test_a_two_node_batch_job_requeued_after_preemption_resumes_exactly(pair, sl
     out = slow["dir"] / "requeued.json"
     job = submit(pair, CPU_TEMPLATE, _slow_args(slow, out, slow["build"]), ntasks=2,
                  timeout=300, sbatch_options=["--nodes=2"])
-    while journal_chunks(out) < 2:
-        fields = job_fields(pair, job.job_id)
-        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), \
-            wait(pair, job).describe()
-        assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
-        time.sleep(0.1)
-    signalled = pair.command("scancel", "--signal=TERM", job.job_id)
-    assert signalled.returncode == 0, signalled.stderr
-    release_requeued(pair, job)
-    result = wait(pair, job)
+    result = preempt_and_resume(pair, job, out, "TERM")
     assert result.ok and result.restarts == 1, result.describe()
     assert "stopped by a signal (exit 143); requeueing job" in result.output, result.describe()
     assert f"resuming from the journal {out}.journal" in result.output, result.describe()
