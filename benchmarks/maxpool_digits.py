@@ -23,31 +23,10 @@ from common import BIN, BUILD, DATA, MPIEXEC, machine_info, run_json, table, wri
 def train(pooling: str, seed: int = 1, epochs: int = 15):
     """train_digits_cnn's model and recipe, with max-pooling (``pooling="max"``) or its
     average pooling; (model, data, ANN accuracy)."""
-    from distsnn.convert._backend import keras
     from distsnn.convert.digits import load_digits_data, train_digits_cnn
     data = load_digits_data(seed=seed)
-    if pooling == "avg":
-        model, accuracy = train_digits_cnn(data, seed=seed, epochs=epochs)
-        return model, data, accuracy
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(16, 3, padding="same"),
-        keras.layers.BatchNormalization(),
-        keras.layers.ReLU(),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(10),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    model.fit(data.x_train, data.y_train, batch_size=32, epochs=epochs, verbose=0)
-    logits = model.predict(data.x_test, verbose=0)
-    return model, data, float(np.mean(np.argmax(logits, axis=1) == data.y_test))
+    model, accuracy = train_digits_cnn(data, seed=seed, epochs=epochs, pooling=pooling)
+    return model, data, accuracy
 
 
 def few_spike_windows(model, k: int, norm: np.ndarray) -> int:

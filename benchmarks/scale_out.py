@@ -24,8 +24,8 @@ conversion wait, broadcast, barriers, reduction, gathers) with all 512.
         --build-dir /tmp/distsnn-scale-build --tag slurm2
     .venv/bin/python benchmarks/scale_out.py --from-json benchmarks/results/scale_out.json
 
-Writes benchmarks/results/scale_out.json (``-<tag>`` with ``--tag`` or $DISTSNN_BENCH_TAG) and,
-untagged, the section between the ``scale_out`` markers of benchmarks/README.md.
+Writes benchmarks/results/scale_out.json (``-<tag>`` with ``--tag`` or $DISTSNN_BENCH_TAG) and
+the section between the ``scale_out`` (``scale_out-<tag>``) markers of benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -102,7 +102,10 @@ REMEDIES = {
 }
 MODELS = {"constant": lambda n: np.zeros_like(n), "log N": np.log2, "N": lambda n: n}
 README = BENCH / "README.md"
-MARKERS = ("<!-- scale_out:start -->", "<!-- scale_out:end -->")
+def markers(tag: str | None) -> tuple[str, str]:
+    """The README markers of a run's section: ``scale_out`` untagged, ``scale_out-TAG``."""
+    name = "scale_out" if not tag else f"scale_out-{tag}"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
 # --- the workload ---------------------------------------------------------------------------
@@ -306,12 +309,14 @@ def extrapolation_text(result: dict) -> str:
                      if p not in INSIDE_EVALUATION and p not in ("evaluation", "ready_wait")),
                     key=lambda pv: -pv[1]["seconds"])
     parts = ", ".join(f"{p} {v['seconds']:.2f} s" for p, v in listed[:5])
+    latency = ("one node cannot measure it" if result.get("where", "one node") == "one node"
+               else "these nodes share one machine")
     return (f"Extrapolated from these fits to {e['ranks']} ranks on {e['nodes']} nodes "
             f"({e['ranks_per_node']} ranks per node; a process's own phases evaluated at "
             f"{e['ranks_per_node']} ranks, collective ones at {e['ranks']}; CPU seconds where "
             f"measured, which leave out the waiting of 32 ranks on 2 cores, and for "
             f"collectives the rank that arrived last, which leaves out MPICH's spinning; no "
-            f"network latency: one node cannot measure it): start-up about "
+            f"real network latency: {latency}): start-up about "
             f"{e['start_up_s']:.1f} s, largest phases {parts}. **{e['dominant']}** would "
             f"dominate ({e['dominant_share']:.0%} of it); what removes it: {e['remedy']}. The "
             f"network file ({int(result['analysis']['per_run'][-1]['network_file_bytes']):,} "
@@ -321,12 +326,15 @@ def extrapolation_text(result: dict) -> str:
             f"would send {e['network_bytes_across_nodes_one_reader_per_node']:,} across nodes.")
 
 
-def write_readme(result: dict) -> None:
-    m = result["machine"]
+def write_readme(result: dict, tag: str | None) -> bool:
+    """Write the run's section between its markers (see :func:`markers`); False when the
+    README has none for this tag."""
+    m, marks = result["machine"], markers(tag)
     body = "\n".join([
-        MARKERS[0],
+        marks[0],
         (f"Measured {result['date']} with `{result['command']}` on {m['cores']} cores "
-         f"({m['cpu_model']}), one node, launcher `{result['launcher']}`, "
+         f"({m['cpu_model']}), {result.get('where', 'one node')}, launcher "
+         f"`{result['launcher']}`, "
          f"{result['examples_per_rank']} examples per rank, T={result['timesteps']}, cached "
          f"GeNN build, {result.get('repeats', 1)} sweeps. Each cell: the median over the sweeps "
          f"of the largest wall / the largest CPU seconds over the ranks "
@@ -342,12 +350,15 @@ def write_readme(result: dict) -> None:
         tables(result),
         "",
         extrapolation_text(result),
-        MARKERS[1]])
+        marks[1]])
     text = README.read_text()
-    start, end = text.find(MARKERS[0]), text.find(MARKERS[1])
+    start, end = text.find(marks[0]), text.find(marks[1])
     if start < 0 or end < 0:
-        raise RuntimeError(f"{README}: markers {MARKERS} not found")
-    README.write_text(text[:start] + body + text[end + len(MARKERS[1]):])
+        if not tag:
+            raise RuntimeError(f"{README}: markers {marks} not found")
+        return False
+    README.write_text(text[:start] + body + text[end + len(marks[1]):])
+    return True
 
 
 def _rounded(value):
@@ -379,7 +390,9 @@ def main(argv=None) -> dict:
     p.add_argument("--target-ranks", type=int, default=512)
     p.add_argument("--target-nodes", type=int, default=64)
     p.add_argument("--tag", default=os.environ.get("DISTSNN_BENCH_TAG"),
-                   help="write scale_out-TAG.json and leave the README alone")
+                   help="write scale_out-TAG.json, and the README's scale_out-TAG section "
+                        "where it has one")
+    p.add_argument("--where", default="one node", help="where the ranks ran, for the README")
     p.add_argument("--from-json", type=Path, help="refit and report an earlier result file")
     args = p.parse_args(argv)
     if args.tag:
@@ -406,16 +419,16 @@ def main(argv=None) -> dict:
         result = {"benchmark": "scale_out", "machine": machine_info(),
                   "date": time.strftime("%Y-%m-%d", time.gmtime()),
                   "command": "python benchmarks/scale_out.py " + " ".join(argv or sys.argv[1:]),
-                  "launcher": args.launcher, "examples_per_rank": args.examples_per_rank,
+                  "launcher": args.launcher, "where": args.where,
+                  "examples_per_rank": args.examples_per_rank,
                   "timesteps": args.timesteps, "repeats": args.repeats, "runs": runs}
     result["runs"] = _rounded(result["runs"])
     result["analysis"] = analyse(result["runs"], args.target_ranks, args.target_nodes)
     path = write_result("scale_out", result)
     print(tables(result))
     print("\n" + extrapolation_text(result))
-    if not args.tag:
-        write_readme(result)
-        print(f"\nwrote {path} and the scale_out section of {README}")
+    if write_readme(result, args.tag):
+        print(f"\nwrote {path} and the {markers(args.tag)[0]} section of {README}")
     else:
         print(f"\nwrote {path}")
     return result

@@ -29,6 +29,7 @@ from distsnn.connectivity import CONNECTIVITY_TYPES
 from distsnn.errors import UserError
 from distsnn.network import Connection, Network, Population
 from distsnn.neurons import NEURON_TYPES
+from distsnn.nir_neurons import NIRNeuron  # noqa: F401 - registers the NIR neuron kinds
 from distsnn.synapses import synapse_from_params, synapse_params
 from distsnn.utils.files import atomic_path
 

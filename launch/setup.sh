@@ -13,7 +13,7 @@
 #   DISTSNN_GENN_BACKEND  auto|cpu|cuda: which pygenn backends to build (default: auto: the
 #                         CPU backend, plus CUDA wherever nvcc exists; missing cuRAND headers
 #                         come from PyPI's nvidia-curand, a missing driver library from a stub)
-#   DISTSNN_EXTRAS        extras installed with distsnn                (default: convert,onnx,mpich,test,demo)
+#   DISTSNN_EXTRAS        extras installed with distsnn                (default: convert,onnx,nir,mpich,test,demo)
 #   DISTSNN_BUILD_JOBS    parallel compile jobs for the pygenn build  (default: number of CPUs)
 #   XDG_CACHE_HOME        built wheels live in ${XDG_CACHE_HOME:-~/.cache}/distsnn/pygenn/
 #                         <commit>-<cpXY>-<backends>-O2-p<patches>/ ; delete it to force a rebuild.
@@ -35,7 +35,7 @@ GENN_PATCHES=("$REPO/launch/genn-patches/"*.patch)
 GENN_SOURCE="${GENN_SOURCE:-$DEFAULT_GENN_SOURCE}"
 VENV="${VENV:-$REPO/.venv}"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${DISTSNN_EXTRAS:-convert,onnx,mpich,test,demo}"
+EXTRAS="${DISTSNN_EXTRAS:-convert,onnx,nir,mpich,test,demo}"
 BACKEND_REQUEST="${DISTSNN_GENN_BACKEND:-auto}"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/distsnn"
 

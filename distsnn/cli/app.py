@@ -149,6 +149,36 @@ class Lowering(str, Enum):
     procedural = "procedural"
 
 
+NIR_SOURCE = typer.Option("spec", "--nir-source", help="NIR files: the tool that wrote them "
+                          "(spec, snntorch, norse, sinabs, spikingjelly) sets dt, "
+                          "discretisation, reset, update order and current jump.")
+NIR_DT = typer.Option(None, "--nir-dt", help="NIR files: time step in the unit of their time "
+                      "constants (spec/snntorch: 1e-4 s, norse: 1e-3 s, sinabs: 1 step).")
+NIR_RESET = typer.Option(None, "--nir-reset", help="NIR files: zero (to v_reset), subtract, "
+                         "subtract_late or zero_late (snnTorch's delayed resets).")
+NIR_DISC = typer.Option(None, "--nir-discretisation", help="NIR files: euler or exact.")
+NIR_ORDER = typer.Option(None, "--nir-order", help="NIR files: simultaneous (Euler) or current "
+                         "(the membrane sees this step's synaptic current).")
+NIR_JUMP = typer.Option(None, "--nir-jump", help="NIR files: a spike adds dt/tau_syn*w_in "
+                        "(euler) or w_in (jump) to the synaptic current.")
+NIR_MULTI = typer.Option(None, "--nir-multi-spike/--nir-one-spike", help="NIR files: emit "
+                         "floor(V/threshold) spikes per step as one graded event (Sinabs) or "
+                         "at most one (default: the preset's).")
+NIR_READOUT = typer.Option("mean", "--nir-readout", help="NIR files: non-spiking outputs read "
+                           "out their mean membrane (mean) or its last value (last).")
+
+
+def _nir(source: str, dt: Optional[float], reset: Optional[str], disc: Optional[str],
+         order: Optional[str], jump: Optional[str], readout: str,
+         multi: Optional[bool] = None) -> dict:
+    from distsnn.errors import UserError
+    if readout not in ("mean", "last"):
+        raise UserError(f"--nir-readout must be mean or last, not {readout!r}")
+    return {"source": source, "dt": dt, "reset": reset, "discretisation": disc, "order": order,
+            "jump": jump, "multi_spike": multi,
+            "li_readout": "avg_var" if readout == "mean" else "var"}
+
+
 CONNECTIVITY = typer.Option(Lowering.auto, "--connectivity", help="Lowering of convolutions: "
                             "toeplitz stores only kernels (auto: the fastest that fits), sparse "
                             "stores explicit synapses, procedural (CUDA) regenerates them.")
@@ -194,6 +224,10 @@ def convert(
     percentile: float = PERCENTILE, reset: Reset = RESET, seed: int = SEED,
     build_dir: Optional[Path] = BUILD_DIR, x_name: str = X_NAME, readout: ReadoutKind = READOUT,
     ann_accuracy: Optional[float] = ANN_ACCURACY,
+    nir_source: str = NIR_SOURCE, nir_dt: Optional[float] = NIR_DT,
+    nir_reset: Optional[str] = NIR_RESET, nir_discretisation: Optional[str] = NIR_DISC,
+    nir_order: Optional[str] = NIR_ORDER, nir_jump: Optional[str] = NIR_JUMP,
+    nir_readout: str = NIR_READOUT, nir_multi_spike: Optional[bool] = NIR_MULTI,
 ) -> None:
     """Convert a Keras or ONNX model to a spiking network file (rank 0 converts; spike-norm's
     threshold search uses every rank)."""
@@ -209,7 +243,9 @@ def convert(
     options = _conversion(method=method, norm_data=norm_data, timesteps=timesteps, k=k,
                           input_type=input_kind, signed_input=signed_input,
                           percentile=percentile, reset=reset, seed=seed, build_dir=build_dir,
-                          norm_x_name=x_name, readout=readout)
+                          norm_x_name=x_name, readout=readout,
+                          nir=_nir(nir_source, nir_dt, nir_reset, nir_discretisation, nir_order,
+                                   nir_jump, nir_readout, nir_multi_spike))
     timings = Timings()
     ann = _ann_accuracy(ann_accuracy)
     network = load_or_convert(str(model), options, comm, timings)
@@ -218,7 +254,8 @@ def convert(
             network.metadata["ann_accuracy"] = ann
         save_network(network, output)
         typer.echo(f"wrote {output}: {len(network.populations)} populations, "
-                   f"{len(network.connections)} connections, method {method.value} "
+                   f"{len(network.connections)} connections, method "
+                   f"{network.metadata.get('method', method.value)} "
                    f"({', '.join(f'{k} {v:.2f}s' for k, v in timings.values.items())})")
 
 
@@ -275,6 +312,15 @@ def evaluate(
         None, "--peer-timeout", help="Seconds a rank may go unheard (stopped, hung, node or "
                                      "network lost) before the job ends, resumable (default "
                                      "$DISTSNN_PEER_TIMEOUT or 300; 0: off)."),
+    nir_source: str = NIR_SOURCE, nir_dt: Optional[float] = NIR_DT,
+    nir_reset: Optional[str] = NIR_RESET, nir_discretisation: Optional[str] = NIR_DISC,
+    nir_order: Optional[str] = NIR_ORDER, nir_jump: Optional[str] = NIR_JUMP,
+    nir_readout: str = NIR_READOUT, nir_multi_spike: Optional[bool] = NIR_MULTI,
+    frame_length: Optional[float] = typer.Option(
+        None, "--frame-length", help="NIR networks: --data holds event lists (events with "
+        "fields x, y, t, p, example; offsets; y), binned into frames this long (t's unit)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Event lists: frames per "
+                                         "example (default: up to the latest event)."),
 ) -> None:
     """Evaluate a converted network (or convert a Keras or ONNX model first) on a dataset,
     with every MPI rank reading and simulating its own shard."""
@@ -298,9 +344,12 @@ def evaluate(
     conversion = _conversion(method=method, norm_data=norm_data, timesteps=max(steps), k=k,
                              input_type=input_kind, signed_input=signed_input,
                              percentile=percentile, reset=reset, seed=seed,
-                             build_dir=build_dir, norm_x_name=x_name, readout=readout)
+                             build_dir=build_dir, norm_x_name=x_name, readout=readout,
+                             nir=_nir(nir_source, nir_dt, nir_reset, nir_discretisation,
+                                      nir_order, nir_jump, nir_readout, nir_multi_spike))
     evaluation = EvaluateOptions(
-        data=str(data), timesteps=steps, x_name=x_name, y_name=y_name, batch_size=batch_size,
+        data=str(data), timesteps=steps, frame_length=frame_length, frames=frames,
+        x_name=x_name, y_name=y_name, batch_size=batch_size,
         backend=backend.value, seed=seed, build_dir=conversion.build_dir,
         connectivity=connectivity.value, memory_budget=memory_budget, progress=progress,
         predictions=None if predictions is None else str(predictions),
@@ -381,21 +430,33 @@ def _check_backend(comm, backend: str, batch_size: int) -> str:
 
 @app.command()
 def inspect(
-    network: Path = typer.Argument(..., metavar="NETWORK", help="distsnn network file."),
+    network: Path = typer.Argument(..., metavar="NETWORK", help="distsnn network file, or a "
+                                   "NIR graph (.nir, converted with the --nir-* options)."),
     connectivity: Lowering = CONNECTIVITY, memory_budget: Optional[str] = MEMORY_BUDGET,
     ranks_per_node: int = typer.Option(1, "--ranks-per-node", help="Ranks that will share "
                                        "a node (divides the default memory budget)."),
     batch_size: int = typer.Option(1, "--batch-size", "-b", help="Examples per rank per batch."),
+    nir_source: str = NIR_SOURCE, nir_dt: Optional[float] = NIR_DT,
+    nir_reset: Optional[str] = NIR_RESET, nir_discretisation: Optional[str] = NIR_DISC,
+    nir_order: Optional[str] = NIR_ORDER, nir_jump: Optional[str] = NIR_JUMP,
+    nir_readout: str = NIR_READOUT, nir_multi_spike: Optional[bool] = NIR_MULTI,
 ) -> None:
     """Show a network file: populations, connections with their lowering and estimated memory
-    per rank, thresholds or alphas, metadata."""
+    per rank, thresholds or alphas, metadata; for a NIR graph also the preset, the flattened
+    graph and the depth alignment."""
     from distsnn.cli.describe import describe_network
     from distsnn.genn.lowering import memory_budget as budget_of
     from distsnn.genn.lowering import plan_lowering
     from distsnn.netfile import load_network
     from distsnn.parallel.communicator import _launcher_rank
 
-    net = load_network(network)
+    if network.suffix.lower() == ".nir":
+        from distsnn.convert.nir_frontend import convert_nir_file
+        net = convert_nir_file(network, **_nir(nir_source, nir_dt, nir_reset,
+                                                nir_discretisation, nir_order, nir_jump,
+                                                nir_readout, nir_multi_spike))
+    else:
+        net = load_network(network)
     plan = plan_lowering(net, connectivity.value, batch_size,
                          *budget_of(memory_budget, ranks_per_node))
     if _launcher_rank() == 0:  # under mpiexec, print once

@@ -39,12 +39,39 @@ def describe_network(network: Network, plan: LoweringPlan) -> str:
         params = ", ".join(f"{k}={_value(v)}" for k, v in conn.connectivity.params().items())
         lines.append(f"  {conn.source.name} -> {conn.target.name}: {conn.connectivity.kind} "
                      f"({params})")
+    if "nir" in network.metadata:
+        lines.append("")
+        lines.extend(describe_nir(network))
     lines.append("")
     lines.extend(describe_plan(plan))
     lines.append("")
     lines.append("metadata:")
     lines.append(json.dumps(network.metadata, indent=2, default=str))
     return "\n".join(lines)
+
+
+def describe_nir(network: Network) -> list[str]:
+    """A NIR network: the preset, the flattened graph, each population's depth and the
+    connections' alignment."""
+    nir = network.metadata["nir"]
+    preset = nir["preset"]
+    lines = [f"NIR graph, preset {preset['source']}: dt {preset['dt']:g} {preset['unit']}, "
+             f"{preset['discretisation']}, reset {preset['reset']}, order {preset['order']}, "
+             f"current jump {preset['jump']}{', multi-spike' if preset['multi_spike'] else ''}",
+             "flattened graph:"]
+    for src, dst in nir["graph"]["edges"]:
+        kinds = nir["graph"]["nodes"]
+        lines.append(f"  {src} ({kinds[src]}) -> {dst} ({kinds[dst]})")
+    lines.append(f"depth alignment: an example runs T + {nir['span']} steps; population depths "
+                 + ", ".join(f"{n} {d}" for n, d in nir["depth"].items()))
+    for conn in network.connections:
+        if conn.connectivity.delay:
+            lines.append(f"  {conn.name}: delayed {conn.connectivity.delay} step(s)")
+    for edge in nir["recurrent"]:
+        lines.append(f"  recurrent edge {edge}")
+    for late in nir["not_aligned"]:
+        lines.append(f"  NOT ALIGNED (a loop over several layers): {late}")
+    return lines
 
 
 def describe_plan(plan: LoweringPlan) -> list[str]:

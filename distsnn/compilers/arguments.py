@@ -12,6 +12,7 @@ from distsnn.neurons import (
     LeakyIntegrate,
     LeakyIntegrateFire,
 )
+from distsnn.nir_neurons import NIRNeuron
 from distsnn.utils.data import as_examples
 
 PopulationLike = Union[Population, Any]
@@ -25,6 +26,8 @@ def readout_kind(pop: Population) -> str:
         return neuron.readout or "spike_count"
     if isinstance(neuron, Integrator):
         return neuron.readout or "avg_input"
+    if isinstance(neuron, NIRNeuron):
+        return neuron.readout or ("spike_count" if neuron.spiking else "avg_var")
     if isinstance(neuron, (LeakyIntegrate, LeakyIntegrateFire)):
         if neuron.readout is None:
             raise ValueError(f"output population {pop.name!r} ({type(neuron).__name__}) has no "

@@ -1,7 +1,8 @@
-"""Conversion of trained Keras or ONNX models to distsnn networks (mlGeNN-compatible API).
+"""Conversion of trained Keras or ONNX models to distsnn networks (mlGeNN-compatible API),
+and of NIR graphs of spiking networks (:func:`convert_nir`).
 
-The only part of distsnn that imports TensorFlow/Keras or onnx/onnxruntime; it does so when a
-converter first meets such a model, so ``import distsnn.convert`` itself is cheap::
+The only part of distsnn that imports TensorFlow/Keras, onnx/onnxruntime or nir; it does so
+when a converter first meets such a model, so ``import distsnn.convert`` itself is cheap::
 
     from distsnn.convert import DataNorm
     net, inputs, outputs, layer_pops = DataNorm(500, norm_data=x_train[:256]).convert(model)
@@ -17,11 +18,12 @@ from distsnn.convert.errors import ConversionError, ModelFileError, NormDataErro
 
 _LAZY = {
     "Converter": ".converters", "Simple": ".converters", "DataNorm": ".converters",
-    "FewSpike": ".converters", "QCFSConverter": ".qcfs", "DataNormOutput": ".converters", "FewSpikeOutput": ".converters",
+    "FewSpike": ".converters", "QCFSConverter": ".qcfs", "DataNormOutput": ".converters",
+    "FewSpikeOutput": ".converters",
     "share_alphas": ".converters", "convert_file": ".api", "METHODS": ".api",
     "build_graph": ".graph", "ConversionGraph": ".plan", "PopulationSpec": ".plan",
     "LayerInfo": ".plan", "NormData": ".norm", "load_model": ".model_io",
-    "open_model": ".frontends",
+    "open_model": ".frontends", "convert_nir": ".nir_frontend", "make_preset": ".nir_presets",
 }
 
 __all__ = ["InputType", "Readout", "ConversionError", "ModelFileError", "NormDataError",

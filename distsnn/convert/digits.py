@@ -30,21 +30,23 @@ def load_digits_data(test_fraction: float = 0.2, seed: int = 0) -> DigitsData:
     return DigitsData(x[n_test:], y[n_test:], x[:n_test], y[:n_test])
 
 
-def train_digits_cnn(data: DigitsData, seed: int = 0, epochs: int = 15):
-    """Conv(16)+BN+ReLU, AvgPool, Conv(32)+ReLU, AvgPool, Flatten, Dense(64)+ReLU, Dense(10).
+def train_digits_cnn(data: DigitsData, seed: int = 0, epochs: int = 15, pooling: str = "avg"):
+    """Conv(16)+BN+ReLU, Pool, Conv(32)+ReLU, Pool, Flatten, Dense(64)+ReLU, Dense(10); the
+    pools average (``pooling="avg"``, the demo's) or take the maximum (``"max"``).
 
     Returns the trained Keras model and its test accuracy.
     """
     from distsnn.convert._backend import keras
+    pool = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D}[pooling]
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([
         keras.Input((8, 8, 1)),
         keras.layers.Conv2D(16, 3, padding="same"),
         keras.layers.BatchNormalization(),
         keras.layers.ReLU(),
-        keras.layers.AveragePooling2D(2),
+        pool(2),
         keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.AveragePooling2D(2),
+        pool(2),
         keras.layers.Flatten(),
         keras.layers.Dense(64, activation="relu"),
         keras.layers.Dense(10),

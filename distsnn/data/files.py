@@ -157,7 +157,7 @@ def _check_arrays(path: Path, x_name: str, x: _ArrayHeader, y_name: Optional[str
                   y: Optional[_ArrayHeader]) -> None:
     if len(x.shape) == 0:
         raise DataError(f"{path}: {x_name!r} is a scalar; it must have one row per example")
-    if x.dtype.kind not in "biuf":
+    if x.dtype.kind not in "biuf" and not x.dtype.names:  # records: event lists
         raise DataError(f"{path}: {x_name!r} has dtype {x.dtype}; inputs must be numbers "
                         "(convert with x.astype(np.float32))")
     if y is None:

@@ -40,6 +40,7 @@ from distsnn.genn.synapse_cache import SynapseCache
 from distsnn.genn.toeplitz import procedural_connectivity, toeplitz_connectivity
 from distsnn.network import Connection, Network, Population
 from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput, SpikingMax
+from distsnn.nir_neurons import NIRNeuron, RasterInput
 from distsnn.parallel.communicator import Communicator, SerialCommunicator
 from distsnn.utils.data import batch_spikes, calc_start_spikes
 
@@ -199,6 +200,9 @@ class GeNNNetwork:
         neuron = pop.neuron
         if getattr(neuron, "readout", "") is None and pop.name in opts.readouts:
             neuron = replace(neuron, readout=opts.readouts[pop.name])
+        if isinstance(neuron, (NIRNeuron, RasterInput)):
+            from distsnn.genn.nir_models import nir_code
+            return nir_code(neuron, pop.name, pop.size, opts.example_timesteps, opts.batch_size)
         if opts.record_max_input and getattr(neuron, "bias", None) is not None:
             # the spike-norm search rescales biases at run time: keep them per neuron
             neuron = replace(neuron, bias=np.broadcast_to(
@@ -402,6 +406,10 @@ class GeNNNetwork:
     def set_input(self, pop: Population, x: np.ndarray) -> None:
         """Write a batch of inputs ``x[b, ...]`` (b <= batch size; the rest is zero), or for a
         SpikeInput a list of b PreprocessedSpikes (the rest spike nowhere)."""
+        if isinstance(pop.neuron, RasterInput):
+            from distsnn.genn.nir_models import write_raster
+            write_raster(self.groups[pop.name], self.codes[pop.name], self.batch_size, x)
+            return
         if self.codes[pop.name].max_spikes:
             self._set_spike_trains(pop, x)
             return

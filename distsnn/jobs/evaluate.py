@@ -17,6 +17,14 @@ import numpy as np
 
 from distsnn import __version__
 from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
+from distsnn.data.events import (
+    check_raster_dtype,
+    inspect_events,
+    is_raster_network,
+    iter_event_rows,
+    raster_to_network,
+    source_shape,
+)
 from distsnn.data.files import inspect_dataset, iter_rows
 from distsnn.data.inputs import InputScaling, check_channels, check_dtype, check_input_shape
 from distsnn.errors import UserError
@@ -50,6 +58,9 @@ class EvaluateOptions:
     memory_budget: Optional[str] = None
     top_k: int = 5
     progress: bool = True
+    #: event lists (NIR networks): frame length in the events' time unit, number of frames
+    frame_length: Optional[float] = None
+    frames: Optional[int] = None
     #: where to write each example's predicted classes and readouts (.npz or .csv; see
     #: :mod:`distsnn.jobs.predictions`), or None
     predictions: Optional[str] = None
@@ -70,7 +81,11 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
         raise UserError(f"input population {inp.name!r} is a SpikeInput, whose examples are "
                         f"spike trains: evaluate it with the library API and a list of "
                         f"distsnn.utils.data.PreprocessedSpikes")
-    if Path(data).is_dir():  # an image folder: rank 0 lists it, each rank decodes its shard
+    if o.frame_length is not None:  # event lists, binned into rasters chunk by chunk
+        info = on_root(comm, lambda: _check_events(data, network, o))
+        identity = on_root(comm, lambda: {**_dataset_identity(info), "frame": info.frame})
+        read = lambda ranges, chunk: iter_event_rows(info, ranges, chunk)  # noqa: E731
+    elif Path(data).is_dir():  # an image folder: rank 0 lists it, each rank decodes its shard
         folder, info, identity = on_root(comm, lambda: _scan_images(data, network, job))
         read = folder.iter_rows
     else:
@@ -79,6 +94,8 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
         identity = on_root(comm, lambda: _dataset_identity(info))
         read = lambda ranges, chunk: iter_rows(data, ranges, chunk, o.x_name, o.y_name, True)  # noqa: E731
     agree(comm, lambda: shard_bounds(info.n_examples, comm.rank, comm.size))
+    if is_raster_network(network):  # a NIR network: the raster's T steps plus its depth
+        timesteps = raster_timesteps(network, info.x_shape[0], timesteps)
     num_classes = out.size
     few_spike = isinstance(inp.neuron, FewSpikeReluInput)
     metrics = ["sparse_categorical_accuracy", f"top_{min(o.top_k, num_classes)}_accuracy",
@@ -166,6 +183,13 @@ def evaluate_file(network: Network, options: EvaluateOptions, comm: Communicator
 
 
 
+def raster_timesteps(network: Network, frames: int, readouts: list[int]) -> list[int]:
+    """Readout steps of a raster of ``frames`` steps: the given ones that lie within it
+    (always its end), each after the network's depth."""
+    span = int(network.metadata["nir"]["span"])
+    return [t + span for t in sorted({min(int(t), frames) for t in readouts} | {frames})]
+
+
 def curve_checkpoints(timesteps: int, points: int = CURVE_POINTS) -> list[int]:
     """Readout steps of the accuracy-vs-time curve: every ``1/points`` of the run."""
     return sorted({max(1, round(timesteps * i / points)) for i in range(1, points + 1)})
@@ -181,11 +205,23 @@ def _accuracy_curve(metrics: dict, output: str) -> dict:
 def _check_dataset(path: str, x_name: str, y_name: str, network: Network,
                    scaling: InputScaling):
     info = inspect_dataset(path, x_name, y_name, require_labels=True)
+    if is_raster_network(network):
+        raster_to_network(np.zeros((0,) + tuple(info.x_shape)), network, f"{path}[{x_name}]")
+        check_raster_dtype(info.x_dtype, f"{path}[{x_name}]")
+        return info
     check_input_shape(tuple(info.x_shape), network, path, x_name)
     check_dtype(info.x_dtype, scaling, f"{path}[{info.x_name}]")
     check_channels(scaling.mean, network.inputs[0].shape, "--mean")  # in the network's layout
     check_channels(scaling.std, network.inputs[0].shape, "--std")
     return info
+
+
+def _check_events(path: str, network: Network, o: EvaluateOptions):
+    shape = source_shape(network)
+    if not is_raster_network(network) or len(shape) != 3:
+        raise UserError(f"--frame-length bins event lists into frames of a NIR network whose "
+                        f"input is (channels, height, width); this network's input is {shape}")
+    return inspect_events(path, shape, o.frame_length, o.frames)
 
 
 def _scan_images(path: str, network: Network, job: JobOptions):

@@ -4,7 +4,7 @@ Spike-norm's threshold search then runs on every rank."""
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -37,6 +37,9 @@ class ConversionOptions:
     norm_x_name: str = "x"
     seed: int = 1
     build_dir: Optional[str] = None
+    #: NIR graphs: the source preset and its overrides (``make_preset``'s keywords) and the
+    #: readout of non-spiking outputs
+    nir: dict = field(default_factory=dict)
 
 
 def is_network_file(path: str | Path) -> bool:
@@ -87,6 +90,10 @@ def _read_or_convert(path: str, options: ConversionOptions, timings: Timings) ->
         data = Path(path).read_bytes()
         timings.bytes["network_file_read"] = len(data)
         return data
+    if Path(path).suffix.lower() == ".nir":
+        from distsnn.convert.nir_frontend import convert_nir_file  # rank 0 alone
+        with timings.measure("conversion"):
+            return network_to_bytes(convert_nir_file(path, **options.nir))
     from distsnn.convert.api import convert_file, import_keras_lean  # rank 0 alone
     from distsnn.convert.frontends import is_onnx
     with timings.measure("conversion"):

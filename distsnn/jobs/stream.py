@@ -17,6 +17,7 @@ import numpy as np
 
 from distsnn.compilers.chunks import ChunkResult, EvaluationStopped, PredictionRows
 from distsnn.compilers.compiled_network import CompiledInferenceNetwork
+from distsnn.data.events import is_raster_network, raster_to_network
 from distsnn.data.inputs import InputScaling, check_finite
 from distsnn.errors import UserError
 from distsnn.jobs.journal import Journal, remaining, split_ranges
@@ -88,14 +89,18 @@ def evaluate_job(compiled: CompiledInferenceNetwork, read: RowReader, n_examples
     mine = split_ranges(remaining(done_ranges, n_examples), comm.rank, comm.size)
     inp, out = compiled.inputs[0], compiled.outputs[0]
     shape = inp.shape
+    raster = is_raster_network(compiled.network)
 
     def chunks():
         for first, x, y in read(mine, options.chunk_size):
-            x = options.scaling.apply(to_network_layout(x, compiled.network))
+            if raster:  # [N, T, ...] event frames
+                x = raster_to_network(x, compiled.network, where)
+            else:
+                x = options.scaling.apply(to_network_layout(x, compiled.network))
             check_finite(x, first, where)
             check_labels(y, first)
             indices = np.arange(first, first + len(x), dtype=np.int64)
-            yield indices, {inp: x.reshape((len(x),) + shape)}, {out: y}
+            yield indices, {inp: x if raster else x.reshape((len(x),) + shape)}, {out: y}
 
     stop = options.stop
     watch = PeerWatch(comm, options.peer_timeout,

@@ -21,6 +21,7 @@ STAGES = {
     "distsnn.communicators": 0,
     "distsnn.network": 1, "distsnn.neurons": 1, "distsnn.connectivity": 1,
     "distsnn.synapses": 1, "distsnn.readouts": 1, "distsnn.layout": 1, "distsnn.netfile": 1,
+    "distsnn.nir_neurons": 1,
     "distsnn.data": 2,
     "distsnn.convert": 3,
     "distsnn.genn": 4,
@@ -40,7 +41,7 @@ EXCEPTIONS = {
 #: Third-party packages that only one place may import.
 FRAMEWORKS = {
     "keras": "distsnn.convert", "tensorflow": "distsnn.convert", "onnx": "distsnn.convert",
-    "onnxruntime": "distsnn.convert", "torch": "distsnn.convert",
+    "onnxruntime": "distsnn.convert", "torch": "distsnn.convert", "nir": "distsnn.convert",
     "pygenn": "distsnn.genn",
     "mpi4py": "distsnn.parallel.communicator",
 }

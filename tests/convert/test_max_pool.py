@@ -32,6 +32,7 @@ from distsnn.connectivity import MaxPool2D, max_pool_forward  # noqa: E402
 from distsnn.convert import ConversionError, DataNorm, FewSpike, Simple  # noqa: E402
 from distsnn.layout import to_network_layout  # noqa: E402
 from helpers.processes import DISTSNN, run, run_mpi  # noqa: E402
+from helpers.spike_counts import counts_by_step  # noqa: E402
 
 C, H, W = 2, 7, 6
 T = 60
@@ -132,13 +133,6 @@ def case(request, onnx_case):
     return onnx_case if request.param == "onnx" else keras_case()
 
 
-def _counts_by_step(times, ids, size: int) -> np.ndarray:
-    counts = np.zeros((T + 1, size), np.int64)
-    for t in range(T):
-        counts[t + 1] = np.bincount(ids[times <= t].astype(np.int64), minlength=size)
-    return counts
-
-
 @pytest.mark.parametrize("method", ["simple", "data-norm"])
 def test_rate_max_pool_counts_are_window_maxima_and_match_the_framework(case, method,
                                                                        tmp_path):
@@ -163,10 +157,10 @@ def test_rate_max_pool_counts_are_window_maxima_and_match_the_framework(case, me
         assert net.metadata.get("scales", {}).get(pop.name, scale) == scale  # source's units
         conn = net.incoming(pop)[0].connectivity
         for example in range(len(x)):
-            hidden = _counts_by_step(data["relu"][0][example], data["relu"][1][example],
-                                     relu.size)
-            got = _counts_by_step(data[pop.name][0][example], data[pop.name][1][example],
-                                  pop.size)
+            hidden = counts_by_step(data["relu"][0][example], data["relu"][1][example],
+                                    relu.size, T)
+            got = counts_by_step(data[pop.name][0][example], data[pop.name][1][example],
+                                 pop.size, T)
             expected = max_pool_forward(conn, hidden[:-1].astype(np.float64), relu.shape)
             np.testing.assert_array_equal(got[1:], expected, err_msg=name)
         # rate coding: three steps of latency (input, ReLU, pool) and one of rounding

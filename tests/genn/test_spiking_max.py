@@ -20,6 +20,7 @@ from distsnn.genn.maxpool import MaxPoolError
 from distsnn.netfile import load_network, network_to_bytes
 from distsnn.network import Network
 from distsnn.neurons import IntegrateFire, IntegrateFireInput, SpikingMax
+from helpers.spike_counts import counts_by_step
 
 T = 40
 SHAPE = (5, 6, 2)
@@ -48,14 +49,6 @@ def _network(seed: int = 0) -> Network:
     return net
 
 
-def _counts_by_step(times, ids, size: int) -> np.ndarray:
-    """``counts[t, i]``: spikes of neuron i at steps <= t (t = -1 .. T-1 as rows 0 .. T)."""
-    counts = np.zeros((T + 1, size), np.int64)
-    for t in range(T):
-        counts[t + 1] = np.bincount(ids[times <= t].astype(np.int64), minlength=size)
-    return counts
-
-
 @pytest.mark.parametrize("connectivity", ["toeplitz", "sparse"])
 def test_pool_count_is_the_window_maximum_at_every_step(connectivity, tmp_path):
     net = load_network(network_to_bytes(_network()))  # through the network file
@@ -67,11 +60,11 @@ def test_pool_count_is_the_window_maximum_at_every_step(connectivity, tmp_path):
     with compiled:
         _, data = compiled.predict({net.inputs[0]: x}, net.outputs, callbacks=recorders)
     for example in range(len(x)):
-        hidden = _counts_by_step(data["hid"][0][example], data["hid"][1][example], hid.size)
+        hidden = counts_by_step(data["hid"][0][example], data["hid"][1][example], hid.size, T)
         assert len(np.unique(hidden[-1])) > 10  # many different rates
         for name, pool in POOLS.items():
             pop = net.population(name)
-            got = _counts_by_step(data[name][0][example], data[name][1][example], pop.size)
+            got = counts_by_step(data[name][0][example], data[name][1][example], pop.size, T)
             expected = max_pool_forward(pool, hidden[:-1].astype(np.float64), SHAPE)
             np.testing.assert_array_equal(got[1:], expected, err_msg=name)
             assert got[-1].max() > T // 2, name

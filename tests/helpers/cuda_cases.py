@@ -282,6 +282,35 @@ def _signed_poisson():
     return PoissonInput(signed_input=True)
 
 
+def _nir_net():
+    """A NIR graph (converted): raster input -> strided conv -> Sinabs IF (graded events) ->
+    sum pool + dense -> CubaLIF with a recurrent Affine (snnTorch's delayed reset)."""
+    import nir
+
+    from distsnn.convert.nir_frontend import convert_nir
+    from distsnn.convert.nir_presets import make_preset
+    rng = np.random.default_rng(11)
+    cuba = nir.CubaLIF(tau_syn=np.full(6, 5.0), tau_mem=np.full(6, 10.0), r=np.ones(6),
+                       v_leak=np.zeros(6), v_threshold=np.ones(6), v_reset=np.zeros(6),
+                       w_in=np.ones(6))
+    graph = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([2, 8, 8])}),
+        "conv": nir.Conv2d(input_shape=(8, 8), weight=rng.normal(0.2, 0.5, (3, 2, 3, 3)),
+                           stride=2, padding=1, dilation=1, groups=1, bias=np.zeros(3)),
+        "if1": nir.IF(r=np.ones((3, 4, 4)), v_threshold=np.ones((3, 4, 4)),
+                      v_reset=np.zeros((3, 4, 4))),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                              padding=np.array([0, 0])),
+        "flat": nir.Flatten(start_dim=0, input_type={"input": np.array([3, 2, 2])}),
+        "fc": nir.Affine(rng.normal(0.2, 0.6, (6, 12)), np.zeros(6)), "lif": cuba,
+        "rec": nir.Affine(rng.normal(0, 0.3, (6, 6)), np.zeros(6)),
+        "output": nir.Output(output_type={"output": np.array([6])})},
+        edges=[("input", "conv"), ("conv", "if1"), ("if1", "pool"), ("pool", "flat"),
+               ("flat", "fc"), ("fc", "lif"), ("lif", "rec"), ("rec", "lif"),
+               ("lif", "output")])
+    return convert_nir(graph, make_preset("sinabs", reset="subtract_late"))
+
+
 CASES = [
     Case("dense_poisson", lambda: _chain_net("dense")),
     Case("toeplitz_strided", lambda: _image_net(_conv(strides=2, padding="valid"))),
@@ -312,6 +341,7 @@ CASES = [
     Case("max_pool_sparse", lambda: _image_net(_max_pool), connectivity="sparse"),
     Case("max_pool_procedural", lambda: _image_net(_max_pool), connectivity="procedural"),
     Case("max_pool_few_spike", _few_spike_max_pool_net, mode="few_spike"),
+    Case("nir_raster", _nir_net),
     Case("vgg16_cifar_few_spike",
          lambda: vgg16((32, 32, 3), (512,), 10, "few_spike"), mode="few_spike", batches=(256,)),
 ]
@@ -390,6 +420,11 @@ def run_case(case: Case, build_dir: Path) -> dict:
         from distsnn.utils.data import preprocess_spikes
         x = [preprocess_spikes(np.sort(rng.uniform(0, T, 12)), rng.integers(0, 16, 12), 16)
              for _ in range(n)]
+    elif case.name == "nir_raster":  # rasters of the T - depth input steps, counts 0-2
+        steps = T - net.metadata["nir"]["span"]
+        x = rng.integers(0, 3, (n, steps, *inp.shape)) * (rng.random((n, steps, *inp.shape))
+                                                            < 0.2)
+        x = x.astype(np.float32)
     else:
         x = rng.random((n, *inp.shape)).astype(np.float32)
         if case.mode == "few_spike":

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import pytest
 
-from helpers.processes import REPO
+from helpers.processes import REPO, journal_chunks
 
 VENV = Path(sys.executable).parent.parent  # the venv running the tests; jobs use it too
 TERMINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
@@ -185,3 +185,38 @@ def wait(cluster: SlurmCluster, job: Submitted) -> JobResult:
     text = output.read_text(errors="replace") if output.exists() else ""
     return JobResult(job_id=job_id, state=state, exit_code=exit_code, output=text,
                      seconds=seconds, restarts=restarts)
+
+
+def release_requeued(cluster: SlurmCluster, job: Submitted) -> None:
+    """Wait (bounded by the job's timeout) until a requeued ``job`` runs again, starting it
+    early: Slurm holds a requeued job about two minutes (``Reason=BeginTime``). Not within
+    the second of the requeue: slurmd refuses a job whose credential is no newer than its
+    revocation ("Job credential revoked"), and credentials count whole seconds."""
+    held_since = None
+    while time.monotonic() - job.started < job.timeout:
+        fields = job_fields(cluster, job.job_id) or {}
+        state = fields.get("JobState")
+        if fields.get("Restarts", "0") != "0" and state in ("RUNNING", "COMPLETED"):
+            return
+        if state == "PENDING" and fields.get("Reason") == "BeginTime":
+            held_since = held_since or time.monotonic()
+            if time.monotonic() - held_since > 2.0:
+                cluster.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
+        time.sleep(0.1)
+
+
+def preempt_and_resume(cluster: SlurmCluster, job: Submitted, out: Path, signal: str
+                       ) -> JobResult:
+    """Once the journal of ``out`` holds two chunks, ``scancel --signal=SIGNAL`` the job's
+    tasks (what Slurm sends before the time limit or on pre-emption); let the requeued job
+    start again (:func:`release_requeued`) and wait for its end."""
+    while journal_chunks(out) < 2:
+        fields = job_fields(cluster, job.job_id)
+        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), \
+            wait(cluster, job).describe()
+        assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
+        time.sleep(0.1)
+    signalled = cluster.command("scancel", f"--signal={signal}", job.job_id)
+    assert signalled.returncode == 0, signalled.stderr
+    release_requeued(cluster, job)
+    return wait(cluster, job)

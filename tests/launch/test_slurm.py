@@ -16,20 +16,18 @@ import re
 import shutil
 import stat
 import subprocess
-import time
 
 import pytest
 
-from helpers.processes import DISTSNN, REPO, journal_chunks, run
+from helpers.processes import DISTSNN, REPO, run
 from helpers.slurm import (
     VENV,
     SlurmCluster,
     cluster_down,
     cluster_up,
-    job_fields,
+    preempt_and_resume,
     submit,
     submit_and_wait,
-    wait,
 )
 
 LAUNCH = REPO / "launch"
@@ -135,25 +133,7 @@ def test_signalled_job_requeues_itself_and_resumes_from_its_journal(cluster, poi
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "requeued.json"
     job = submit(cluster, CPU_TEMPLATE, argv(out, "--chunk-size", "4"), ntasks=2, timeout=240)
-    while journal_chunks(out) < 2:
-        fields = job_fields(cluster, job.job_id)
-        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), \
-            wait(cluster, job).describe()
-        assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
-        time.sleep(0.1)
-    signalled = cluster.command("scancel", "--signal=USR1", job.job_id)
-    assert signalled.returncode == 0, signalled.stderr
-    # Wait for the requeued job to run again (on the way it may show FAILED for a moment);
-    # Slurm holds it for about two minutes (Reason=BeginTime): let it start now.
-    while time.monotonic() - job.started < job.timeout:
-        fields = job_fields(cluster, job.job_id) or {}
-        restarted = fields.get("Restarts", "0") != "0"
-        if restarted and fields.get("JobState") in ("RUNNING", "COMPLETED"):
-            break
-        if fields.get("JobState") == "PENDING" and fields.get("Reason") == "BeginTime":
-            cluster.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
-        time.sleep(0.1)
-    result = wait(cluster, job)
+    result = preempt_and_resume(cluster, job, out, "USR1")
     assert result.ok and result.restarts == 1, result.describe()
     assert "stopped by a signal (exit 138); requeueing job" in result.output, result.describe()
     got, expected = json.loads(out.read_text()), json.loads(reference.read_text())

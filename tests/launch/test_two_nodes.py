@@ -23,7 +23,13 @@ from typing import Optional
 import pytest
 
 from helpers.processes import DISTSNN, REPO, journal_chunks, openmpi_env, run
-from helpers.slurm import SlurmCluster, cluster_down, cluster_up, job_fields, submit, wait
+from helpers.slurm import (
+    SlurmCluster,
+    cluster_down,
+    cluster_up,
+    preempt_and_resume,
+    submit,
+)
 
 LOCAL_CLUSTER = REPO / "launch" / "local_cluster.sh"
 CPU_TEMPLATE = REPO / "launch" / "sbatch_cpu.sh"
@@ -217,10 +223,11 @@ def _node_rank_pids(node_id: int) -> list[int]:
     return pids
 
 
-def _kill_node2_mid_run(pair: Pair, slow: dict, out: Path, kill_on_bad_exit: int
+def _kill_node2_mid_run(pair: Pair, slow: dict, out: Path, kill_on_bad_exit: int,
+                        sig: signal.Signals = signal.SIGKILL
                         ) -> tuple[subprocess.CompletedProcess, float]:
-    """``srun -N2 -n2`` of the slow evaluation; SIGKILL of node2's rank once the journal holds
-    two chunks. The finished job and the seconds from the kill to its end."""
+    """``srun -N2 -n2`` of the slow evaluation; ``sig`` to node2's rank once the journal holds
+    two chunks. The finished job and the seconds from the signal to its end."""
     command = ["srun", "-N2", "-n2", "--mpi=pmi2", f"--kill-on-bad-exit={kill_on_bad_exit}",
                "--time=5", DISTSNN, *_slow_args(slow, out, slow["build"], "--peer-timeout",
                                                  str(PEER_TIMEOUT_S))]
@@ -233,7 +240,7 @@ def _kill_node2_mid_run(pair: Pair, slow: dict, out: Path, kill_on_bad_exit: int
             time.sleep(0.1)
         victims = _node_rank_pids(1)
         assert len(victims) == 1
-        os.kill(victims[0], signal.SIGKILL)
+        os.kill(victims[0], sig)
         killed = time.monotonic()
         stdout, stderr = job.communicate(timeout=PEER_TIMEOUT_S + 90)
     finally:
@@ -288,6 +295,22 @@ def test_a_lost_node_is_ended_by_the_watchdog_when_the_launcher_waits(pair, slow
 
 @pytest.mark.slurm
 @pytest.mark.mpi
+def test_a_hung_node_is_ended_by_the_watchdog(pair, slow):
+    """SIGSTOP of node2's rank: it neither exits nor answers, so no launcher notices; node1's
+    watchdog ends its rank (exit 75, one line naming rank 1), and srun, told to end the job
+    when a task fails, then kills the stopped one. The journal resumes on node1."""
+    out = slow["dir"] / "hung.json"
+    job, seconds = _kill_node2_mid_run(pair, slow, out, kill_on_bad_exit=1, sig=signal.SIGSTOP)
+    assert seconds < PEER_TIMEOUT_S + 30, job.stderr
+    assert "node1: task 0: Exited with exit code 75" in job.stderr, job.stderr
+    errors = [line for line in job.stderr.splitlines() if line.startswith("distsnn: error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"distsnn: error: rank 1 not heard from for {PEER_TIMEOUT_S} s"), job.stderr
+    _resume_on_node1(pair, slow, out)
+
+
+@pytest.mark.slurm
+@pytest.mark.mpi
 def test_a_two_node_batch_job_requeued_after_preemption_resumes_exactly(pair, slow):
     """``sbatch -N2 -n2 launch/sbatch_cpu.sh evaluate ...`` pre-empted (SIGTERM to its tasks)
     part-way: distsnn saves the journal (exit 143), the template requeues the job, and the
@@ -296,23 +319,7 @@ def test_a_two_node_batch_job_requeued_after_preemption_resumes_exactly(pair, sl
     out = slow["dir"] / "requeued.json"
     job = submit(pair, CPU_TEMPLATE, _slow_args(slow, out, slow["build"]), ntasks=2,
                  timeout=300, sbatch_options=["--nodes=2"])
-    while journal_chunks(out) < 2:
-        fields = job_fields(pair, job.job_id)
-        assert fields and fields["JobState"] in ("PENDING", "RUNNING"), \
-            wait(pair, job).describe()
-        assert time.monotonic() - job.started < 120, "the job wrote no journal in 120 s"
-        time.sleep(0.1)
-    signalled = pair.command("scancel", "--signal=TERM", job.job_id)
-    assert signalled.returncode == 0, signalled.stderr
-    while time.monotonic() - job.started < job.timeout:  # Slurm delays a requeued job's start
-        fields = job_fields(pair, job.job_id) or {}
-        if fields.get("Restarts", "0") != "0" and fields.get("JobState") in ("RUNNING",
-                                                                             "COMPLETED"):
-            break
-        if fields.get("JobState") == "PENDING" and fields.get("Reason") == "BeginTime":
-            pair.command("scontrol", "update", f"JobId={job.job_id}", "StartTime=now")
-        time.sleep(0.1)
-    result = wait(pair, job)
+    result = preempt_and_resume(pair, job, out, "TERM")
     assert result.ok and result.restarts == 1, result.describe()
     assert "stopped by a signal (exit 143); requeueing job" in result.output, result.describe()
     assert f"resuming from the journal {out}.journal" in result.output, result.describe()
