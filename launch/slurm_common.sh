@@ -17,8 +17,11 @@ install_packages() {
     command -v slurmd >/dev/null || missing+=(slurmd)
     command -v sbatch >/dev/null || missing+=(slurm-client)
     command -v munged >/dev/null || missing+=(munge)
-    # srun --mpi=pmix (Open MPI 5 speaks PMIx only) loads the PMIx library at run time
-    ldconfig -p | grep -q 'libpmix\.so\.2 ' || missing+=(libpmix2)
+    # srun --mpi=pmix (Open MPI 5 speaks PMIx only): Debian's Slurm plugin dlopens the
+    # unversioned pmix2/lib/libpmix.so, which only libpmix-dev installs
+    if command -v dpkg >/dev/null && ! dpkg -s libpmix-dev >/dev/null 2>&1; then
+        missing+=(libpmix-dev)
+    fi
     [ ${#missing[@]} -eq 0 ] && return 0
     command -v apt-get >/dev/null || die_code 4 "missing ${missing[*]} and no apt-get to install them;
 install Slurm and munge with your package manager"
