@@ -43,6 +43,8 @@ def build_ann(spec: list[dict], arrays) -> nn.Sequential:
             layers.append(nn.ReLU())
         elif kind == "avgpool":
             layers.append(nn.AvgPool2d(layer["size"]))
+        elif kind == "maxpool":
+            layers.append(nn.MaxPool2d(layer["size"]))
         elif kind == "flatten":
             layers.append(FlattenNHWC())
         else:

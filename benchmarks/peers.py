@@ -16,6 +16,8 @@ its processes, user + sys.
 
     .venv/bin/python benchmarks/peers.py --repeats 3        # needs the `peers` extra
     .venv/bin/python benchmarks/peers.py --workloads digits --only "one command"
+    .venv/bin/python benchmarks/peers.py --peer-python /path/to/torch-venv/bin/python \
+        --workloads digits_maxpool   # the max-pooling digits CNN (maxpool_digits.py's)
 """
 from __future__ import annotations
 
@@ -47,11 +49,14 @@ from workloads import ensure_digits  # noqa: E402
 
 DISTSNN = str(Path(PYTHON).parent / "distsnn")
 PEERS = ("spikingjelly", "sinabs")
+#: The interpreter that runs peer_worker.py (torch, spikingjelly, sinabs): --peer-python
+PEER_PYTHON = os.environ.get("DISTSNN_PEER_PYTHON", PYTHON)
 #: distsnn configurations: (label, --input, --readout, --reset)
 CONFIGS = [("distsnn poisson+spikes, reset zero (mlGeNN)", "poisson", "spikes", "zero"),
            ("distsnn analog+analog, reset zero", "analog", "analog", "zero"),
            ("distsnn analog+analog, reset subtract", "analog", "analog", "subtract")]
-WORKLOADS = {"digits": {"timesteps": 500}, "cifar": {"timesteps": 100, "examples": 200}}
+WORKLOADS = {"digits": {"timesteps": 500}, "cifar": {"timesteps": 100, "examples": 200},
+             "digits_maxpool": {"timesteps": 500}}
 #: The run that compares with a peer's whole process: conversion inside it, CLI defaults.
 ONE_COMMAND = "distsnn one command: convert + evaluate (CLI defaults)"
 
@@ -80,6 +85,11 @@ def export_torch(model, directory: Path) -> None:
             arrays[f"w{len(spec) - 1}"], arrays[f"b{len(spec) - 1}"] = w.T.copy(), b
         elif name == "AveragePooling2D":
             spec.append({"type": "avgpool", "size": list(layer.pool_size)})
+        elif name == "MaxPooling2D":
+            if layer.padding != "valid" or tuple(layer.strides) != tuple(layer.pool_size):
+                raise ValueError("peers.py exports only MaxPooling2D with stride = size, "
+                                 "padding 'valid'")
+            spec.append({"type": "maxpool", "size": list(layer.pool_size)})
         elif name == "Flatten":
             spec.append({"type": "flatten"})
         elif name == "ReLU":
@@ -118,6 +128,10 @@ def prepare(workload: str) -> tuple[Path, dict]:
         test = np.load(DATA / "digits_test.npz")
         x, y = test["x"], test["y"]
         norm = np.load(DATA / "digits_norm.npz")["x"]
+    elif workload == "digits_maxpool":  # benchmarks/maxpool_digits.py's max-pool CNN
+        from maxpool_digits import train
+        model, data, _ = train("max")  # train_digits_cnn(pooling="max"), seed 1, 15 epochs
+        x, y, norm = data.x_test, data.y_test, data.x_train[:256]
     else:  # CIFAR-shaped CNN with Keras' default random initialisation, random images
         keras.utils.set_random_seed(0)
         L = keras.layers
@@ -139,7 +153,7 @@ def prepare(workload: str) -> tuple[Path, dict]:
     np.savez(directory / "ann.npz", logits=logits)
     export_torch(model, directory)
     info = {"ann_accuracy": float(np.mean(logits.argmax(1) == y)), "examples": len(x),
-            "labels": "true labels" if workload == "digits" else "ANN predictions"}
+            "labels": "ANN predictions" if workload == "cifar" else "true labels"}
     info_path.write_text(json.dumps(info, indent=2))
     return directory, info
 
@@ -192,7 +206,8 @@ def _children_cpu() -> float:
 
 
 def peer_run(peer: str, directory: Path, timesteps: int, out: Path) -> dict:
-    seconds, peak = timed([PYTHON, str(REPO / "benchmarks" / "peer_worker.py"), "--peer", peer,
+    seconds, peak = timed([PEER_PYTHON, str(REPO / "benchmarks" / "peer_worker.py"),
+                           "--peer", peer,
                      "--dir", str(directory), "--timesteps", str(timesteps), "--out", str(out)],
                     env={"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2"})
     result = json.loads(out.read_text())
@@ -202,19 +217,29 @@ def peer_run(peer: str, directory: Path, timesteps: int, out: Path) -> dict:
 
 
 def peers_installed() -> list[str]:
-    import importlib.util
-    if importlib.util.find_spec("torch") is None:
-        return []
-    return [p for p in PEERS if importlib.util.find_spec(p) is not None]
+    """The peers importable (with torch) by PEER_PYTHON."""
+    import subprocess
+    probe = ("import importlib.util as u, sys\n"
+             "if u.find_spec('torch'): print(*[p for p in sys.argv[1:] if u.find_spec(p)])")
+    proc = subprocess.run([PEER_PYTHON, "-c", probe, *PEERS], capture_output=True, text=True,
+                          timeout=120, check=False)
+    if proc.returncode:
+        raise SystemExit(f"{PEER_PYTHON} failed: {proc.stderr[-2000:]}")
+    return proc.stdout.split()
 
 
 def main() -> None:
+    global PEER_PYTHON
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workloads", default="digits,cifar")
     parser.add_argument("--only", default="", help="only the entries whose label contains "
                         "this text, e.g. 'one command'")
+    parser.add_argument("--peer-python", default=PEER_PYTHON,
+                        help="the Python that runs the peers (with torch, spikingjelly, "
+                        "sinabs); default $DISTSNN_PEER_PYTHON or this interpreter")
     args = parser.parse_args()
+    PEER_PYTHON = args.peer_python
     peers = peers_installed()
     tmp = BUILD / "peers-runs"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -225,7 +250,7 @@ def main() -> None:
         timesteps = WORKLOADS[workload]["timesteps"]
         if peers:  # the PyTorch copy must agree with Keras before anything is compared
             check = tmp / "check.json"
-            timed([PYTHON, str(REPO / "benchmarks" / "peer_worker.py"), "--peer", "check",
+            timed([PEER_PYTHON, str(REPO / "benchmarks" / "peer_worker.py"), "--peer", "check",
                    "--dir", str(directory), "--timesteps", "1", "--out", str(check)])
             agreement = json.loads(check.read_text())["torch_vs_keras"]
             if agreement["argmax_agreement"] != 1.0:
