@@ -19,14 +19,19 @@ import zlib
 
 import numpy as np
 import pytest
-from pygenn import SynapseMatrixType
 
 from distsnn.connectivity import Conv2D, DepthwiseConv2D, ShapeError, forward
 from distsnn.genn.lowering import kernel_geometry, plan_lowering, synaptic_events
 from distsnn.netfile import load_network, save_network
 from distsnn.network import Network
 from distsnn.neurons import BinarySpikeInput, IntegrateFire
-from helpers.one_hop import LOWERINGS, simulate_one_hop
+from helpers.one_hop import (
+    LOWERINGS,
+    assert_geometry_counts_are_the_synapses,
+    assert_matches_framework,
+    assert_procedural_rows_are_the_synapses,
+    simulate_one_hop,
+)
 
 keras = pytest.importorskip("keras")
 L = keras.layers
@@ -238,43 +243,12 @@ def simulate(tmp_path_factory):
 @pytest.mark.parametrize("lowering", LOWERINGS)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_genn_one_hop_matches_keras(simulate, case, lowering):
-    result = simulate(lowering)
-    x, pred = result["x"][case.name], result["pred"][case.name]
-    expected = case.keras(x)
-    assert pred.shape == expected.shape
-    np.testing.assert_allclose(pred, expected, rtol=RTOL, atol=ATOL,
-                               err_msg=f"{case.name} ({lowering})")
-    matrix = SynapseMatrixType.SPARSE if lowering == "sparse" else SynapseMatrixType.TOEPLITZ
-    assert result["matrix"][case.name] == matrix
+    assert_matches_framework(simulate(lowering), case, lowering, RTOL, ATOL)
 
 
 def test_procedural_row_code_generates_the_synapses(tmp_path):
-    """The PROCEDURAL_KERNELG row-build code (CUDA), checked on the CPU through GeNN's own
-    SPARSE initialisation from the same snippet: exactly the explicit synapses."""
-    from pygenn import GeNNModel, create_neuron_model, init_postsynaptic, init_weight_update
-
-    from distsnn.genn.toeplitz import _max_paths, procedural_connectivity
-    neuron = create_neuron_model("gc_probe", vars=[("x", "scalar")])
-    model = GeNNModel("float", "gc_rows", backend="single_threaded_cpu")
-    groups = []
-    for i, case in enumerate([GRID[3], GRID[-1], EXTRAS[0], EXTRAS[1]]):
-        geometry = kernel_geometry(case.make(), case.in_shape)
-        pre = model.add_neuron_population(f"pre{i}", int(np.prod(case.in_shape)), neuron, {},
-                                          {"x": 0.0})
-        n_post = int(np.prod(case.make().output_shape(case.in_shape)))
-        post = model.add_neuron_population(f"post{i}", n_post, neuron, {}, {"x": 0.0})
-        groups.append((case, geometry, model.add_synapse_population(
-            f"s{i}", "SPARSE", pre, post, init_weight_update("StaticPulse", {}, {"g": 1.0}),
-            init_postsynaptic("DeltaCurr"), procedural_connectivity(geometry))))
-    model.build(str(tmp_path))
-    model.load()
-    for case, geometry, sg in groups:
-        sg.pull_connectivity_from_device()
-        got = sorted(zip(sg.get_sparse_pre_inds().tolist(), sg.get_sparse_post_inds().tolist()))
-        pre, post, _ = case.make().synapses(case.in_shape)
-        assert got == sorted(zip(pre.tolist(), post.tolist())), case.name
-        assert np.bincount(pre).max() <= _max_paths(geometry.params(), False)
-    model.unload()
+    assert_procedural_rows_are_the_synapses([GRID[3], GRID[-1], EXTRAS[0], EXTRAS[1]],
+                                            tmp_path, "gc")
 
 
 # --------------------------------------------------------------------------------------
@@ -282,16 +256,8 @@ def test_procedural_row_code_generates_the_synapses(tmp_path):
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_geometry_counts_equal_the_explicit_synapses(case):
-    conn = case.make()
-    geometry = kernel_geometry(conn, case.in_shape)
-    assert geometry.kernel_shape == case.grouped_w.shape
-    pre, _, _ = conn.synapses(case.in_shape)
-    fan_out = np.bincount(pre, minlength=int(np.prod(case.in_shape)))
-    np.testing.assert_array_equal(geometry.fan_out(), fan_out)
-    assert geometry.synapse_count() == geometry.explicit_synapses()[0] == len(pre)
-    assert geometry.longest_row() == geometry.explicit_synapses()[1] == fan_out.max()
-    spikes = np.random.default_rng(2).integers(0, 5, fan_out.size)
-    assert geometry.synaptic_events(spikes) == int(spikes @ fan_out)
+    assert kernel_geometry(case.make(), case.in_shape).kernel_shape == case.grouped_w.shape
+    assert_geometry_counts_are_the_synapses(case)
 
 
 def test_memory_estimate_and_events_from_the_real_synapses():

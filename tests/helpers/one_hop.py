@@ -58,3 +58,62 @@ def _simulate(cases, connectivity: str, build_dir, make_input) -> dict:
                   for name in outputs}  # an all-zero connection has no synapse group
     return {"x": {case.name: x[inputs[case.in_shape]] for case in cases},
             "pred": {name: preds[pop] for name, pop in outputs.items()}, "matrix": matrix}
+
+
+def assert_matches_framework(result: dict, case, lowering: str, rtol: float, atol: float
+                             ) -> None:
+    """One case of :func:`simulate_one_hop`'s ``result`` equals ``case.keras(x)`` and used
+    the GeNN matrix type its lowering asks for."""
+    from pygenn import SynapseMatrixType
+    x, pred = result["x"][case.name], result["pred"][case.name]
+    expected = case.keras(x)
+    assert pred.shape == expected.shape
+    np.testing.assert_allclose(pred, expected, rtol=rtol, atol=atol,
+                               err_msg=f"{case.name} ({lowering})")
+    matrix = SynapseMatrixType.SPARSE if lowering == "sparse" else SynapseMatrixType.TOEPLITZ
+    assert result["matrix"][case.name] == matrix
+
+
+def assert_procedural_rows_are_the_synapses(cases, build_dir, tag: str) -> None:
+    """The PROCEDURAL_KERNELG row-build code (CUDA), checked on the CPU through GeNN's own
+    SPARSE initialisation from the same snippet: exactly each case's explicit synapses."""
+    from pygenn import GeNNModel, create_neuron_model, init_postsynaptic, init_weight_update
+
+    from distsnn.genn.lowering import kernel_geometry
+    from distsnn.genn.toeplitz import _max_paths, procedural_connectivity
+    neuron = create_neuron_model(f"{tag}_probe", vars=[("x", "scalar")])
+    model = GeNNModel("float", f"{tag}_rows", backend="single_threaded_cpu")
+    groups = []
+    for i, case in enumerate(cases):
+        geometry = kernel_geometry(case.make(), case.in_shape)
+        pre = model.add_neuron_population(f"pre{i}", int(np.prod(case.in_shape)), neuron, {},
+                                          {"x": 0.0})
+        n_post = int(np.prod(case.make().output_shape(case.in_shape)))
+        post = model.add_neuron_population(f"post{i}", n_post, neuron, {}, {"x": 0.0})
+        groups.append((case, geometry, model.add_synapse_population(
+            f"s{i}", "SPARSE", pre, post, init_weight_update("StaticPulse", {}, {"g": 1.0}),
+            init_postsynaptic("DeltaCurr"), procedural_connectivity(geometry))))
+    model.build(str(build_dir))
+    model.load()
+    for case, geometry, sg in groups:
+        sg.pull_connectivity_from_device()
+        got = sorted(zip(sg.get_sparse_pre_inds().tolist(), sg.get_sparse_post_inds().tolist()))
+        pre, post, _ = case.make().synapses(case.in_shape)
+        assert got == sorted(zip(pre.tolist(), post.tolist())), case.name
+        assert np.bincount(pre).max() <= _max_paths(geometry.params(), False)
+    model.unload()
+
+
+def assert_geometry_counts_are_the_synapses(case) -> None:
+    """The memory model's counts (fan-out, synapses, longest row, events) equal those of the
+    case's explicit synapses."""
+    from distsnn.genn.lowering import kernel_geometry
+    conn = case.make()
+    geometry = kernel_geometry(conn, case.in_shape)
+    pre, _, _ = conn.synapses(case.in_shape)
+    fan_out = np.bincount(pre, minlength=int(np.prod(case.in_shape)))
+    np.testing.assert_array_equal(geometry.fan_out(), fan_out)
+    assert geometry.synapse_count() == geometry.explicit_synapses()[0] == len(pre)
+    assert geometry.longest_row() == geometry.explicit_synapses()[1] == fan_out.max()
+    spikes = np.random.default_rng(2).integers(0, 5, fan_out.size)
+    assert geometry.synaptic_events(spikes) == int(spikes @ fan_out)

@@ -191,17 +191,19 @@ def test_bad_inputs_are_refused_naming_the_example_and_the_fix(poisson_files, re
     np.savez(bad, x=x, y=np.zeros(96, np.int64))
     argv = [DISTSNN, "evaluate", str(poisson_files["net"]), "--data", str(bad), "-t", "5",
             "--build-dir", str(build), "--no-progress", "--chunk-size", "5"]
-    proc = run_mpi(2, argv)
+    proc = run_mpi(2, argv, cwd=tmp_path)  # no -o: the journal goes to the working directory
     assert proc.returncode == 2, proc.stderr
     lines = [l for l in proc.stderr.splitlines() if l.startswith("distsnn: error:")]
     assert len(lines) == 1 and "example 41" in lines[0] and "NaN" in lines[0], proc.stderr
+    # the chunks done before example 41 stay journaled, for the rerun with fixed data
+    assert len(list(tmp_path.glob("distsnn-*.journal/run-*.jsonl"))) == 2
     # uint8 images: refused without a scale, equal to the float data with --scale 1/255
     images = np.random.default_rng(1).integers(0, 256, (20, 6, 6, 1)).astype(np.uint8)
     labels = np.arange(20) % 4
     np.savez(tmp_path / "u8.npz", x=images, y=labels)
     np.savez(tmp_path / "f32.npz", x=images.astype(np.float32) / np.float32(255), y=labels)
     argv[4] = str(tmp_path / "u8.npz")
-    proc = run(argv)
+    proc = run(argv, cwd=tmp_path)
     assert proc.returncode == 2 and "uint8" in proc.stderr and "--scale 1/255" in proc.stderr
     results = []
     for name, extra in (("u8.npz", ["--scale", "1/255"]), ("f32.npz", [])):
