@@ -220,3 +220,11 @@ def preempt_and_resume(cluster: SlurmCluster, job: Submitted, out: Path, signal:
     assert signalled.returncode == 0, signalled.stderr
     release_requeued(cluster, job)
     return wait(cluster, job)
+
+
+def assert_refuses_without_root(script: Path, directory: Path) -> None:
+    """``SCRIPT up`` run as ``nobody`` stops with exit 3 and says it needs root."""
+    result = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(script), "up",
+                             str(directory)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3, result.stderr
+    assert "must run as root" in result.stderr

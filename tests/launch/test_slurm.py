@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 
 import pytest
 
@@ -23,6 +22,7 @@ from helpers.processes import DISTSNN, REPO, run
 from helpers.slurm import (
     VENV,
     SlurmCluster,
+    assert_refuses_without_root,
     cluster_down,
     cluster_up,
     preempt_and_resume,
@@ -214,7 +214,4 @@ def test_mpirun_script_usage_error():
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None,
                     reason="needs root and runuser to try local_slurm.sh as another user")
 def test_local_slurm_refuses_without_root(tmp_path):
-    result = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(LOCAL_SLURM), "up",
-                             str(tmp_path / "c")], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 3, result.stderr
-    assert "must run as root" in result.stderr
+    assert_refuses_without_root(LOCAL_SLURM, tmp_path / "c")

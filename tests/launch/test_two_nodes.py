@@ -25,6 +25,7 @@ import pytest
 from helpers.processes import DISTSNN, REPO, journal_chunks, openmpi_env, run
 from helpers.slurm import (
     SlurmCluster,
+    assert_refuses_without_root,
     cluster_down,
     cluster_up,
     preempt_and_resume,
@@ -344,7 +345,4 @@ def test_local_cluster_script_is_valid_executable_bash():
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("runuser") is None,
                     reason="needs root and runuser to try local_cluster.sh as another user")
 def test_local_cluster_refuses_without_root(tmp_path):
-    result = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(LOCAL_CLUSTER), "up",
-                             str(tmp_path / "c")], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 3, result.stderr
-    assert "must run as root" in result.stderr
+    assert_refuses_without_root(LOCAL_CLUSTER, tmp_path / "c")
