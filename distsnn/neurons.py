@@ -21,6 +21,16 @@ READOUTS = ("spike_count", "var", "avg_var", "avg_input", "sum_var", "max_var",
             "avg_var_exp_weight", "first_spike_time")
 #: Reset modes of integrate-and-fire neurons.
 RESET_MODES = ("zero", "subtract")
+#: How a few-spike code quantises: ``floor`` (Stöckl & Maass's and mlGeNN's code) or
+#: ``nearest`` (half a least significant bit added before coding: zero-mean errors).
+FEW_SPIKE_ROUNDINGS = ("floor", "nearest")
+
+
+def check_rounding(rounding: str, owner: str) -> None:
+    """Refuse a few-spike rounding other than :data:`FEW_SPIKE_ROUNDINGS`."""
+    if rounding not in FEW_SPIKE_ROUNDINGS:
+        raise ValueError(f"{owner}: rounding must be one of {', '.join(FEW_SPIKE_ROUNDINGS)}, "
+                         f"not {rounding!r}")
 
 
 @dataclass
@@ -171,7 +181,8 @@ class FewSpikeReluInput(Neuron):
     """Few-spike (Stöckl & Maass 2021) input encoder: a K-bit code of x per K-step window.
 
     Unsigned: floor-quantised to ``alpha 2^-K`` steps, clipped at ``alpha (1 - 2^-K)``.
-    Signed (even K only): K/2 positive and K/2 negative bit steps, each step ``alpha 2^-K/2``.
+    Signed (even K only): K/2 positive and K/2 negative bit steps, each step ``alpha 2^-K/2``,
+    truncated toward zero. ``rounding="nearest"`` rounds to the nearest step instead.
     """
 
     kind: ClassVar[str] = "few_spike_input"
@@ -179,6 +190,10 @@ class FewSpikeReluInput(Neuron):
     k: int = 10
     alpha: float = 25.0
     signed_input: bool = False
+    rounding: str = "floor"
+
+    def __post_init__(self):
+        check_rounding(self.rounding, "FewSpikeReluInput")
 
 
 @dataclass
@@ -186,6 +201,8 @@ class FewSpikeRelu(Neuron):
     """Few-spike ReLU: re-encodes ``max(0, W x_hat + bias)`` with K binary-weighted spikes.
 
     Its readout (``var``) is the complete pre-activation ``W x_hat + bias`` of each example.
+    The code is floor-quantised to ``alpha 2^-K`` steps, or with ``rounding="nearest"``
+    rounded to the nearest step.
     """
 
     kind: ClassVar[str] = "few_spike_relu"
@@ -193,9 +210,11 @@ class FewSpikeRelu(Neuron):
     alpha: float = 25.0
     readout: Optional[str] = None
     bias: Optional[Value] = None
+    rounding: str = "floor"
 
     def __post_init__(self):
         self.readout = readout_name(self.readout, "FewSpikeRelu")
+        check_rounding(self.rounding, "FewSpikeRelu")
 
 
 @dataclass

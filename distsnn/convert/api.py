@@ -21,7 +21,7 @@ KERAS_OPTIONAL_IMPORTS = ("sklearn", "matplotlib")
 def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = None,
                  timesteps: int = 500, k: int = 8, input_type: str = "poisson",
                  signed_input: bool = False, percentile: float = 100.0, reset: str = "subtract",
-                 x_name: str = "x", readout: str = "spikes") -> Network:
+                 x_name: str = "x", readout: str = "spikes", rounding: str = "floor") -> Network:
     """Convert the Keras model file ``model_path`` with ``method`` and return the network.
 
     ``norm_data`` is an array or an array file (``x_name`` inside .npz/.h5). For
@@ -39,13 +39,15 @@ def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = 
         converter = DataNorm(timesteps, signed_input, norm_data, input_type, percentile,
                              reset=reset, x_name=x_name, readout=readout)
     elif method == "few-spike":
-        converter = FewSpike(k=k, signed_input=signed_input, norm_data=norm_data, x_name=x_name)
+        converter = FewSpike(k=k, signed_input=signed_input, norm_data=norm_data, x_name=x_name,
+                             rounding=rounding)
     elif method == "qcfs":
         from distsnn.convert.qcfs import QCFSConverter
 
         converter = QCFSConverter(timesteps, signed_input, input_type, readout=readout)
     else:
         converter = Simple(timesteps, signed_input, input_type, reset=reset, readout=readout)
+        converter.method = method  # spike-norm starts from the simple network; name it in errors
     if not is_onnx(model_path):
         import_keras_lean()
     network = converter.convert(model_path)[0]

@@ -299,12 +299,15 @@ _FS_STEP = "const int p = (int)(t / dt + 0.5);"
 
 def few_spike_input(n: FewSpikeReluInput, name: str) -> NeuronCode:
     _check_k(n.k, n.signed_input, name)
+    sim = _FS_STEP
+    if n.rounding == "nearest":  # half a step away from 0 before coding (the host wrote V)
+        sim += "\nif (p == 0) { V += (V < 0.0) ? -0.5 * Scale : 0.5 * Scale; }"
     if n.signed_input:
-        sim = (f"{_FS_STEP}\nconst bool positive = (p % 2) == 0;\n"
-               "const scalar hT = Scale * (scalar)(1 << (HalfK - 1 - p / 2));")
+        sim += ("\nconst bool positive = (p % 2) == 0;\n"
+                "const scalar hT = Scale * (scalar)(1 << (HalfK - 1 - p / 2));")
         threshold, reset = "positive ? (V >= hT) : (V <= -hT)", "if (positive) { V -= hT; } else { V += hT; }"
     else:
-        sim = f"{_FS_STEP}\nconst scalar hT = Scale * (scalar)(1 << (K - 1 - p));"
+        sim += "\nconst scalar hT = Scale * (scalar)(1 << (K - 1 - p));"
         threshold, reset = "V >= hT", "V -= hT;"
     model = create_neuron_model(
         f"fs_input_{name}", params=[("K", "int"), ("HalfK", "int"), ("Scale", "scalar")],
@@ -335,8 +338,9 @@ def few_spike_relu(n: FewSpikeRelu, name: str, src_alpha: float, src_signed: boo
                   " * (scalar)(1 << (HalfK - 1 - q / 2));")
     else:
         weight = "const scalar d = SrcScale * (scalar)(1 << ((K - p) % K));"
+    code = " + 0.5 * Scale" if n.rounding == "nearest" else ""  # half a step: to nearest
     sim = (f"{_FS_STEP}\n{weight}\nFx += Isyn * d;\n"
-           f"if (p == 0) {{\n    V = Fx + {bias};\n    Out = V;\n    Fx = 0.0;\n}}\n"
+           f"if (p == 0) {{\n    Out = Fx + {bias};\n    V = Out{code};\n    Fx = 0.0;\n}}\n"
            "const scalar hT = Scale * (scalar)(1 << (K - 1 - p));")
     model = create_neuron_model(f"fs_relu_{name}", params=params, vars=vars_, sim_code=sim,
                                 threshold_condition_code="V >= hT",

@@ -16,26 +16,7 @@ from distsnn.compilers import FewSpikeCompiler, InferenceCompiler
 from distsnn.connectivity import Dense, OneToOne
 from distsnn.network import Network
 from distsnn.neurons import BinarySpikeInput, FewSpikeRelu, FewSpikeReluInput, IntegrateFire
-
-
-def quantise_unsigned(x, k: int, alpha: float) -> np.ndarray:
-    x = np.asarray(x, np.float32).astype(np.float64)
-    scale = alpha * 2.0 ** -k
-    q = np.floor(np.maximum(x, 0.0) / scale) * scale
-    return np.minimum(q, alpha * (1 - 2.0 ** -k))
-
-
-def quantise_signed(x, k: int, alpha: float) -> np.ndarray:
-    x = np.asarray(x, np.float32).astype(np.float64)
-    scale = alpha * 2.0 ** -(k // 2)
-    steps = np.minimum(np.floor(np.abs(x) / scale), 2 ** (k // 2) - 1)
-    return np.sign(x) * steps * scale
-
-
-def code_spikes(q, scale) -> np.ndarray:
-    """Number of spikes of the binary code of q (= set bits of |q| / scale)."""
-    m = np.rint(np.abs(np.asarray(q)) / scale).astype(np.int64)
-    return np.array([bin(int(v)).count("1") for v in m.reshape(-1)]).reshape(m.shape)
+from helpers.few_spike import code_spikes, quantise_signed, quantise_unsigned, values_and_edges
 
 
 def _run(net, x, build_dir, k, outputs=None, metrics=None, y=None):
@@ -52,14 +33,6 @@ def _run(net, x, build_dir, k, outputs=None, metrics=None, y=None):
 # --------------------------------------------------------------------------------------
 # input encoding, read back through one FewSpikeRelu with OneToOne(1.0)
 # --------------------------------------------------------------------------------------
-def _values(rng, n, low, high, scale, extra):
-    """Random values plus exact multiples of the LSB, values just below them and extras."""
-    v = rng.uniform(low, high, n - 3 * len(extra))
-    multiples = rng.integers(int(low / scale), int(high / scale), len(extra)) * scale
-    below = np.nextafter(multiples.astype(np.float32), np.float32(-np.inf))
-    return np.concatenate([v, multiples, below, extra]).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def unsigned_run(tmp_path_factory):
     k, alpha, n, examples = 8, 5.0, 200, 4
@@ -67,7 +40,7 @@ def unsigned_run(tmp_path_factory):
     rng = np.random.default_rng(11)
     extra = np.array([0.0, -1.0, 4.98, 4.99, 5.0, 6.0, 100.0, scale, 2 * scale, 0.5 * scale],
                      np.float32)
-    x = np.stack([rng.permutation(_values(rng, n, -1.0, 6.5, scale, extra))
+    x = np.stack([rng.permutation(values_and_edges(rng, n, -1.0, 6.5, scale, extra))
                   for _ in range(examples)])
     net = Network()
     inp = net.add_population("in", n, FewSpikeReluInput(k=k, alpha=alpha))
@@ -135,7 +108,7 @@ def signed_run(tmp_path_factory):
     rng = np.random.default_rng(12)
     extra = np.array([0.0, 1.0, -1.0, 3.875, -3.875, 3.9, -3.9, 10.0, -10.0, 0.1, -0.1, -scale],
                      np.float32)
-    x = np.stack([rng.permutation(_values(rng, n, -5.0, 5.0, scale, extra))
+    x = np.stack([rng.permutation(values_and_edges(rng, n, -5.0, 5.0, scale, extra))
                   for _ in range(examples)])
     net = Network()
     inp = net.add_population("in", n, FewSpikeReluInput(k=k, alpha=alpha, signed_input=True))

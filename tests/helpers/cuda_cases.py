@@ -171,18 +171,19 @@ def _few_spike_max_pool_net():
     return net
 
 
-def _few_spike_net(signed: bool = True):
+def _few_spike_net(signed: bool = True, rounding: str = "floor"):
     """Few-spike K=8, signed input: input -> conv -> pool+conv -> dense output."""
     from distsnn.connectivity import AvgPoolConv2D, Conv2D, Dense
     from distsnn.network import Network
     from distsnn.neurons import FewSpikeRelu, FewSpikeReluInput
     rng = np.random.default_rng(7)
     net = Network(metadata={"case": "cuda"})
-    inp = net.add_population("input", (8, 8, 2), FewSpikeReluInput(k=K, alpha=1.0,
-                                                                    signed_input=signed))
-    a = net.add_population("conv_a", (8, 8, 3), FewSpikeRelu(k=K, alpha=2.0))
-    b = net.add_population("conv_b", (4, 4, 3), FewSpikeRelu(k=K, alpha=2.0))
-    out = net.add_population("output", (4,), FewSpikeRelu(k=K, alpha=4.0, readout="var"))
+    inp = net.add_population("input", (8, 8, 2), FewSpikeReluInput(
+        k=K, alpha=1.0, signed_input=signed, rounding=rounding))
+    a = net.add_population("conv_a", (8, 8, 3), FewSpikeRelu(k=K, alpha=2.0, rounding=rounding))
+    b = net.add_population("conv_b", (4, 4, 3), FewSpikeRelu(k=K, alpha=2.0, rounding=rounding))
+    out = net.add_population("output", (4,), FewSpikeRelu(k=K, alpha=4.0, readout="var",
+                                                          rounding=rounding))
     net.connect(inp, a, Conv2D(_weights(rng, 3, 3, 2, 3), padding="same"))
     net.connect(a, b, AvgPoolConv2D(_weights(rng, 3, 3, 3, 3), pool_size=(2, 2),
                                     padding="same"))
@@ -331,6 +332,7 @@ CASES = [
     Case("procedural_grouped", lambda: _image_net(_grouped(2, 4, strides=2, padding="same"),
                                                   shape=(8, 8, 4)), connectivity="procedural"),
     Case("few_spike_signed", _few_spike_net, mode="few_spike"),
+    Case("few_spike_nearest", lambda: _few_spike_net(rounding="nearest"), mode="few_spike"),
     Case("analog_ends", _analog_ends),
     Case("signed_poisson_toeplitz", lambda: _image_net(_conv(padding="same"), _signed_poisson())),
     Case("spike_train_input", lambda: _chain_net("spike_train")),
