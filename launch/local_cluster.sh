@@ -46,16 +46,8 @@ NODES=(node1 node2)
 BRIDGE=dsnnbr0
 HOST_ADDR=$NET.1
 
-say() { echo "local_cluster: $*" >&2; }
-die() { echo "local_cluster: error: $*" >&2; exit 1; }
-die_code() { local code=$1; shift; echo "local_cluster: error: $*" >&2; exit "$code"; }
 # shellcheck source=launch/slurm_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/slurm_common.sh"
-
-usage() {
-    sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-}
 
 node_index() { echo "${1#node}"; }                 # node2 -> 2
 node_addr() { echo "$NET.$(( $(node_index "$1") + 1 ))"; }  # node1 -> NET.2
@@ -355,5 +347,5 @@ case "$ACTION" in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     status) cmd_status ;;
-    *) usage ;;
+    *) usage 4,6 ;;
 esac

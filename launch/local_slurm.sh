@@ -35,16 +35,8 @@ DIR=${2:-${TMPDIR:-/tmp}/distsnn-slurm}
 WAIT_S=${LOCAL_SLURM_WAIT_S:-60}
 read -r CTLD_PORT SLURMD_PORT <<< "${LOCAL_SLURM_PORTS:-6817 6818}"
 
-say() { echo "local_slurm: $*" >&2; }
-die() { echo "local_slurm: error: $*" >&2; exit 1; }
-die_code() { local code=$1; shift; echo "local_slurm: error: $*" >&2; exit "$code"; }
 # shellcheck source=launch/slurm_common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/slurm_common.sh"
-
-usage() {
-    sed -n '3,6p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-}
 
 conf_paths() {  # conf_paths [create]
     if [ "${1:-}" = create ]; then mkdir -p "$DIR/state" "$DIR/spool" "$DIR/run" "$DIR/log"; fi
@@ -181,5 +173,5 @@ case "$ACTION" in
     up) cmd_up "$@" ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    *) usage ;;
+    *) usage 3,6 ;;
 esac

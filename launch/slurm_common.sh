@@ -1,7 +1,18 @@
-# Shared by launch/local_slurm.sh and launch/local_cluster.sh (sourced, not run): the Slurm
-# and munge packages, munged, and daemons tracked by pid files. The sourcing script defines
-# say, die and die_code (its own message prefix) and DIR and MUNGED_MARK before calling these.
-# Checked with Debian 12's Slurm 22.05.8 and munge 0.5.15, as root.
+# Shared by launch/local_slurm.sh and launch/local_cluster.sh (sourced, not run): messages
+# prefixed with the script's name, its usage, the Slurm and munge packages, munged, and
+# daemons tracked by pid files. The sourcing script defines DIR and MUNGED_MARK before
+# calling these. Checked with Debian 12's Slurm 22.05.8 and munge 0.5.15, as root.
+
+SCRIPT_NAME=$(basename "$0" .sh)  # the message prefix: local_slurm or local_cluster
+
+say() { echo "$SCRIPT_NAME: $*" >&2; }
+die() { die_code 1 "$@"; }
+die_code() { local code=$1; shift; echo "$SCRIPT_NAME: error: $*" >&2; exit "$code"; }
+
+usage() {  # usage FIRST,LAST: print the script's header lines FIRST to LAST, exit 2
+    sed -n "$1p" "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
 
 pid_alive() {  # pid_alive FILE: true when FILE holds the pid of a live process (not a zombie)
     [ -s "$1" ] && pid_running "$(cat "$1")"

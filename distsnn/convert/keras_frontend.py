@@ -3,7 +3,8 @@
 Each Keras layer is translated into the operations of :class:`~distsnn.convert.plan.Planner`
 (shared with the ONNX front-end): ``Conv2D(linear) -> BatchNormalization -> ReLU`` becomes
 one population fed by one folded Conv2D connection, ``AveragePooling2D -> Flatten -> Dense``
-one AvgPoolDense2D connection, and ``Add`` collects the terms of its inputs. ``Rescaling``
+one AvgPoolDense2D connection, and ``Add`` collects the terms of its inputs. A
+``SeparableConv2D`` is one Conv2D (its depthwise and pointwise kernels composed). ``Rescaling``
 and ``Normalization`` on a model input are input preprocessing, folded exactly into the
 Dense or Conv2D that follows. ``Conv2DTranspose`` is a weighted layer like Conv2D (its
 connection a :class:`~distsnn.connectivity.Conv2DTranspose`).
@@ -37,10 +38,10 @@ L = keras.layers
 IDENTITY_LAYERS = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D,
                    L.GaussianDropout, L.GaussianNoise, L.AlphaDropout, L.ActivityRegularization)
 
-SUPPORTED = ("InputLayer, Dense, Conv2D (groups too), DepthwiseConv2D, Conv2DTranspose, "
-             "AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D and GlobalMaxPooling2D "
-             "(after a ReLU), Flatten, Reshape to a vector, Add, ReLU (max_value too), "
-             "Activation (relu/relu6/softmax/linear), Softmax (output), "
+SUPPORTED = ("InputLayer, Dense, Conv2D (groups too), DepthwiseConv2D, SeparableConv2D, "
+             "Conv2DTranspose, AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D and "
+             "GlobalMaxPooling2D (after a ReLU), Flatten, Reshape to a vector, Add, "
+             "ReLU (max_value too), Activation (relu/relu6/softmax/linear), Softmax (output), "
              "BatchNormalization (after Dense/Conv2D), ZeroPadding2D (before Conv2D), "
              "Rescaling and Normalization (on an input, before Dense/Conv2D), Dropout")
 
@@ -50,7 +51,6 @@ _INSTEAD = {
     "Average": "merge branches with Add instead", "Maximum": "merge branches with Add instead",
     "Minimum": "merge branches with Add instead", "Dot": "merge branches with Add instead",
     "LeakyReLU": "use ReLU", "PReLU": "use ReLU", "ELU": "use ReLU",
-    "SeparableConv2D": "use DepthwiseConv2D, a ReLU and a 1x1 Conv2D",
     "Conv1D": "use Conv2D", "Conv3D": "use Conv2D",
     "AveragePooling1D": "use AveragePooling2D", "AveragePooling3D": "use AveragePooling2D",
     "LayerNormalization": "use BatchNormalization directly after a Dense or Conv2D",
@@ -82,10 +82,12 @@ def _is_ops_op(op, name: str) -> bool:
             and not isinstance(op, keras.layers.Layer))
 
 
-_SINGLE_INPUT = (L.Dense, L.Conv2D, L.DepthwiseConv2D, L.Conv2DTranspose, L.BatchNormalization,
-                 L.AveragePooling2D, L.GlobalAveragePooling2D, L.Flatten, L.Reshape,
-                 L.ZeroPadding2D, L.ReLU, L.Activation, L.Softmax, L.Rescaling, L.Normalization,
-                 L.MaxPooling2D, L.GlobalMaxPooling2D)
+#: Dense and the convolutions: layers with a kernel, a bias and a built-in activation.
+_WEIGHTED = (L.Dense, L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D, L.Conv2DTranspose)
+_SINGLE_INPUT = _WEIGHTED + (L.BatchNormalization, L.AveragePooling2D, L.GlobalAveragePooling2D,
+                             L.Flatten, L.Reshape, L.ZeroPadding2D, L.ReLU, L.Activation,
+                             L.Softmax, L.Rescaling, L.Normalization, L.MaxPooling2D,
+                             L.GlobalMaxPooling2D)
 
 
 class KerasFrontend(Frontend):
@@ -239,7 +241,7 @@ class _Walker(Planner):
         if self.validate is None:
             return
         activation, has_bias = None, False
-        if type(op) in (L.Dense, L.Conv2D, L.DepthwiseConv2D, L.Conv2DTranspose):
+        if type(op) in _WEIGHTED:
             activation, has_bias = activation_kind(op.activation), bool(op.use_bias)
         elif type(op) is L.Activation:
             activation = activation_kind(op.activation)
@@ -266,7 +268,7 @@ class _Walker(Planner):
             return x
         if cls is L.Dense:
             return self._dense(op, x, in_tensor, out)
-        if cls in (L.Conv2D, L.DepthwiseConv2D):
+        if cls in (L.Conv2D, L.DepthwiseConv2D, L.SeparableConv2D):
             return self._conv(op, x, in_tensor, out)
         if cls is L.Conv2DTranspose:
             return self._conv_transpose(op, x, in_tensor, out)
@@ -340,6 +342,9 @@ class _Walker(Planner):
             kernel = to_numpy(op.kernel)
             kh, kw, c, m = kernel.shape
             kernel, groups = kernel.reshape(kh, kw, 1, c * m), c
+        elif type(op) is L.SeparableConv2D:
+            kernel, groups = _separable_kernel(to_numpy(op.depthwise_kernel),
+                                               to_numpy(op.pointwise_kernel)), 1
         else:
             kernel, groups = to_numpy(op.kernel), op.groups
         pre = self.conv(op, x, kernel, op.strides, op.padding, bias, _shape(out), Probe(out),
@@ -430,6 +435,16 @@ class _Walker(Planner):
         if getattr(op, "data_format", "channels_last") != "channels_last":
             raise layer_error(op, f"uses data_format={op.data_format!r}",
                               "use channels_last (the Keras default)")
+
+
+def _separable_kernel(depthwise: np.ndarray, pointwise: np.ndarray) -> np.ndarray:
+    """The Conv2D kernel ``[kh, kw, c, filters]`` equal to a SeparableConv2D's depthwise kernel
+    ``[kh, kw, c, m]`` (input channel i's j-th output is channel ``i * m + j``, as in
+    DepthwiseConv2D) followed by its pointwise kernel ``[1, 1, c * m, filters]``: nothing
+    non-linear lies between the two, so they compose exactly."""
+    _, _, c, m = depthwise.shape
+    pointwise = pointwise.reshape(c, m, pointwise.shape[-1]).astype(np.float64)
+    return np.einsum("hwcm,cmf->hwcf", depthwise.astype(np.float64), pointwise).astype(np.float32)
 
 
 class _LinearClone:

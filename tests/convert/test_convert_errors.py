@@ -35,8 +35,9 @@ UNSUPPORTED = [
     ("conv_transpose_output_padding", lambda: image_model(
         L.Conv2DTranspose(2, 3, strides=2, output_padding=1, name="bad")),
      "Conv2DTranspose", "use output_padding=None"),
-    ("separable", lambda: image_model(L.SeparableConv2D(2, 3, name="bad")), "SeparableConv2D",
-     "use DepthwiseConv2D, a ReLU and a 1x1 Conv2D"),
+    ("dilated_separable", lambda: image_model(L.SeparableConv2D(2, 3, dilation_rate=2,
+                                                                name="bad")),
+     "SeparableConv2D", "dilated convolutions are not supported; use dilation_rate=1"),
     ("relu6_simple", lambda: image_model(L.Conv2D(2, 3), L.ReLU(max_value=6.0, name="bad")),
      "ReLU", "clipped at 6, which simple conversion does not reproduce; use data-norm, qcfs or "
              "few-spike"),

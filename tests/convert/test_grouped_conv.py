@@ -1,5 +1,5 @@
 """Grouped and depthwise convolutions: the IR, its lowerings and conversion, exact against
-Keras and onnxruntime.
+Keras and onnxruntime; Keras' SeparableConv2D, converted as one Conv2D.
 
 The numpy reference below loops over groups, taps and channels itself (it does not use
 ``distsnn.connectivity``). Simulated cases use the one-hop harness of tests/helpers/one_hop.py:
@@ -307,8 +307,16 @@ def test_keras_harness_conversion_is_exact(tmp_path):
     for out, exp in zip(outputs, expected):
         host = linear_response(net, out, {inputs[0]: x}, bias_scale=2.0)
         np.testing.assert_allclose(host, exp, rtol=1e-5, atol=1e-4, err_msg=out.name)
+    _assert_simulations_match(converter, (net, inputs, outputs), x, expected, tmp_path)
+
+
+def _assert_simulations_match(converter, converted: tuple, x: np.ndarray, expected: list,
+                              build_dir) -> None:
+    """The ``(network, inputs, outputs)`` that ``converter`` made, simulated with Toeplitz
+    and with explicit synapses from input ``x``, predicts ``expected`` at each output."""
+    net, inputs, outputs = converted
     for connectivity in ("toeplitz", "sparse"):
-        compiled = converter.create_compiler(rng_seed=1, build_dir=str(tmp_path / connectivity),
+        compiled = converter.create_compiler(rng_seed=1, build_dir=str(build_dir / connectivity),
                                              connectivity=connectivity).compile(
             net, inputs=inputs, outputs=outputs)
         with compiled:
@@ -316,6 +324,29 @@ def test_keras_harness_conversion_is_exact(tmp_path):
         for out, exp in zip(outputs, expected):
             np.testing.assert_allclose(predictions[out], exp, rtol=1e-5, atol=1e-4,
                                        err_msg=f"{out.name} ({connectivity})")
+
+
+#: SeparableConv2D settings: (depth multiplier, stride, padding)
+SEPARABLE = [(m, s, p) for m in (1, 2) for s in (1, 2) for p in ("valid", "same")]
+
+
+def test_keras_separable_conv_is_one_exact_conv2d(tmp_path):
+    """SeparableConv2D (depth multiplier 1/2, stride 1/2, valid/same, bias) becomes one
+    Conv2D of the composed kernel ``[kh, kw, c_in, filters]``, exact against Keras."""
+    from helpers.conversion_harness import HarnessConverter, randomise
+    inp = keras.Input((6, 7, 4), name="inp")
+    outs = [L.SeparableConv2D(3, 3, strides=s, padding=p, depth_multiplier=m,
+                              name=f"sep_m{m}_s{s}_{p}")(inp) for m, s, p in SEPARABLE]
+    model = randomise(keras.Model(inp, outs), np.random.default_rng(13), bias=(0, 0.3))
+    x = _binary((6, 7, 4), n=3, seed=6)
+    expected = [keras.ops.convert_to_numpy(t) for t in model(x, training=False)]
+
+    converter = HarnessConverter()
+    net, inputs, outputs, _ = converter.convert(model)
+    assert [(type(c.connectivity).__name__, c.connectivity.groups,
+             c.connectivity.weight.shape) for c in net.connections] == (
+        [("Conv2D", 1, (3, 3, 4, 3))] * len(SEPARABLE))
+    _assert_simulations_match(converter, (net, inputs, outputs), x, expected, tmp_path)
 
 
 # --------------------------------------------------------------------------------------
@@ -392,37 +423,64 @@ def test_onnx_grouped_conv_transpose_is_refused_with_one_line():
 
 
 # --------------------------------------------------------------------------------------
-# a small depthwise CNN through the real methods, and on 1 and 2 MPI ranks
+# small depthwise and separable CNNs through the real methods, and on 1 and 2 MPI ranks
 # --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cnn():
-    """Conv2D(relu) -> DepthwiseConv2D(stride 2, relu6) -> Conv2D(groups=2, relu) -> Flatten ->
-    Dense."""
+def _classifier(layers: list, seed: int, x_seed: int) -> tuple:
+    """``keras.Sequential(layers)`` (an Input, hidden layers, Flatten, a Dense named "out")
+    with random weights, the output biases centred so that every class wins somewhere:
+    ``(model, normalisation data, 8 examples with a clear winner, their logits, a bound on
+    the logits' size)``."""
     from helpers.conversion_harness import randomise
-    model = randomise(keras.Sequential([
-        keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
-        L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu6",
-                          name="dw"),
-        L.Conv2D(4, 3, groups=2, activation="relu", name="grouped"),
-        L.Flatten(), L.Dense(4, name="out")]), np.random.default_rng(3), bias=(0, 0.3))
-    x = np.random.default_rng(6).uniform(0, 1, (40, 8, 8, 1)).astype(np.float32)
+    model = randomise(keras.Sequential(layers), np.random.default_rng(seed), bias=(0, 0.3))
+    x = np.random.default_rng(x_seed).uniform(0, 1, (40, *model.input_shape[1:])).astype(
+        np.float32)
     dense = model.get_layer("out")
     kernel, bias = dense.get_weights()
     centred = bias - model.predict(x, verbose=0).mean(axis=0)  # every class predicted somewhere
     dense.set_weights([kernel, centred])
     logits = model.predict(x, verbose=0).astype(np.float64)
-    hidden = keras.Model(model.inputs, model.get_layer("grouped").output).predict(x, verbose=0)
-    magnitude = float((np.abs(hidden.reshape(len(x), -1)) @ np.abs(kernel)).max())
+    hidden = keras.Model(model.inputs, dense.input).predict(x, verbose=0)
+    magnitude = float((np.abs(hidden) @ np.abs(kernel)).max())
     top2 = np.sort(logits, axis=1)[:, -2:]
     clear = top2[:, 1] - top2[:, 0] > 0.02 * magnitude
     assert clear.sum() >= 8 and len(set(logits[clear].argmax(axis=1))) > 1
     return model, x, x[clear][:8], logits[clear][:8], magnitude
 
 
-def _snn_readout(converter, model, x, build_dir) -> np.ndarray:
+@pytest.fixture(scope="module")
+def cnn():
+    """Conv2D(relu) -> DepthwiseConv2D(stride 2, relu6) -> Conv2D(groups=2, relu) -> Flatten ->
+    Dense."""
+    return _classifier([
+        keras.Input((8, 8, 1)), L.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
+        L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, activation="relu6",
+                          name="dw"),
+        L.Conv2D(4, 3, groups=2, activation="relu", name="grouped"),
+        L.Flatten(), L.Dense(4, name="out")], seed=3, x_seed=6)
+
+
+@pytest.fixture(scope="module")
+def separable_cnn():
+    """Three SeparableConv2D(relu, bias): depth multiplier 2, stride 1, same; 1, 2, valid;
+    2, 2, same; then Flatten -> Dense."""
+    return _classifier([
+        keras.Input((8, 8, 2)),
+        L.SeparableConv2D(4, 3, padding="same", depth_multiplier=2, activation="relu",
+                          name="sep_m2_s1_same"),
+        L.SeparableConv2D(6, 3, strides=2, activation="relu", name="sep_m1_s2_valid"),
+        L.SeparableConv2D(4, 3, strides=2, padding="same", depth_multiplier=2,
+                          activation="relu", name="sep_m2_s2_same"),
+        L.Flatten(), L.Dense(4, name="out")], seed=4, x_seed=7)
+
+
+#: (fixture, a hidden layer, the groups of the connections into its population)
+CLASSIFIERS = [("cnn", "dw", [4]), ("separable_cnn", "sep_m1_s2_valid", [1])]
+
+
+def _snn_readout(converter, model, x, build_dir, layer: str, groups: list) -> np.ndarray:
     net, inputs, outputs, layer_pops = converter.convert(model)
-    dw = layer_pops[model.get_layer("dw")]
-    assert [c.connectivity.groups for c in net.incoming(dw)] == [4]
+    hidden = layer_pops[model.get_layer(layer)]
+    assert [c.connectivity.groups for c in net.incoming(hidden)] == groups
     compiled = converter.create_compiler(rng_seed=1, build_dir=str(build_dir)).compile(
         net, inputs=inputs, outputs=outputs)
     with compiled:
@@ -430,20 +488,24 @@ def _snn_readout(converter, model, x, build_dir) -> np.ndarray:
     return predictions[outputs[0]].astype(np.float64)
 
 
-def test_few_spike_agrees_with_the_ann(cnn, tmp_path):
+@pytest.mark.parametrize("classifier, layer, groups", CLASSIFIERS,
+                         ids=["depthwise", "separable"])
+def test_few_spike_agrees_with_the_ann(request, classifier, layer, groups, tmp_path):
     from distsnn.convert import FewSpike
-    model, x_norm, x, logits, magnitude = cnn
-    snn = _snn_readout(FewSpike(k=12, norm_data=x_norm), model, x, tmp_path)
+    model, x_norm, x, logits, magnitude = request.getfixturevalue(classifier)
+    snn = _snn_readout(FewSpike(k=12, norm_data=x_norm), model, x, tmp_path, layer, groups)
     np.testing.assert_array_equal(snn.argmax(axis=1), logits.argmax(axis=1))
     assert np.abs(snn - logits).max() < 0.005 * magnitude  # three K-bit quantisations
 
 
-def test_data_norm_agrees_with_the_ann(cnn, tmp_path):
+@pytest.mark.parametrize("classifier, layer, groups", CLASSIFIERS,
+                         ids=["depthwise", "separable"])
+def test_data_norm_agrees_with_the_ann(request, classifier, layer, groups, tmp_path):
     """Analog input and readout: the readout is the ANN logit over the output's scale λ."""
     from distsnn.convert import DataNorm, InputType
-    model, x_norm, x, logits, magnitude = cnn
+    model, x_norm, x, logits, magnitude = request.getfixturevalue(classifier)
     converter = DataNorm(400, norm_data=x_norm, input_type=InputType.ANALOG, readout="analog")
-    snn = _snn_readout(converter, model, x, tmp_path)
+    snn = _snn_readout(converter, model, x, tmp_path, layer, groups)
     np.testing.assert_array_equal(snn.argmax(axis=1), logits.argmax(axis=1))
     scale = float(np.sum(snn * logits) / np.sum(snn * snn))
     assert np.abs(scale * snn - logits).max() < 0.02 * magnitude
