@@ -117,6 +117,9 @@ K = typer.Option(8, "--k", min=1, max=30,
 ROUNDING = typer.Option(Rounding.floor, "--rounding", help="Few-spike: how each K-bit code "
                        "quantises: floor (mlGeNN) or nearest (zero-mean errors; better on "
                        "deep networks).")
+HEADROOM = typer.Option(1.0, "--headroom", min=1.0, help="Few-spike: code activations up "
+                       "to this many times the normalisation data's maxima without "
+                       "saturating (costs log2 of it in bits).")
 INPUT = typer.Option(InputKind.analog, "--input", help="Input encoding of rate methods "
                      "(analog: the first layer receives W x + b, computed once per example; "
                      "mlGeNN: poisson).")
@@ -205,9 +208,12 @@ def _conversion(**values):
     """The conversion options (:class:`~distsnn.jobs.network_source.ConversionOptions`)."""
     from distsnn.errors import UserError
     from distsnn.jobs.network_source import ConversionOptions
-    if values["rounding"] != Rounding.floor and values["method"] != Method.few_spike:
-        raise UserError(f"--rounding {values['rounding'].value} applies to few-spike only; "
-                        f"leave it out for --method {values['method'].value}")
+    if values["method"] != Method.few_spike:
+        for option, value in (("rounding", values["rounding"] != Rounding.floor),
+                              ("headroom", values["headroom"] != 1.0)):
+            if value:
+                raise UserError(f"--{option} applies to few-spike only; leave it out for "
+                                f"--method {values['method'].value}")
     return ConversionOptions(**{name: _plain(v) for name, v in values.items()})
 
 
@@ -232,9 +238,9 @@ def convert(
     timesteps: int = typer.Option(500, "--timesteps", "-t",
                                   help="Rate methods: timesteps per example (spike-norm "
                                        "simulates this many per normalisation example)."),
-    k: int = K, rounding: Rounding = ROUNDING, input_kind: InputKind = INPUT,
-    signed_input: bool = SIGNED, percentile: float = PERCENTILE, reset: Reset = RESET,
-    seed: int = SEED,
+    k: int = K, rounding: Rounding = ROUNDING, headroom: float = HEADROOM,
+    input_kind: InputKind = INPUT, signed_input: bool = SIGNED, percentile: float = PERCENTILE,
+    reset: Reset = RESET, seed: int = SEED,
     build_dir: Optional[Path] = BUILD_DIR, x_name: str = X_NAME, readout: ReadoutKind = READOUT,
     ann_accuracy: Optional[float] = ANN_ACCURACY,
     nir_source: str = NIR_SOURCE, nir_dt: Optional[float] = NIR_DT,
@@ -254,7 +260,7 @@ def convert(
     comm = MPICommunicator()
     on_root(comm, lambda: check_writable(output, "--output"))
     options = _conversion(method=method, norm_data=norm_data, timesteps=timesteps, k=k,
-                          rounding=rounding,
+                          rounding=rounding, headroom=headroom,
                           input_type=input_kind, signed_input=signed_input,
                           percentile=percentile, reset=reset, seed=seed, build_dir=build_dir,
                           norm_x_name=x_name, readout=readout,
@@ -295,8 +301,9 @@ def evaluate(
                                     "timestep, in example order."),
     ann_accuracy: Optional[float] = ANN_ACCURACY,
     method: Method = METHOD, norm_data: Optional[Path] = NORM_DATA, k: int = K,
-    rounding: Rounding = ROUNDING, input_kind: InputKind = INPUT, signed_input: bool = SIGNED,
-    percentile: float = PERCENTILE, reset: Reset = RESET, seed: int = SEED, build_dir: Optional[Path] = BUILD_DIR,
+    rounding: Rounding = ROUNDING, headroom: float = HEADROOM, input_kind: InputKind = INPUT,
+    signed_input: bool = SIGNED, percentile: float = PERCENTILE, reset: Reset = RESET,
+    seed: int = SEED, build_dir: Optional[Path] = BUILD_DIR,
     x_name: str = X_NAME, readout: ReadoutKind = READOUT,
     y_name: str = typer.Option("y", "--y-name", help="Name of the label array."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
@@ -356,7 +363,7 @@ def evaluate(
                            parse_channels(std, "--std"))
     check_chunk_size(chunk_size)
     conversion = _conversion(method=method, norm_data=norm_data, timesteps=max(steps), k=k,
-                             rounding=rounding,
+                             rounding=rounding, headroom=headroom,
                              input_type=input_kind, signed_input=signed_input,
                              percentile=percentile, reset=reset, seed=seed,
                              build_dir=build_dir, norm_x_name=x_name, readout=readout,

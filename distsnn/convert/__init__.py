@@ -20,7 +20,7 @@ _LAZY = {
     "Converter": ".converters", "Simple": ".converters", "DataNorm": ".converters",
     "FewSpike": ".converters", "QCFSConverter": ".qcfs", "DataNormOutput": ".converters",
     "FewSpikeOutput": ".converters",
-    "share_alphas": ".converters", "convert_file": ".api", "METHODS": ".api",
+    "convert_file": ".api", "METHODS": ".api",
     "build_graph": ".graph", "ConversionGraph": ".plan", "PopulationSpec": ".plan",
     "LayerInfo": ".plan", "NormData": ".norm", "load_model": ".model_io",
     "open_model": ".frontends", "convert_nir": ".nir_frontend", "make_preset": ".nir_presets",

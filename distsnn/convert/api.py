@@ -21,7 +21,8 @@ KERAS_OPTIONAL_IMPORTS = ("sklearn", "matplotlib")
 def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = None,
                  timesteps: int = 500, k: int = 8, input_type: str = "poisson",
                  signed_input: bool = False, percentile: float = 100.0, reset: str = "subtract",
-                 x_name: str = "x", readout: str = "spikes", rounding: str = "floor") -> Network:
+                 x_name: str = "x", readout: str = "spikes", rounding: str = "floor",
+                 headroom: float = 1.0) -> Network:
     """Convert the Keras model file ``model_path`` with ``method`` and return the network.
 
     ``norm_data`` is an array or an array file (``x_name`` inside .npz/.h5). For
@@ -40,7 +41,7 @@ def convert_file(model_path: Union[str, Path], method: str, *, norm_data: Any = 
                              reset=reset, x_name=x_name, readout=readout)
     elif method == "few-spike":
         converter = FewSpike(k=k, signed_input=signed_input, norm_data=norm_data, x_name=x_name,
-                             rounding=rounding)
+                             rounding=rounding, headroom=headroom)
     elif method == "qcfs":
         from distsnn.convert.qcfs import QCFSConverter
 

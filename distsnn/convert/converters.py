@@ -449,13 +449,18 @@ class FewSpike(Converter):
     With normalisation data each population's α is the maximum of its ANN activation over the
     data divided by ``1 - 2^-K`` (so the maximum is representable); the unsigned input's α is
     ``max(x) / (1 - 2^-K)`` and the signed input's ``max|x| / (1 - 2^-(K/2))`` (K even).
-    Populations that feed the same target share the largest of their α (transitively).
+    Every population keeps its own α, the finest code for its range (mlGeNN makes the sources
+    of a target share the largest of theirs); the GeNN lowering scales the weights of a source
+    by its α over the largest α among its target's sources, which decodes them all.
     Biases are added to the pre-activation ``W x_hat + bias`` in ANN units.
     A clipped ReLU at m (ReLU6) takes ``α = m / (1 - 2^-K)`` whatever the data: its code
     saturates at ``α (1 - 2^-K) = m``, which is the clip, exactly.
     ``rounding`` (distsnn's): ``"floor"`` (mlGeNN's code) or ``"nearest"``, which rounds every
     code to the nearest of its steps: errors of zero mean, which add up far less over deep
-    networks (a random ResNet-34 at 32x32: top-1 agreement with K = 8 rose from 16% to 79%).
+    networks (``benchmarks/torchvision_models.py``). ``headroom`` (distsnn's) multiplies
+    the hidden populations' data-derived α: inputs that drive activations up to ``headroom``
+    times the normalisation data's maxima are coded without saturating, at the cost of
+    ``log2(headroom)`` bits of resolution.
     """
 
     method = "few-spike"
@@ -463,14 +468,17 @@ class FewSpike(Converter):
     _options = ("biases", "x_name", "norm_batch_size")
 
     def __init__(self, k: int = 10, alpha: float = 25, signed_input: bool = False,
-                 norm_data=None, rounding: str = "floor", **options):
+                 norm_data=None, rounding: str = "floor", headroom: float = 1.0, **options):
         options = _parse_options(self, options, self._options)
         self.k, self.alpha, self.signed_input = int(k), float(alpha), bool(signed_input)
         if rounding not in FEW_SPIKE_ROUNDINGS:
             raise ConversionError(f"few-spike rounding must be one of "
                                   f"{', '.join(FEW_SPIKE_ROUNDINGS)}, not {rounding!r}")
         self.rounding = rounding
-        self._clips: dict[str, float] = {}  # clip values by population name (pre_convert)
+        if not headroom >= 1.0:
+            raise ConversionError(f"few-spike headroom must be at least 1 (a factor on the "
+                                  f"normalisation data's maxima), not {headroom}")
+        self.headroom = float(headroom)
         if self.k < 1:
             raise ConversionError(f"k must be at least 1, not {k}")
         if self.signed_input and self.k % 2:
@@ -486,15 +494,13 @@ class FewSpike(Converter):
         full = 1.0 - 2.0 ** -self.k
         clipped = {spec.layer: spec.clip / full for spec in graph.populations
                    if spec.clip is not None}
-        self._clips = {spec.name: spec.clip for spec in graph.populations
-                       if spec.clip is not None}
         if self.norm_data is None:
             return FewSpikeOutput(clipped, self.alpha)
         stats, by_spec = population_statistics(graph, self.norm_data, 100.0)
-        layer_alpha = {spec.layer: stat.maximum / full for spec, stat in by_spec.items()
+        layer_alpha = {spec.layer: self.headroom * stat.maximum / full
+                       for spec, stat in by_spec.items()
                        if stat.maximum > 0 and spec.clip is None}
-        # A population never active on the data gets the smallest α found, so that it does
-        # not coarsen the code of the populations it shares a target with.
+        # A population never active on the data gets the smallest α found.
         fallback = min(layer_alpha.values(), default=self.alpha)
         layer_alpha.update(clipped)
         for spec, stat in by_spec.items():
@@ -537,19 +543,10 @@ class FewSpike(Converter):
                             rounding=self.rounding)
 
     def post_convert(self, network, inputs, outputs) -> None:
-        """Give every group of populations that feed a common target one α (their maximum),
-        and every max-pool its source's α (:func:`settle_trees`); a clipped population must
-        keep its own (the clip)."""
-        settle_trees(getattr(self, "_max_pool_trees", []), lambda: share_alphas(network))
-        full = 1.0 - 2.0 ** -self.k
-        for pop in network.populations:
-            clip = self._clips.get(pop.name)
-            if clip is not None and not np.isclose(pop.neuron.alpha * full, clip, rtol=1e-6):
-                raise ConversionError(
-                    f"few-spike: population {pop.name!r} is a ReLU clipped at {clip:g}, but it "
-                    f"feeds a target together with populations whose code reaches "
-                    f"{pop.neuron.alpha * full:g}, which it must share; clip them at the same "
-                    f"value, or use data-norm")
+        """Refuse mixed signed and unsigned sources; give every max-pool its source's α
+        (:func:`settle_trees`)."""
+        check_source_codes(network)
+        settle_trees(getattr(self, "_max_pool_trees", []))
 
     def create_compiler(self, **kwargs):
         from distsnn.compilers import FewSpikeCompiler
@@ -558,40 +555,22 @@ class FewSpike(Converter):
 
     def parameters(self) -> dict:
         return {"k": self.k, "alpha": self.alpha, "signed_input": self.signed_input,
-                "rounding": self.rounding, "biases": self.biases,
+                "rounding": self.rounding, "headroom": self.headroom, "biases": self.biases,
                 "norm_data": None if self.norm_data is None else self.norm_data.description}
 
 
-def share_alphas(network: Network) -> None:
-    """Union the sources of every population; each group takes its largest α."""
-    parent = {id(p): p for p in network.populations}
-
-    def find(p):
-        while parent[id(p)] is not p:
-            parent[id(p)] = parent[id(parent[id(p)])]
-            p = parent[id(p)]
-        return p
-
+def check_source_codes(network: Network) -> None:
+    """Refuse a population fed by the signed input and by unsigned codes: a target decodes
+    all its sources' bits with one pattern. (Their alphas may differ: the GeNN lowering scales
+    each source's weights by its alpha over the target's largest source alpha.)"""
     for pop in network.populations:
         sources = [c.source for c in network.incoming(pop)]
-        for other in sources[1:]:
-            a, b = find(sources[0]), find(other)
-            if a is not b:
-                parent[id(b)] = a
-    groups: dict[int, list] = {}
-    for pop in network.populations:
-        groups.setdefault(id(find(pop)), []).append(pop)
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        signed = [p for p in members if getattr(p.neuron, "signed_input", False)]
-        if signed:
+        signed = [p for p in sources if getattr(p.neuron, "signed_input", False)]
+        if signed and len(signed) < len(sources):
             raise ConversionError(f"few-spike: the signed input {signed[0].name!r} and "
-                                  f"{[p.name for p in members if p not in signed]} feed the same "
-                                  f"population, but their codes differ; use signed_input=False")
-        alpha = max(float(p.neuron.alpha) for p in members)
-        for p in members:
-            p.neuron.alpha = alpha
+                                  f"{[p.name for p in sources if p not in signed]} feed the "
+                                  f"same population, but their codes differ; use "
+                                  f"signed_input=False")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -126,28 +126,13 @@ def _connect(network: Network, source: Population, target: Population, expr, poo
             network.connect(pop, target, conn.OneToOne(float(coefficient)))
 
 
-def settle_trees(trees: list[tuple[Population, Population, list]],
-                 share: Callable[[], None]) -> None:
-    """Few-spike, once the network is complete: alpha sharing (``share()``), repeated until
-    every max-pool population (``(pool, source, tree)``) has its source's alpha (both take the
-    larger), then half a code step of bias on the tree and the pool. Their pre-activations are
-    exact multiples of the step, which float rounding may leave a hair below, losing a step;
-    with half a step added the floor of the code is the multiple itself."""
-    _tie_alphas([(pool, source) for pool, source, _ in trees], share)
-    for pool, _, tree in trees:
+def settle_trees(trees: list[tuple[Population, Population, list]]) -> None:
+    """Few-spike, once the network is complete: every max-pool population and its tree
+    (``(pool, source, tree)``, in the order they were built, sources first) take the alpha of
+    their source (a window's maximum stays in its range), and round their codes to the nearest
+    step. Their pre-activations are exact multiples of the step, which float rounding may leave
+    a hair below: a floor would lose a step, the nearest step is the multiple itself."""
+    for pool, source, tree in trees:
         for pop in (*tree, pool):
-            pop.neuron.bias = 0.5 * float(pop.neuron.alpha) * 2.0 ** -int(pop.neuron.k)
-
-
-def _tie_alphas(ties: list[tuple[Population, Population]], share: Callable[[], None]) -> None:
-    while True:
-        share()
-        changed = False
-        for pool, source in ties:
-            alpha = max(float(pool.neuron.alpha), float(source.neuron.alpha))
-            for pop in (pool, source):
-                if float(pop.neuron.alpha) != alpha:
-                    pop.neuron.alpha, changed = alpha, True
-        if not changed:
-            return
-
+            pop.neuron.alpha = float(source.neuron.alpha)
+            pop.neuron.rounding = "nearest"

@@ -236,8 +236,11 @@ class GeNNNetwork:
             (wu_model, pre_refs), post_refs = _weight_update(self.codes[conn.source.name]), {}
         matrix = self.plan.matrix(conn.name)
         shape = conn.source.shape
+        factor = few_spike_weight_factor(self.network, conn) if opts.mode == "few_spike" else 1.0
 
         def weights(g):
+            if factor != 1.0:
+                g = np.asarray(g, np.float32) * np.float32(factor)
             return init_weight_update(wu_model, {}, {"g": g}, pre_var_refs=pre_refs,
                                       post_var_refs=post_refs)
 
@@ -516,7 +519,8 @@ def pipeline_depths(network: Network) -> dict[str, int]:
 
 
 def few_spike_source(network: Network, pop: Population) -> tuple[float, bool]:
-    """The shared alpha and signedness of a FewSpikeRelu population's sources."""
+    """The alpha a FewSpikeRelu population decodes its sources' codes with (the largest of
+    theirs: :func:`few_spike_weight_factor` rescales the others) and their shared signedness."""
     sources = [c.source.neuron for c in network.incoming(pop)]
     if not sources:
         return pop.neuron.alpha, False
@@ -524,13 +528,20 @@ def few_spike_source(network: Network, pop: Population) -> tuple[float, bool]:
         if not isinstance(s, (FewSpikeRelu, FewSpikeReluInput)) or s.k != pop.neuron.k:
             raise ValueError(f"population {pop.name!r}: every source of a FewSpikeRelu must be a "
                              f"few-spike population with K={pop.neuron.k}")
-    alphas = {float(s.alpha) for s in sources}
     signs = {bool(getattr(s, "signed_input", False)) for s in sources}
-    if len(alphas) > 1 or len(signs) > 1:
-        raise ValueError(f"population {pop.name!r}: its sources must share one alpha and one "
-                         f"signedness (got alphas {sorted(alphas)}, signed {sorted(signs)}); the "
-                         f"few-spike converter equalises them")
-    return alphas.pop(), signs.pop()
+    if len(signs) > 1:
+        raise ValueError(f"population {pop.name!r}: its sources must all be signed or all "
+                         f"unsigned few-spike codes (a signed input's bits weigh differently)")
+    return max(float(s.alpha) for s in sources), signs.pop()
+
+
+def few_spike_weight_factor(network: Network, conn: Connection) -> float:
+    """``alpha(source) / alpha(decoding)``: the target decodes every source's code with its
+    largest source alpha, so the weights of a source with a smaller one are scaled down."""
+    if not isinstance(conn.target.neuron, FewSpikeRelu):
+        return 1.0
+    reference, _ = few_spike_source(network, conn.target)
+    return float(conn.source.neuron.alpha) / reference
 
 
 def default_build_dir() -> Path:

@@ -30,6 +30,7 @@ class ConversionOptions:
     timesteps: int = 500
     k: int = 8
     rounding: str = "floor"
+    headroom: float = 1.0
     input_type: str = "poisson"
     signed_input: bool = False
     percentile: float = 100.0
@@ -102,6 +103,7 @@ def _read_or_convert(path: str, options: ConversionOptions, timings: Timings) ->
             gc.freeze()  # TensorFlow's objects: left out of later collections and the exit's (1 s)
         net = convert_file(path, options.method, norm_data=options.norm_data,
                            timesteps=options.timesteps, k=options.k, rounding=options.rounding,
+                           headroom=options.headroom,
                            input_type=options.input_type, signed_input=options.signed_input,
                            percentile=options.percentile, reset=options.reset,
                            x_name=options.norm_x_name, readout=options.readout)

@@ -213,13 +213,15 @@ def _metadata(path):
 
 
 def test_bad_options_are_rejected_before_heavy_imports(small_files, tmp_path):
-    """--k 0, --ranks 0 and --rounding for a rate method fail as usage errors, without
+    """--k 0, --ranks 0 and --rounding/--headroom for a rate method fail as usage errors, without
     importing TensorFlow or pygenn."""
     for option, argv in (
             ("--k", ["convert", str(small_files["net"]), "--k", "0", "-o", str(tmp_path / "x")]),
             ("--ranks", ["demo", "--ranks", "0", "--output-dir", str(tmp_path / "demo")]),
             ("--rounding", ["convert", str(small_files["net"]), "--method", "data-norm",
                             "--rounding", "nearest", "-o", str(tmp_path / "x")]),
+            ("--headroom", ["convert", str(small_files["net"]), "--method", "qcfs",
+                            "--headroom", "2", "-o", str(tmp_path / "x")]),
             ("--plot", ["evaluate", str(small_files["net"]), "--data", str(small_files["data"]),
                         "--plot", str(tmp_path / "plot.jpeg")])):
         proc = run([sys.executable, "-X", "importtime", "-m", "distsnn", *argv])

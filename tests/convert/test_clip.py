@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from distsnn.convert import ConversionError, DataNorm, FewSpike, InputType, Simple
+from distsnn.convert.api import convert_file
 
 keras = pytest.importorskip("keras")
 L = keras.layers
@@ -81,11 +82,16 @@ def test_dense_activation_relu6_and_clip_values_other_than_six():
         "h": 6.0, "r": 2.5, "out": None}
 
 
-def test_simple_refuses_a_clip_and_leaky_relu_stays_refused():
+def test_simple_and_spike_norm_refuse_a_clip_and_leaky_relu_stays_refused(tmp_path):
     with pytest.raises(ConversionError, match=r"^layer 'act' \(ReLU\): is a ReLU clipped at 6, "
                                               r"which simple conversion does not reproduce; "
                                               r"use data-norm, qcfs or few-spike"):
         Simple(10).convert(_dense_model(SPELLINGS["ReLU(max_value=6)"]()))
+    with pytest.raises(ConversionError, match=r"clipped at 6, which spike-norm conversion does "
+                                              r"not reproduce"):
+        path = tmp_path / "relu6.keras"
+        _dense_model(SPELLINGS["ReLU(max_value=6)"]()).save(path)
+        convert_file(path, "spike-norm")
     with pytest.raises(ConversionError, match="negative_slope=0.1"):
         DataNorm(10, norm_data=np.zeros((1, 6), np.float32)).convert(
             _dense_model(L.ReLU(max_value=M, negative_slope=0.1, name="act")))
@@ -217,17 +223,32 @@ def test_onnx_clip_not_from_zero_is_refused_with_one_line(low, high, message):
     assert "\n" not in str(err.value)
 
 
-def test_few_spike_refuses_a_clip_whose_shared_alpha_would_change():
-    """A ReLU6 branch and a ReLU branch reaching 20 feed one Dense: their codes must share α,
-    which would move the clip from 6 to 20."""
+def test_few_spike_keeps_a_clip_beside_a_wider_branch(tmp_path):
+    """A ReLU6 branch and a ReLU branch reaching 20 feed one Dense: each keeps its own α (the
+    clip's m / (1 - 2^-K), the other 20 / (1 - 2^-K)), and the readout is exact."""
+    k = 8
     inp = keras.Input((4,))
     clipped = L.ReLU(max_value=M, name="six")(L.Dense(3, name="a")(inp))
     wide = L.ReLU(name="wide")(L.Dense(3, name="b")(inp))
     model = keras.Model(inp, L.Dense(2, name="out")(L.Add()([clipped, wide])))
+    rng = np.random.default_rng(3)
+    model.get_layer("a").set_weights([rng.uniform(0, 4, (4, 3)), np.zeros(3)])
     model.get_layer("b").set_weights([np.full((4, 3), 5.0, np.float32), np.zeros(3, np.float32)])
-    x = np.ones((4, 4), np.float32)
-    with pytest.raises(ConversionError) as err:
-        FewSpike(k=8, norm_data=x).convert(model)
-    assert str(err.value) == ("few-spike: population 'six' is a ReLU clipped at 6, but it feeds "
-                              "a target together with populations whose code reaches 20, which "
-                              "it must share; clip them at the same value, or use data-norm")
+    x = rng.uniform(0, 1, (16, 4)).astype(np.float32)
+    x[0] = 1.0  # the wide branch's maximum: 20
+    net, out = _predict(FewSpike(k=k, norm_data=x), model, x, tmp_path)
+    full = 1.0 - 2.0 ** -k
+    assert net.population("six").neuron.alpha == pytest.approx(M / full)
+    assert net.population("wide").neuron.alpha == pytest.approx(20.0 / full, rel=1e-6)
+    alpha_in = net.inputs[0].neuron.alpha
+    x_hat = np.minimum(np.floor(x / (alpha_in * 2.0 ** -k)), 2 ** k - 1) * alpha_in * 2.0 ** -k
+
+    def code(a, alpha):
+        step = alpha * 2.0 ** -k
+        return np.minimum(np.floor(np.maximum(a, 0) / step), 2 ** k - 1) * step
+
+    codes = sum(code(x_hat @ model.get_layer(name).get_weights()[0].astype(np.float64),
+                     net.population(relu).neuron.alpha)
+                for name, relu in (("a", "six"), ("b", "wide")))
+    w2, b2 = model.get_layer("out").get_weights()
+    np.testing.assert_allclose(out, codes @ w2 + b2, rtol=1e-5, atol=1e-4)

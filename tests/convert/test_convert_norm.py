@@ -225,7 +225,7 @@ def test_norm_data_sources_agree(tmp_path):
         DataNorm(10, norm_data=tmp_path / "missing.npz")
 
 
-def test_few_spike_alphas_and_sharing():
+def test_few_spike_alphas_are_each_populations_own_maximum():
     inp = keras.Input((4,), name="inp")
     a = L.Dense(3, activation="relu", name="a")(inp)
     b = L.Dense(3, activation="relu", name="b")(inp)
@@ -238,9 +238,9 @@ def test_few_spike_alphas_and_sharing():
     net, *_ = FewSpike(k=k, norm_data=x).convert(model)
     acts = outputs_of(model, ["a", "b", "c", "t1"], x)
     full = 1 - 2.0 ** -k
-    shared = max(act.max() for act in acts[:3]) / full
-    for name in "abc":
-        assert net.population(name).neuron.alpha == pytest.approx(shared, rel=1e-5)
+    for name, act in zip("abc", acts):  # b feeds t1 beside a and t2 beside c: not shared
+        assert net.population(name).neuron.alpha == pytest.approx(act.max() / full, rel=1e-5)
+    assert len({net.population(name).neuron.alpha for name in "abc"}) == 3
     assert net.population("t1").neuron.alpha == pytest.approx(np.maximum(acts[3], 0).max() / full,
                                                               rel=1e-5)
     assert net.inputs[0].neuron.alpha == pytest.approx(x.max() / full, rel=1e-6)

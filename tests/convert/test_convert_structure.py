@@ -252,12 +252,12 @@ def test_missing_and_unreadable_model_files(tmp_path):
         Simple(10).convert(truncated)
 
 
-def test_few_spike_structure_and_alpha_sharing():
+def test_few_spike_structure_and_own_alphas():
     model = resnet_block()
     x = np.random.default_rng(0).uniform(0, 1, (64, 6, 6, 3)).astype(np.float32)
     net, inputs, outputs, _ = FewSpike(k=8, norm_data=x).convert(model)
     a, conv_b, c = (net.population(n) for n in ("a", "conv_b", "c"))
-    assert a.neuron.alpha == conv_b.neuron.alpha  # both feed c
+    assert a.neuron.alpha != conv_b.neuron.alpha  # both feed c, each with its own code
     assert outputs[0].neuron.readout == "var"
     assert net.metadata["alphas"]["a"] == a.neuron.alpha
     assert c.neuron.bias is not None  # conv_c's bias and BN shift, in ANN units

@@ -285,16 +285,36 @@ def test_mixed_neuron_kinds_are_rejected(build_dir):
                                  build_dir=str(build_dir)).compile(net2))
 
 
-def test_sources_with_different_alpha_or_k_are_rejected(build_dir):
+def test_sources_with_different_alpha_are_each_decoded_exactly(build_dir):
+    """Each source keeps its own code: out = 0.5 q_a(x_a) + 3 q_b(x_b), alphas 4 and 0.5
+    (distsnn scales a source's weights by its alpha over the largest; mlGeNN refuses)."""
+    k = 6
     net = Network()
-    a = net.add_population("a", 2, FewSpikeReluInput(k=4, alpha=4.0))
-    b = net.add_population("b", 2, FewSpikeReluInput(k=4, alpha=2.0))
-    out = net.add_population("out", 2, FewSpikeRelu(k=4, alpha=4.0, readout="var"))
-    net.connect(a, out, OneToOne(1.0))
-    net.connect(b, out, OneToOne(1.0))
+    a = net.add_population("a", 8, FewSpikeReluInput(k=k, alpha=4.0))
+    b = net.add_population("b", 8, FewSpikeReluInput(k=k, alpha=0.5))
+    out = net.add_population("out", 8, FewSpikeRelu(k=k, alpha=4.0, readout="var"))
+    net.connect(a, out, OneToOne(0.5))
+    net.connect(b, out, OneToOne(3.0))
     net.outputs = [out]
-    with pytest.raises(ValueError, match="alpha"):
-        _enter(FewSpikeCompiler(k=4, rng_seed=1, build_dir=str(build_dir)).compile(net))
+    rng = np.random.default_rng(9)
+    xa, xb = rng.uniform(0, 4, (5, 8)), rng.uniform(0, 0.5, (5, 8))
+    preds, _, _ = _run(net, {a: xa, b: xb}, build_dir, k)
+    expected = 0.5 * quantise_unsigned(xa, k, 4.0) + 3.0 * quantise_unsigned(xb, k, 0.5)
+    np.testing.assert_allclose(preds[out], expected, rtol=0, atol=1e-5)
+    lsb_a, lsb_b = 4.0 * 2.0 ** -k, 0.5 * 2.0 ** -k  # each decoded on its own, finer grid
+    assert np.abs(expected - 0.5 * xa - 3.0 * xb).max() < 0.5 * lsb_a + 3.0 * lsb_b
+
+
+def test_sources_with_different_k_or_signedness_are_rejected(build_dir):
+    mixed = Network()
+    a = mixed.add_population("a", 2, FewSpikeReluInput(k=4, alpha=4.0, signed_input=True))
+    b = mixed.add_population("b", 2, FewSpikeReluInput(k=4, alpha=2.0))
+    out = mixed.add_population("out", 2, FewSpikeRelu(k=4, alpha=4.0, readout="var"))
+    mixed.connect(a, out, OneToOne(1.0))
+    mixed.connect(b, out, OneToOne(1.0))
+    mixed.outputs = [out]
+    with pytest.raises(ValueError, match="all be signed or all unsigned"):
+        _enter(FewSpikeCompiler(k=4, rng_seed=1, build_dir=str(build_dir)).compile(mixed))
     net2 = Network()
     a2 = net2.add_population("a", 2, FewSpikeReluInput(k=6, alpha=4.0))
     out2 = net2.add_population("out", 2, FewSpikeRelu(k=4, alpha=4.0, readout="var"))

@@ -1,6 +1,6 @@
-"""Few-spike codes rounded to the nearest step (``rounding="nearest"``, distsnn's option):
-encoding, re-encoding and spikes against exact numpy codes, the converter and the command
-line passing it on, and the error over a deep network against floor's.
+"""Few-spike codes rounded to the nearest step (``rounding="nearest"``) and α with headroom,
+distsnn's options: encoding, re-encoding and spikes against exact numpy codes, the converter
+passing them on, the error over a deep network against floor's, saturation against headroom.
 
 Contract: unsigned x_hat = min(round(max(x, 0) / S) S, alpha (1 - 2^-K)), S = alpha 2^-K;
 signed (even K) x_hat = sign(x) min(round(|x| / S), 2^(K/2) - 1) S, S = alpha 2^-(K/2); halves
@@ -111,6 +111,29 @@ def test_rounding_to_nearest_halves_the_error_of_a_deep_network(build_dir):
         preds, _ = _predict(net, {inputs[0]: x}, build_dir, 6)
         errors[rounding] = np.abs(preds[outputs[0]] - ann).mean()
     assert errors["nearest"] < 0.5 * errors["floor"], errors
+
+
+def test_headroom_codes_activations_beyond_the_normalisation_data(build_dir):
+    """Hidden α = headroom x the data's maximum / (1 - 2^-K), the input's unchanged. Inputs
+    brighter than the normalisation data's (1.8 x, capped at its maximum 1) drive the hidden
+    layers past the data's maxima: their codes saturate without headroom, not with 2."""
+    model = _deep_chain(depth=3)
+    norm = np.random.default_rng(4).uniform(0, 1, (64, 16)).astype(np.float32)
+    x = np.minimum(1.8 * norm[:16], 1.0)
+    ann = model.predict(x, verbose=0).astype(np.float64)
+    errors, alphas = {}, {}
+    for headroom in (1.0, 2.0):
+        net, inputs, outputs, _ = FewSpike(k=10, norm_data=norm, rounding="nearest",
+                                           headroom=headroom).convert(model)
+        alphas[headroom] = {p.name: p.neuron.alpha for p in net.populations}
+        preds, _ = _predict(net, {inputs[0]: x}, build_dir, 10)
+        errors[headroom] = np.abs(preds[outputs[0]] - ann).max()
+    name = net.inputs[0].name
+    assert alphas[2.0][name] == alphas[1.0][name]
+    assert all(alphas[2.0][p] == pytest.approx(2 * alphas[1.0][p]) for p in ("h0", "h1", "h2"))
+    assert errors[2.0] < 0.01 * np.abs(ann).max() and errors[2.0] < 0.2 * errors[1.0], errors
+    with pytest.raises(ConversionError, match="headroom must be at least 1"):
+        FewSpike(headroom=0.5)
 
 
 def test_rounding_survives_the_network_file_and_is_checked(tmp_path):
