@@ -31,11 +31,17 @@ from pathlib import Path
 TORCH_PYTHON = "/work/peers-venv/bin/python"
 MODELS = ("mobilenet_v2", "resnet18", "resnet34", "resnet50", "vgg11_bn", "vgg16")
 SMALL_OK = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")  # VGG's classifier needs 224
-#: (label, method, K): few-spike at distsnn's default K = 8 and at K = 16, 24 (a random
-#: network's logits differ little between classes, and K-bit floor errors add up over ~36-50
-#: layers)
-METHODS = (("few-spike K=8", "few-spike", 8), ("few-spike K=16", "few-spike", 16),
-           ("few-spike K=24", "few-spike", 24), ("data-norm", "data-norm", None))
+#: (label, method, K, rounding, headroom): few-spike at distsnn's default K = 8 and at K = 16
+#: (a random network's logits differ little between classes, and K-bit floor errors add up
+#: over ~36-50 layers), rounded to the nearest step (``--rounding nearest``) at K = 8 and 12,
+#: and with α twice the normalisation data's maxima (``--headroom 2``) at K = 12 and 16
+METHODS = (("few-spike K=8", "few-spike", 8, "floor", 1),
+           ("few-spike K=16", "few-spike", 16, "floor", 1),
+           ("few-spike K=8 nearest", "few-spike", 8, "nearest", 1),
+           ("few-spike K=12 nearest", "few-spike", 12, "nearest", 1),
+           ("few-spike K=12 nearest x2", "few-spike", 12, "nearest", 2),
+           ("few-spike K=16 nearest x2", "few-spike", 16, "nearest", 2),
+           ("data-norm", "data-norm", None, None, None))
 RATE_T = {32: 256, 224: 64}
 #: normalisation examples (few-spike's α, data-norm's λ: maxima over them; with 16 at 32x32,
 #: test activations above the maximum saturated and cost ResNet-34 1 in 19 clear examples)
@@ -151,12 +157,15 @@ def run_model(name: str, size: int, n_examples: int, work: Path, timeout: float,
     for subset, mask in subsets:
         if mask.sum() >= 2:
             np.savez(work / f"{name}_{size}_{subset}.npz", x=x[mask], y=top1[mask])
-    for label, method, k in methods:
-        tag = f"{name}_{size}_{method}{k or ''}"
+    for label, method, k, rounding, headroom in methods:
+        tag = (f"{name}_{size}_{method}{k or ''}" + ("_nearest" if rounding == "nearest" else "")
+               + (f"_x{headroom}" if headroom and headroom != 1 else ""))
         net = work / f"{tag}.h5"
         cmd = [Path(sys.executable).parent / "distsnn", "convert", onnx_path, "-o", net,
                "--method", method, "--norm-data", work / f"norm_{size}.npz", "--k", str(k or 8),
                "-t", str(RATE_T[size])]
+        if method == "few-spike":
+            cmd += ["--rounding", rounding, "--headroom", str(headroom)]
         started = time.perf_counter()
         proc = _run(cmd, timeout)
         record: dict = {"convert_s": round(time.perf_counter() - started, 1)}
@@ -201,7 +210,7 @@ def rows(runs: list) -> list[dict]:
         base = {"model": run["model"], "size": run["size"],
                 "ANN classes": run.get("ann_distinct_classes"),
                 "clear/all": f"{run.get('clear_examples')}/{run.get('examples')}"}
-        for label, _, _ in METHODS:
+        for label, *_ in METHODS:
             if label not in run and "refused" not in run:
                 continue  # not run
             record = run.get(label, {})
