@@ -211,19 +211,27 @@ def run_examples(mlgenn: Path, scratch: Path, timeout: int) -> list[dict]:
         except subprocess.TimeoutExpired as e:
             rc, out = "timeout", str(e.stdout or "")
         lines = out.splitlines()
+        # every rank prints its line; unbuffered, two ranks' lines can share one
+        accuracies = ACCURACY.findall(out)
         run = {"script": script, "args": extra, "ranks": ranks, "rc": rc,
                "seconds": round(time.perf_counter() - start, 1),
-               "accuracy": next((l for l in lines if l.startswith("Accuracy")), None),
+               "accuracy": f"Accuracy = {accuracies[0]}%" if accuracies else None,
+               "accuracy_lines": len(accuracies),
                "reset_time": next((l.strip() for l in lines
                                    if "custom_update_reset_time" in l), None),
                "tail": None if rc == 0 else "\n".join(lines[-6:])}
         if ranks > 1:
             single = next(r for r in runs if (r["script"], r["args"], r["ranks"])
                           == (script, extra, 1))
-            run["accuracy_equals_1_rank"] = run["accuracy"] == single["accuracy"]
+            run["accuracy_equals_1_rank"] = (len(accuracies) == ranks and all(
+                f"Accuracy = {value}%" == single["accuracy"] for value in accuracies))
         runs.append(run)
         print(f"{script} {' '.join(extra)} on {ranks} rank(s): rc {rc}", flush=True)
     return runs
+
+
+#: The examples' result line, e.g. ``Accuracy = 97.5%``.
+ACCURACY = re.compile(r"Accuracy = ([0-9.]+)%")
 
 
 def distributed(examples: Path, script: str) -> str:
