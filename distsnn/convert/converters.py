@@ -528,9 +528,9 @@ class FewSpike(Converter):
         if pool is None:
             super().connect_term(network, source, target, term, scale)
             return
-        k, alpha, rounding = self.k, float(source.neuron.alpha), self.rounding
+        k, alpha = self.k, float(source.neuron.alpha)  # settle_trees sets their rounding
         tree = few_spike_tree(network, source, target, pool,
-                              lambda: FewSpikeRelu(k=k, alpha=alpha, rounding=rounding))
+                              lambda: FewSpikeRelu(k=k, alpha=alpha))
         self._max_pool_trees.append((target, source, tree))
 
     def create_input_neurons(self, pre_convert_output) -> Neuron:

@@ -338,9 +338,9 @@ def few_spike_relu(n: FewSpikeRelu, name: str, src_alpha: float, src_signed: boo
                   " * (scalar)(1 << (HalfK - 1 - q / 2));")
     else:
         weight = "const scalar d = SrcScale * (scalar)(1 << ((K - p) % K));"
-    code = " + 0.5 * Scale" if n.rounding == "nearest" else ""  # half a step: to nearest
+    half_step = " + 0.5 * Scale" if n.rounding == "nearest" else ""  # coded to the nearest step
     sim = (f"{_FS_STEP}\n{weight}\nFx += Isyn * d;\n"
-           f"if (p == 0) {{\n    Out = Fx + {bias};\n    V = Out{code};\n    Fx = 0.0;\n}}\n"
+           f"if (p == 0) {{\n    Out = Fx + {bias};\n    V = Out{half_step};\n    Fx = 0.0;\n}}\n"
            "const scalar hT = Scale * (scalar)(1 << (K - 1 - p));")
     model = create_neuron_model(f"fs_relu_{name}", params=params, vars=vars_, sim_code=sim,
                                 threshold_condition_code="V >= hT",
